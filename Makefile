@@ -1,0 +1,84 @@
+# Coney: one Makefile for the broker, its tests and its tools.
+#   make run    install missing packages, build, start the broker on defaults
+#   make test   install, build, unit tests, integration tests, then the
+#               same tests against an AddressSanitizer+UBSan build
+#   make asan   build the sanitizer binaries under build/asan
+
+CC      ?= gcc
+PKGS    := openssl lmdb
+# libev ships no .pc file on Debian; fall back to -lev.
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null || echo -lssl -lcrypto -llmdb) -lev
+CHECK_CFLAGS := $(shell pkg-config --cflags check 2>/dev/null)
+CHECK_LIBS   := $(shell pkg-config --libs check 2>/dev/null)
+
+WARN    := -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter
+CFLAGS  ?= -O2 -g
+CFLAGS  += -std=c11 -D_GNU_SOURCE $(WARN) -I. $(PKG_CFLAGS) -MMD -MP
+LDLIBS  += $(PKG_LIBS) -lm
+
+BUILD   ?= build
+VERSION := $(shell cat VERSION 2>/dev/null || echo 0.0.0)
+CFLAGS  += -DCONEY_VERSION='"$(VERSION)"'
+
+CORE_SRC   := $(wildcard protocol/*.c routing/*.c storage/*.c)
+BROKER_SRC := $(wildcard broker/*.c)
+UNIT_SRC   := $(wildcard tests/unit/*.c)
+
+CORE_OBJ   := $(CORE_SRC:%.c=$(BUILD)/%.o)
+BROKER_OBJ := $(BROKER_SRC:%.c=$(BUILD)/%.o)
+UNIT_OBJ   := $(UNIT_SRC:%.c=$(BUILD)/%.o)
+
+PYTHON  := /usr/bin/python3
+PORT    ?= 5672
+
+.PHONY: all run test unit integration asan asan-test deps clean
+
+all: $(BUILD)/coney $(BUILD)/unit-tests
+
+$(BUILD)/coney: $(BROKER_OBJ) $(CORE_OBJ)
+	$(CC) $(CFLAGS) -o $@ $^ $(LDFLAGS) $(LDLIBS)
+
+$(BUILD)/unit-tests: $(UNIT_OBJ) $(CORE_OBJ)
+	$(CC) $(CFLAGS) -o $@ $^ $(LDFLAGS) $(CHECK_LIBS) $(LDLIBS)
+
+$(BUILD)/tests/unit/%.o: tests/unit/%.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(CHECK_CFLAGS) -c -o $@ $<
+
+$(BUILD)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c -o $@ $<
+
+deps:
+	@scripts/deps.sh
+
+run: deps
+	@$(MAKE) --no-print-directory $(BUILD)/coney
+	$(BUILD)/coney --port $(PORT) --data-dir ./data
+
+unit: $(BUILD)/unit-tests
+	$(BUILD)/unit-tests
+
+integration: $(BUILD)/coney
+	CONEY_BIN=$(abspath $(BUILD)/coney) $(PYTHON) -m pytest -q tests/integration
+
+asan:
+	@$(MAKE) --no-print-directory BUILD=build/asan \
+	  CFLAGS="-O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined" \
+	  LDFLAGS="-fsanitize=address,undefined" all
+
+asan-test: asan
+	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 build/asan/unit-tests
+	CONEY_BIN=$(abspath build/asan/coney) CONEY_SANITIZED=1 $(PYTHON) -m pytest -q tests/integration
+
+test: deps
+	@$(MAKE) --no-print-directory all
+	@$(MAKE) --no-print-directory unit
+	@$(MAKE) --no-print-directory integration
+	@$(MAKE) --no-print-directory asan-test
+
+clean:
+	rm -rf build
+
+-include $(CORE_OBJ:.o=.d) $(BROKER_OBJ:.o=.d) $(UNIT_OBJ:.o=.d)

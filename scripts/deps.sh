@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Install every Debian package the build and the tests need.
+# Idempotent: when everything is present it only runs dpkg-query and exits.
+set -euo pipefail
+
+PACKAGES=(
+  # build
+  gcc make pkg-config libc6-dev
+  libssl-dev liblmdb-dev libev-dev check
+  # tests: real AMQP clients against a real broker
+  python3 python3-pytest python3-pika amqp-tools
+  # sanitizer runtime comes with gcc (libasan, libubsan)
+)
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then
+    missing+=("$p")
+  fi
+done
+
+if [ ${#missing[@]} -eq 0 ]; then
+  exit 0
+fi
+
+echo "deps: installing ${missing[*]}" >&2
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+export DEBIAN_FRONTEND=noninteractive
+if ! $SUDO apt-get install -y --no-install-recommends "${missing[@]}"; then
+  $SUDO apt-get update
+  $SUDO apt-get install -y --no-install-recommends "${missing[@]}"
+fi
