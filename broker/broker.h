@@ -1,0 +1,211 @@
+/*
+ * The broker's state: vhosts hold exchanges and queues; connections hold
+ * channels; channels hold consumers and unacknowledged deliveries. All of
+ * it is owned by the loop thread and touched without locks (DESIGN.md).
+ *
+ * Lifetimes in one place:
+ * - A message is reference-counted: one reference per queue entry, per
+ *   unacked delivery, per transaction buffer. The body is stored once.
+ * - A queue is reference-counted too: the vhost's map holds one, every
+ *   unacked delivery holds one, so an ack after queue.delete stays safe.
+ *   A deleted queue has `deleted` set and is out of the map.
+ * - A connection is never freed inside its own callback: conn_close stops
+ *   its watchers and queues it; an ev_check watcher frees it later.
+ */
+#ifndef CONEY_BROKER_BROKER_H
+#define CONEY_BROKER_BROKER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "broker/buf.h"
+#include "broker/config.h"
+#include "broker/map.h"
+#include "protocol/amqp.h"
+#include "routing/route.h"
+
+struct conn;
+struct channel;
+struct vhost;
+
+/* ---- messages ---------------------------------------------------------- */
+
+typedef struct message {
+    uint32_t refs;
+    uint16_t prop_flags;
+    uint8_t delivery_mode;
+    uint8_t priority;
+    uint32_t props_len;
+    uint64_t id;                   /* unique, increasing: storage key later */
+    uint64_t body_size;
+    uint64_t body_received;        /* while assembling from body frames */
+    uint8_t *props;                /* encoded property list */
+    uint8_t *body;
+    amqp_bytes exchange;           /* as published; in the same allocation */
+    amqp_bytes routing_key;
+} message;
+
+/* One allocation for the struct, names, properties and body. Returns NULL
+ * if memory runs out. The new message has one reference. */
+message *message_new(amqp_bytes exchange_name, amqp_bytes routing_key,
+                     uint16_t prop_flags, const uint8_t *props,
+                     uint32_t props_len, uint64_t body_size);
+static inline message *message_ref(message *m) { m->refs++; return m; }
+/* Drops a reference and clears the caller's pointer. */
+void message_unref(message **m);
+/* Decodes the headers property into pool; false if absent or malformed. */
+bool message_headers(const message *m, amqp_table *out, amqp_pool *pool);
+
+/* ---- routing destinations ---------------------------------------------- */
+
+/* Queues and exchanges both start with this so a route_table destination
+ * (void *) can say which it is. */
+enum dest_kind { DEST_QUEUE = 1, DEST_EXCHANGE = 2 };
+
+/* ---- queues and consumers ---------------------------------------------- */
+
+enum { QE_REDELIVERED = 1 };
+
+typedef struct qentry {
+    message *msg;                  /* one reference */
+    uint64_t seq;                  /* per-queue order, storage key later */
+    uint32_t flags;
+} qentry;
+
+/* A ring of entries ordered by seq. */
+typedef struct qring {
+    qentry *e;
+    size_t head, count, cap;       /* cap is a power of two */
+} qring;
+
+typedef struct consumer {
+    struct consumer *next, *prev;  /* circular list on the queue */
+    struct queue *q;
+    struct channel *ch;
+    amqp_bytes tag;                /* owned */
+    uint32_t unacked;
+    uint16_t prefetch;             /* per-consumer limit, 0 = none */
+    bool no_ack;
+    bool exclusive;
+} consumer;
+
+typedef struct queue {
+    enum dest_kind kind;           /* DEST_QUEUE; must be first */
+    uint32_t refs;
+    amqp_bytes name;               /* owned */
+    struct vhost *vh;
+    uint64_t id;
+    bool durable, exclusive, auto_delete;
+    bool deleted;
+    bool had_consumer;             /* auto-delete only after a first one */
+    struct conn *owner;            /* exclusive queues: the declaring connection */
+    uint8_t *args;                 /* encoded arguments table, owned */
+    uint32_t args_len;
+    qring ready;
+    uint64_t next_seq;
+    uint32_t unacked;
+    consumer *consumers;           /* round-robin cursor into the circle */
+    uint32_t nconsumers;
+    uint64_t route_mark;           /* dedup within one publish */
+    bool dispatching;
+} queue;
+
+queue *queue_new(struct vhost *vh, amqp_bytes name, bool durable,
+                 bool exclusive, bool auto_delete, struct conn *owner,
+                 const uint8_t *args, uint32_t args_len);
+static inline void queue_ref(queue *q) { q->refs++; }
+void queue_unref(queue *q);
+/* Appends a message (takes a new reference) and delivers what it can. */
+void queue_publish(queue *q, message *m);
+/* Puts an unacked message back in seq order, redelivered; takes over the
+ * caller's reference. Drops it if the queue was deleted. */
+void queue_requeue(queue *q, message *m, uint64_t seq);
+/* Delivers ready messages to consumers that have capacity. */
+void queue_dispatch(queue *q);
+/* Takes the head for basic.get; false if empty. The entry's message
+ * reference passes to the caller. */
+bool queue_pop(queue *q, qentry *out);
+/* Drops every ready message; returns how many. */
+uint32_t queue_purge(queue *q);
+static inline uint32_t queue_ready(const queue *q) { return (uint32_t)q->ready.count; }
+
+consumer *consumer_add(queue *q, struct channel *ch, amqp_bytes tag,
+                       bool no_ack, bool exclusive, uint16_t prefetch);
+/* Removes the consumer; may auto-delete its queue. */
+void consumer_remove(consumer *c);
+
+/* ---- exchanges ---------------------------------------------------------- */
+
+typedef struct exchange {
+    enum dest_kind kind;           /* DEST_EXCHANGE; must be first */
+    amqp_bytes name;               /* owned */
+    struct vhost *vh;
+    enum route_type type;
+    bool durable, auto_delete, internal;
+    bool builtin;                  /* the default and amq.* exchanges */
+    uint8_t *args;                 /* encoded arguments table, owned */
+    uint32_t args_len;
+    amqp_bytes alternate;          /* alternate-exchange argument, owned */
+    route_table *rt;
+    uint32_t as_dest;              /* bindings that have this as destination */
+    uint64_t route_mark;
+} exchange;
+
+/* ---- virtual hosts ------------------------------------------------------ */
+
+typedef struct vhost {
+    amqp_bytes name;               /* owned */
+    map exchanges;                 /* name -> exchange */
+    map queues;                    /* name -> queue (one reference) */
+    exchange *default_ex;
+} vhost;
+
+vhost *vhost_new(const char *name);
+void vhost_free(vhost *vh);
+exchange *vhost_exchange(vhost *vh, amqp_bytes name);
+queue *vhost_queue(vhost *vh, amqp_bytes name);
+exchange *vhost_exchange_add(vhost *vh, amqp_bytes name, enum route_type type,
+                             bool durable, bool auto_delete, bool internal,
+                             const uint8_t *args, uint32_t args_len);
+/* Removes an exchange with all its bindings, both ways. */
+void vhost_exchange_delete(vhost *vh, exchange *x);
+void vhost_queue_add(vhost *vh, queue *q);
+/* Unbinds and removes the queue, cancels its consumers (notifying those
+ * that asked), drops its ready messages; returns how many it held. */
+uint32_t vhost_queue_delete(vhost *vh, queue *q);
+/* Binds dest (queue or exchange) to source; route_bind's return codes. */
+int vhost_bind(vhost *vh, exchange *src, void *dest, amqp_bytes key,
+               const uint8_t *args, uint32_t args_len);
+/* Unbinds; may auto-delete the source. route_unbind's return codes. */
+int vhost_unbind(vhost *vh, exchange *src, void *dest, amqp_bytes key,
+                 const uint8_t *args, uint32_t args_len);
+
+/* The queues a message reaches from exchange x (exchange-to-exchange
+ * bindings and alternate exchanges followed, each queue once). */
+typedef struct route_result {
+    queue **q;
+    size_t n, cap;
+} route_result;
+void vhost_route(vhost *vh, exchange *x, message *m, route_result *out);
+void route_result_free(route_result *r);
+
+/* ---- the process --------------------------------------------------------- */
+
+typedef struct broker {
+    config cfg;
+    struct ev_loop *loop;
+    map vhosts;                    /* name -> vhost */
+    struct conn *conns;            /* every live connection */
+    uint64_t next_message_id;
+    uint64_t next_queue_id;
+    uint64_t route_gen;            /* marks for route dedup */
+    uint64_t next_conn_id;
+    bool stopping;
+} broker;
+
+extern broker B;
+
+vhost *broker_vhost(amqp_bytes name);
+
+#endif

@@ -1,0 +1,1071 @@
+/*
+ * Channels: the semantics of every method a client sends on a channel.
+ * conn_gate has already checked state and framing, so each handler only
+ * validates its own arguments and acts.
+ *
+ * Unacked deliveries live in an array sorted by delivery tag (tags only
+ * grow); settling one leaves a hole that the front skips, so ack, nack and
+ * reject are a binary search and multiple-acks a walk from the front.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+
+#include "broker/conn.h"
+#include "broker/log.h"
+
+#define BYTES_FMT "%.*s"
+#define BYTES_ARG(b) (int)(b).len, (b).data
+
+static route_result route_scratch;   /* reused by every publish */
+
+/* ---- helpers ------------------------------------------------------------- */
+
+static void
+send_simple(channel *ch, uint32_t id)
+{
+    amqp_method m = { .id = id };
+    conn_send_method(ch->conn, ch->id, &m);
+}
+
+static bool
+has_prefix(amqp_bytes b, const char *prefix)
+{
+    size_t n = strlen(prefix);
+    return b.len >= n && memcmp(b.data, prefix, n) == 0;
+}
+
+/* "amq.gen-" or "amq.ctag-" followed by 22 URL-safe random characters. */
+static amqp_bytes
+random_name(const char *prefix, char *out, size_t cap)
+{
+    static const char alphabet[] =
+        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    uint8_t rnd[22];
+    if (getrandom(rnd, sizeof rnd, 0) != (ssize_t)sizeof rnd) {
+        static uint64_t counter;
+        for (size_t i = 0; i < sizeof rnd; i++)
+            rnd[i] = (uint8_t)((++counter * 2654435761u) >> 7);
+    }
+    size_t n = strlen(prefix);
+    memcpy(out, prefix, n);
+    for (size_t i = 0; i < sizeof rnd && n + 1 < cap; i++)
+        out[n++] = alphabet[rnd[i] & 63];
+    return (amqp_bytes){ out, (uint32_t)n };
+}
+
+static const char *
+vname(const channel *ch)
+{
+    return ch->conn->vh->name.data;
+}
+#define VHOST_ARG(ch) (int)(ch)->conn->vh->name.len, vname(ch)
+
+static bool
+check_exclusive(channel *ch, queue *q, uint32_t method)
+{
+    if (q->exclusive && q->owner != ch->conn) {
+        channel_error(ch, AMQP_RESOURCE_LOCKED, method,
+                      "cannot obtain exclusive access to locked queue '" BYTES_FMT
+                      "' in vhost '%.*s'. It could be originally declared on another "
+                      "connection or the exclusive property value does not match that "
+                      "of the original declaration.", BYTES_ARG(q->name), VHOST_ARG(ch));
+        return false;
+    }
+    return true;
+}
+
+/* The queue named, or the last one declared on the channel for "". */
+static queue *
+find_queue(channel *ch, amqp_bytes name, uint32_t method)
+{
+    if (name.len == 0) {
+        if (ch->last_queue.len == 0) {
+            channel_error(ch, AMQP_NOT_FOUND, method, "no previously declared queue");
+            return NULL;
+        }
+        name = ch->last_queue;
+    }
+    queue *q = vhost_queue(ch->conn->vh, name);
+    if (!q) {
+        channel_error(ch, AMQP_NOT_FOUND, method, "no queue '" BYTES_FMT "' in vhost '%.*s'",
+                      BYTES_ARG(name), VHOST_ARG(ch));
+        return NULL;
+    }
+    return q;
+}
+
+static exchange *
+find_exchange(channel *ch, amqp_bytes name, uint32_t method)
+{
+    exchange *x = vhost_exchange(ch->conn->vh, name);
+    if (!x)
+        channel_error(ch, AMQP_NOT_FOUND, method, "no exchange '" BYTES_FMT "' in vhost '%.*s'",
+                      BYTES_ARG(name), VHOST_ARG(ch));
+    return x;
+}
+
+/* The encoded form of a decoded arguments table, for storage and for
+ * comparing declarations. Returns a pointer into the conn's pool. */
+static uint8_t *
+encode_args(channel *ch, const amqp_table *t, uint32_t *len)
+{
+    if (t->n == 0) {
+        *len = 0;
+        return NULL;
+    }
+    size_t n = amqp_table_size(t);
+    uint8_t *p = amqp_pool_alloc(&ch->conn->pool, n);
+    if (!p)
+        abort();
+    amqp_table_encode(t, p);
+    *len = (uint32_t)n;
+    return p;
+}
+
+static bool
+args_equal(const uint8_t *a, uint32_t alen, const uint8_t *b, uint32_t blen)
+{
+    return alen == blen && (alen == 0 || memcmp(a, b, alen) == 0);
+}
+
+/* ---- lifetime ------------------------------------------------------------ */
+
+channel *
+channel_new(conn *c, uint16_t id)
+{
+    channel *ch = calloc(1, sizeof *ch);
+    if (!ch)
+        abort();
+    ch->conn = c;
+    ch->id = id;
+    ch->flow_active = true;
+    ch->next_tag = 1;
+    return ch;
+}
+
+static delivery *
+ua_push(channel *ch)
+{
+    if (ch->ua_len == ch->ua_cap) {
+        if (ch->ua_head > ch->ua_cap / 2) {
+            memmove(ch->ua, ch->ua + ch->ua_head, (ch->ua_len - ch->ua_head) * sizeof *ch->ua);
+            ch->ua_len -= ch->ua_head;
+            ch->ua_head = 0;
+        } else {
+            size_t cap = ch->ua_cap ? ch->ua_cap * 2 : 64;
+            delivery *d = realloc(ch->ua, cap * sizeof *d);
+            if (!d)
+                abort();
+            ch->ua = d;
+            ch->ua_cap = cap;
+        }
+    }
+    return &ch->ua[ch->ua_len++];
+}
+
+static delivery *
+ua_find(channel *ch, uint64_t tag)
+{
+    size_t lo = ch->ua_head, hi = ch->ua_len;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (ch->ua[mid].tag < tag)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    if (lo < ch->ua_len && ch->ua[lo].tag == tag && ch->ua[lo].msg)
+        return &ch->ua[lo];
+    return NULL;
+}
+
+enum settle { SETTLE_ACK, SETTLE_REQUEUE, SETTLE_DROP };
+
+/* Queues touched while settling, to dispatch to afterwards. Holds a
+ * reference on each. */
+typedef struct touched {
+    queue *q[16];
+    size_t n;
+    bool overflow;
+} touched;
+
+static void
+touched_add(touched *t, queue *q)
+{
+    for (size_t i = 0; i < t->n; i++)
+        if (t->q[i] == q)
+            return;
+    if (t->n == 16) {
+        t->overflow = true;
+        return;
+    }
+    queue_ref(q);
+    t->q[t->n++] = q;
+}
+
+static void
+touched_dispatch(channel *ch, touched *t)
+{
+    for (size_t i = 0; i < t->n; i++) {
+        queue_dispatch(t->q[i]);
+        queue_unref(t->q[i]);
+    }
+    t->n = 0;
+    if ((t->overflow || ch->global_prefetch) && !ch->released)
+        channel_kick(ch);
+}
+
+static void
+ua_settle(channel *ch, delivery *d, enum settle how, touched *t)
+{
+    queue *q = d->q;
+    if (d->c) {
+        d->c->unacked--;
+        ch->consumer_unacked--;
+        touched_add(t, d->c->q);
+    }
+    ch->ua_live--;
+    q->unacked--;
+    if (how == SETTLE_REQUEUE) {
+        queue_requeue(q, d->msg, d->seq);
+        d->msg = NULL;
+        touched_add(t, q);
+    } else {
+        message_unref(&d->msg);
+    }
+    queue_unref(q);
+    while (ch->ua_head < ch->ua_len && !ch->ua[ch->ua_head].msg)
+        ch->ua_head++;
+    if (ch->ua_head == ch->ua_len)
+        ch->ua_head = ch->ua_len = 0;
+}
+
+/* Settles tag (or everything up to it with multiple; tag 0 with multiple
+ * means all). Returns false if the tag is unknown. */
+static bool
+settle_tags(channel *ch, uint64_t tag, bool multiple, enum settle how)
+{
+    touched t = { .n = 0 };
+    if (!multiple) {
+        delivery *d = ua_find(ch, tag);
+        if (!d)
+            return false;
+        ua_settle(ch, d, how, &t);
+    } else {
+        if (tag != 0 && !ua_find(ch, tag))
+            return false;
+        for (size_t i = ch->ua_head; i < ch->ua_len; i++) {
+            delivery *d = &ch->ua[i];
+            if (tag != 0 && d->tag > tag)
+                break;
+            if (d->msg)
+                ua_settle(ch, d, how, &t);
+            if (ch->ua_len == 0)
+                break;
+        }
+    }
+    touched_dispatch(ch, &t);
+    return true;
+}
+
+static void
+channel_remove_consumer(channel *ch, consumer *c)
+{
+    for (size_t i = ch->ua_head; i < ch->ua_len; i++) {
+        if (ch->ua[i].c == c) {
+            ch->ua[i].c = NULL;
+            ch->consumer_unacked--;
+        }
+    }
+    map_del(&ch->consumers, c->tag.data, c->tag.len);
+    consumer_remove(c);
+}
+
+void
+channel_release(channel *ch)
+{
+    if (ch->released)
+        return;
+    ch->released = true;
+    message_unref(&ch->pending);
+    ch->content = CONTENT_NONE;
+    for (size_t i = 0; i < ch->tx_npubs; i++)
+        message_unref(&ch->tx_pubs[i].msg);
+    free(ch->tx_pubs);
+    free(ch->tx_ops);
+    ch->tx_pubs = NULL;
+    ch->tx_ops = NULL;
+    ch->tx_npubs = ch->tx_nops = 0;
+
+    /* Unacked messages go back to their queues, in order, before the
+     * consumers go: an auto-delete queue that dies with its last consumer
+     * then takes them with it, as in RabbitMQ. */
+    touched t = { .n = 0 };
+    for (size_t i = ch->ua_head; i < ch->ua_len; i++) {
+        delivery *d = &ch->ua[i];
+        if (!d->msg)
+            continue;
+        d->c = NULL;
+        ch->ua_live--;
+        d->q->unacked--;
+        touched_add(&t, d->q);
+        queue_requeue(d->q, d->msg, d->seq);
+        d->msg = NULL;
+        queue_unref(d->q);
+    }
+    ch->ua_head = ch->ua_len = 0;
+    ch->consumer_unacked = 0;
+    while (ch->consumers.count) {
+        map_iter it = map_first(&ch->consumers);
+        consumer *c = it.e->value;
+        map_del(&ch->consumers, c->tag.data, c->tag.len);
+        consumer_remove(c);
+    }
+    for (size_t i = 0; i < t.n; i++) {
+        queue_dispatch(t.q[i]);
+        queue_unref(t.q[i]);
+    }
+}
+
+void
+channel_free(channel *ch)
+{
+    channel_release(ch);
+    if (ch->confirm_dirty) {
+        channel **p = &ch->conn->dirty;
+        while (*p != ch)
+            p = &(*p)->dirty_next;
+        *p = ch->dirty_next;
+    }
+    map_free(&ch->consumers);
+    free(ch->ua);
+    free((char *)ch->last_queue.data);
+    free(ch);
+}
+
+/* ---- delivery ------------------------------------------------------------- */
+
+bool
+channel_consumer_ready(channel *ch, const consumer *c)
+{
+    if (ch->closing || ch->released || !ch->flow_active)
+        return false;
+    if (!c->no_ack) {
+        if (c->prefetch && c->unacked >= c->prefetch)
+            return false;
+        if (ch->global_prefetch && ch->consumer_unacked >= ch->global_prefetch)
+            return false;
+    }
+    if (!conn_writable(ch->conn)) {
+        ch->conn->blocked_by_output = true;
+        return false;
+    }
+    return true;
+}
+
+void
+channel_deliver(channel *ch, consumer *c, message *m, uint64_t seq, bool redelivered)
+{
+    uint64_t tag = ch->next_tag++;
+    amqp_method d = { .id = AMQP_BASIC_DELIVER };
+    d.a.basic_deliver.consumer_tag = c->tag;
+    d.a.basic_deliver.delivery_tag = tag;
+    d.a.basic_deliver.redelivered = redelivered;
+    d.a.basic_deliver.exchange = m->exchange;
+    d.a.basic_deliver.routing_key = m->routing_key;
+    conn_send_content(ch->conn, ch->id, &d, m);
+    if (c->no_ack) {
+        message_unref(&m);
+        return;
+    }
+    queue *q = c->q;
+    delivery *u = ua_push(ch);
+    *u = (delivery){ tag, m, q, c, seq };
+    queue_ref(q);
+    q->unacked++;
+    c->unacked++;
+    ch->consumer_unacked++;
+    ch->ua_live++;
+}
+
+void
+channel_kick(channel *ch)
+{
+    for (map_iter it = map_first(&ch->consumers); it.e; map_next(&ch->consumers, &it)) {
+        consumer *c = it.e->value;
+        queue_dispatch(c->q);
+    }
+}
+
+void
+channel_consumer_cancelled(channel *ch, consumer *c)
+{
+    if (ch->conn->cap_cancel_notify && !ch->closing) {
+        amqp_method m = { .id = AMQP_BASIC_CANCEL };
+        m.a.basic_cancel.consumer_tag = c->tag;
+        m.a.basic_cancel.no_wait = true;
+        conn_send_method(ch->conn, ch->id, &m);
+    }
+    channel_remove_consumer(ch, c);
+}
+
+/* ---- publishing ------------------------------------------------------------ */
+
+static void
+mark_confirm(channel *ch)
+{
+    if (!ch->confirm_dirty) {
+        ch->confirm_dirty = true;
+        ch->dirty_next = ch->conn->dirty;
+        ch->conn->dirty = ch;
+    }
+}
+
+void
+channel_flush_confirms(channel *ch)
+{
+    ch->confirm_dirty = false;
+    if (ch->closing || ch->confirmed >= ch->publish_seq)
+        return;
+    amqp_method m = { .id = AMQP_BASIC_ACK };
+    m.a.basic_ack.delivery_tag = ch->publish_seq;
+    m.a.basic_ack.multiple = ch->publish_seq - ch->confirmed > 1;
+    conn_send_method(ch->conn, ch->id, &m);
+    ch->confirmed = ch->publish_seq;
+}
+
+/* Routes m from x into its queues, returning it to the publisher if it
+ * was mandatory and reached none. */
+static void
+publish_route(channel *ch, exchange *x, message *m, bool mandatory)
+{
+    route_result *r = &route_scratch;
+    vhost_route(ch->conn->vh, x, m, r);
+    if (r->n == 0) {
+        if (mandatory) {
+            amqp_method ret = { .id = AMQP_BASIC_RETURN };
+            ret.a.basic_return.reply_code = AMQP_NO_ROUTE;
+            ret.a.basic_return.reply_text = AMQP_BYTES_LIT("NO_ROUTE");
+            ret.a.basic_return.exchange = m->exchange;
+            ret.a.basic_return.routing_key = m->routing_key;
+            conn_send_content(ch->conn, ch->id, &ret, m);
+        }
+        return;
+    }
+    for (size_t i = 0; i < r->n; i++)
+        queue_publish(r->q[i], m);
+}
+
+void
+channel_content_done(channel *ch)
+{
+    message *m = ch->pending;
+    ch->pending = NULL;
+    exchange *x = find_exchange(ch, m->exchange, ch->pub_method);
+    if (!x) {
+        message_unref(&m);
+        return;
+    }
+    if (x->internal) {
+        channel_error(ch, AMQP_ACCESS_REFUSED, ch->pub_method,
+                      "cannot publish to internal exchange '" BYTES_FMT "' in vhost '%.*s'",
+                      BYTES_ARG(x->name), VHOST_ARG(ch));
+        message_unref(&m);
+        return;
+    }
+    if (ch->tx) {
+        if (ch->tx_npubs == ch->tx_cap) {
+            ch->tx_cap = ch->tx_cap ? ch->tx_cap * 2 : 16;
+            ch->tx_pubs = realloc(ch->tx_pubs, ch->tx_cap * sizeof *ch->tx_pubs);
+            if (!ch->tx_pubs)
+                abort();
+        }
+        ch->tx_pubs[ch->tx_npubs++] = (tx_pub){ m, ch->pub_mandatory };
+        return;
+    }
+    if (ch->confirm) {
+        ch->publish_seq++;
+        mark_confirm(ch);
+    }
+    publish_route(ch, x, m, ch->pub_mandatory);
+    message_unref(&m);
+}
+
+/* ---- exchange class ---------------------------------------------------------- */
+
+static void
+exchange_declare(channel *ch, const amqp_exchange_declare *a)
+{
+    vhost *vh = ch->conn->vh;
+    const uint32_t M = AMQP_EXCHANGE_DECLARE;
+    if (a->passive) {
+        if (a->exchange.len && !find_exchange(ch, a->exchange, M))
+            return;
+        if (!a->no_wait)
+            send_simple(ch, AMQP_EXCHANGE_DECLARE_OK);
+        return;
+    }
+    if (a->exchange.len == 0) {
+        channel_error(ch, AMQP_ACCESS_REFUSED, M, "operation not permitted on the default exchange");
+        return;
+    }
+    if (has_prefix(a->exchange, "amq.")) {
+        channel_error(ch, AMQP_ACCESS_REFUSED, M,
+                      "exchange name '" BYTES_FMT "' contains reserved prefix 'amq.*'",
+                      BYTES_ARG(a->exchange));
+        return;
+    }
+    enum route_type type;
+    if (!route_type_parse(a->type, &type)) {
+        channel_error(ch, AMQP_PRECONDITION_FAILED, M,
+                      "invalid exchange type '" BYTES_FMT "' for exchange '" BYTES_FMT
+                      "' in vhost '%.*s'", BYTES_ARG(a->type), BYTES_ARG(a->exchange),
+                      VHOST_ARG(ch));
+        return;
+    }
+    uint32_t alen;
+    uint8_t *args = encode_args(ch, &a->arguments, &alen);
+    exchange *x = vhost_exchange(vh, a->exchange);
+    if (x) {
+        const char *arg = NULL;
+        char got[64], cur[64];
+        if (x->type != type) {
+            arg = "type";
+            snprintf(got, sizeof got, "%s", route_type_name(type));
+            snprintf(cur, sizeof cur, "%s", route_type_name(x->type));
+        } else if (x->durable != a->durable) {
+            arg = "durable";
+        } else if (x->auto_delete != a->auto_delete) {
+            arg = "auto_delete";
+        } else if (x->internal != a->internal) {
+            arg = "internal";
+        } else if (!args_equal(x->args, x->args_len, args, alen)) {
+            arg = "arguments";
+        }
+        if (arg) {
+            if (strcmp(arg, "type") != 0) {
+                bool g = strcmp(arg, "durable") == 0 ? a->durable
+                       : strcmp(arg, "auto_delete") == 0 ? a->auto_delete : a->internal;
+                snprintf(got, sizeof got, "%s", g ? "true" : "false");
+                snprintf(cur, sizeof cur, "%s", g ? "false" : "true");
+            }
+            if (strcmp(arg, "arguments") == 0)
+                channel_error(ch, AMQP_PRECONDITION_FAILED, M,
+                              "inequivalent arguments for exchange '" BYTES_FMT "' in vhost '%.*s'",
+                              BYTES_ARG(a->exchange), VHOST_ARG(ch));
+            else
+                channel_error(ch, AMQP_PRECONDITION_FAILED, M,
+                              "inequivalent arg '%s' for exchange '" BYTES_FMT "' in vhost "
+                              "'%.*s': received '%s' but current is '%s'", arg,
+                              BYTES_ARG(a->exchange), VHOST_ARG(ch), got, cur);
+            return;
+        }
+    } else {
+        vhost_exchange_add(vh, a->exchange, type, a->durable, a->auto_delete,
+                           a->internal, args, alen);
+    }
+    if (!a->no_wait)
+        send_simple(ch, AMQP_EXCHANGE_DECLARE_OK);
+}
+
+static void
+exchange_delete(channel *ch, const amqp_exchange_delete *a)
+{
+    const uint32_t M = AMQP_EXCHANGE_DELETE;
+    if (a->exchange.len == 0) {
+        channel_error(ch, AMQP_ACCESS_REFUSED, M, "operation not permitted on the default exchange");
+        return;
+    }
+    if (has_prefix(a->exchange, "amq.")) {
+        channel_error(ch, AMQP_ACCESS_REFUSED, M,
+                      "exchange name '" BYTES_FMT "' contains reserved prefix 'amq.*'",
+                      BYTES_ARG(a->exchange));
+        return;
+    }
+    exchange *x = vhost_exchange(ch->conn->vh, a->exchange);
+    if (x) {
+        if (a->if_unused && route_count(x->rt) > 0) {
+            channel_error(ch, AMQP_PRECONDITION_FAILED, M,
+                          "exchange '" BYTES_FMT "' in vhost '%.*s' in use",
+                          BYTES_ARG(a->exchange), VHOST_ARG(ch));
+            return;
+        }
+        vhost_exchange_delete(ch->conn->vh, x);
+    }
+    if (!a->no_wait)
+        send_simple(ch, AMQP_EXCHANGE_DELETE_OK);
+}
+
+static void
+exchange_bind(channel *ch, const amqp_exchange_bind *a, bool bind)
+{
+    const uint32_t M = bind ? AMQP_EXCHANGE_BIND : AMQP_EXCHANGE_UNBIND;
+    if (a->source.len == 0 || a->destination.len == 0) {
+        channel_error(ch, AMQP_ACCESS_REFUSED, M, "operation not permitted on the default exchange");
+        return;
+    }
+    exchange *dst = find_exchange(ch, a->destination, M);
+    if (!dst)
+        return;
+    exchange *src = find_exchange(ch, a->source, M);
+    if (!src)
+        return;
+    uint32_t alen;
+    uint8_t *args = encode_args(ch, &a->arguments, &alen);
+    if (bind) {
+        int rc = vhost_bind(ch->conn->vh, src, dst, a->routing_key, args, alen);
+        if (rc < 0) {
+            channel_error(ch, AMQP_PRECONDITION_FAILED, M, "invalid binding arguments");
+            return;
+        }
+    } else {
+        vhost_unbind(ch->conn->vh, src, dst, a->routing_key, args, alen);
+    }
+    if (!a->no_wait)
+        send_simple(ch, bind ? AMQP_EXCHANGE_BIND_OK : AMQP_EXCHANGE_UNBIND_OK);
+}
+
+/* ---- queue class ------------------------------------------------------------- */
+
+static void
+set_last_queue(channel *ch, amqp_bytes name)
+{
+    free((char *)ch->last_queue.data);
+    char *d = malloc(name.len ? name.len : 1);
+    if (!d)
+        abort();
+    memcpy(d, name.data, name.len);
+    ch->last_queue = (amqp_bytes){ d, name.len };
+}
+
+static void
+queue_declare(channel *ch, const amqp_queue_declare *a)
+{
+    const uint32_t M = AMQP_QUEUE_DECLARE;
+    vhost *vh = ch->conn->vh;
+    char genbuf[64];
+    amqp_bytes name = a->queue;
+    queue *q = NULL;
+    if (a->passive) {
+        q = find_queue(ch, name, M);
+        if (!q || !check_exclusive(ch, q, M))
+            return;
+    } else {
+        if (name.len == 0) {
+            do
+                name = random_name("amq.gen-", genbuf, sizeof genbuf);
+            while (vhost_queue(vh, name));
+        } else if (has_prefix(name, "amq.")) {
+            channel_error(ch, AMQP_ACCESS_REFUSED, M,
+                          "queue name '" BYTES_FMT "' contains reserved prefix 'amq.*'",
+                          BYTES_ARG(name));
+            return;
+        }
+        uint32_t alen;
+        uint8_t *args = encode_args(ch, &a->arguments, &alen);
+        q = vhost_queue(vh, name);
+        if (q) {
+            if (!check_exclusive(ch, q, M))
+                return;
+            const char *arg = NULL;
+            bool got = false;
+            if (q->durable != a->durable) { arg = "durable"; got = a->durable; }
+            else if (q->exclusive != a->exclusive) { arg = "exclusive"; got = a->exclusive; }
+            else if (q->auto_delete != a->auto_delete) { arg = "auto_delete"; got = a->auto_delete; }
+            if (arg) {
+                channel_error(ch, AMQP_PRECONDITION_FAILED, M,
+                              "inequivalent arg '%s' for queue '" BYTES_FMT "' in vhost '%.*s': "
+                              "received '%s' but current is '%s'", arg, BYTES_ARG(name),
+                              VHOST_ARG(ch), got ? "true" : "false", got ? "false" : "true");
+                return;
+            }
+            if (!args_equal(q->args, q->args_len, args, alen)) {
+                channel_error(ch, AMQP_PRECONDITION_FAILED, M,
+                              "inequivalent arguments for queue '" BYTES_FMT "' in vhost '%.*s'",
+                              BYTES_ARG(name), VHOST_ARG(ch));
+                return;
+            }
+        } else {
+            q = queue_new(vh, name, a->durable, a->exclusive, a->auto_delete,
+                          a->exclusive ? ch->conn : NULL, args, alen);
+            vhost_queue_add(vh, q);
+        }
+    }
+    set_last_queue(ch, q->name);
+    if (!a->no_wait) {
+        amqp_method ok = { .id = AMQP_QUEUE_DECLARE_OK };
+        ok.a.queue_declare_ok.queue = q->name;
+        ok.a.queue_declare_ok.message_count = queue_ready(q);
+        ok.a.queue_declare_ok.consumer_count = q->nconsumers;
+        conn_send_method(ch->conn, ch->id, &ok);
+    }
+}
+
+static void
+queue_bind(channel *ch, amqp_bytes qname, amqp_bytes xname, amqp_bytes key,
+           const amqp_table *arguments, bool no_wait, bool bind)
+{
+    const uint32_t M = bind ? AMQP_QUEUE_BIND : AMQP_QUEUE_UNBIND;
+    queue *q = find_queue(ch, qname, M);
+    if (!q)
+        return;
+    if (qname.len == 0 && key.len == 0)
+        key = q->name;             /* the spec's rule for an empty queue name */
+    if (xname.len == 0) {
+        channel_error(ch, AMQP_ACCESS_REFUSED, M, "operation not permitted on the default exchange");
+        return;
+    }
+    exchange *x = find_exchange(ch, xname, M);
+    if (!x || !check_exclusive(ch, q, M))
+        return;
+    uint32_t alen;
+    uint8_t *args = encode_args(ch, arguments, &alen);
+    if (bind) {
+        if (vhost_bind(ch->conn->vh, x, q, key, args, alen) < 0) {
+            channel_error(ch, AMQP_PRECONDITION_FAILED, M, "invalid binding arguments");
+            return;
+        }
+    } else {
+        vhost_unbind(ch->conn->vh, x, q, key, args, alen);
+    }
+    if (!no_wait)
+        send_simple(ch, bind ? AMQP_QUEUE_BIND_OK : AMQP_QUEUE_UNBIND_OK);
+}
+
+static void
+queue_purge_method(channel *ch, const amqp_queue_purge *a)
+{
+    queue *q = find_queue(ch, a->queue, AMQP_QUEUE_PURGE);
+    if (!q || !check_exclusive(ch, q, AMQP_QUEUE_PURGE))
+        return;
+    uint32_t n = queue_purge(q);
+    if (!a->no_wait) {
+        amqp_method ok = { .id = AMQP_QUEUE_PURGE_OK };
+        ok.a.queue_purge_ok.message_count = n;
+        conn_send_method(ch->conn, ch->id, &ok);
+    }
+}
+
+static void
+queue_delete_method(channel *ch, const amqp_queue_delete *a)
+{
+    const uint32_t M = AMQP_QUEUE_DELETE;
+    amqp_bytes name = a->queue.len ? a->queue : ch->last_queue;
+    queue *q = vhost_queue(ch->conn->vh, name);
+    uint32_t n = 0;
+    if (q) {
+        if (!check_exclusive(ch, q, M))
+            return;
+        if (a->if_unused && q->nconsumers) {
+            channel_error(ch, AMQP_PRECONDITION_FAILED, M,
+                          "queue '" BYTES_FMT "' in vhost '%.*s' in use",
+                          BYTES_ARG(q->name), VHOST_ARG(ch));
+            return;
+        }
+        if (a->if_empty && queue_ready(q)) {
+            channel_error(ch, AMQP_PRECONDITION_FAILED, M,
+                          "queue '" BYTES_FMT "' in vhost '%.*s' is not empty",
+                          BYTES_ARG(q->name), VHOST_ARG(ch));
+            return;
+        }
+        n = vhost_queue_delete(ch->conn->vh, q);
+    }
+    if (!a->no_wait) {
+        amqp_method ok = { .id = AMQP_QUEUE_DELETE_OK };
+        ok.a.queue_delete_ok.message_count = n;
+        conn_send_method(ch->conn, ch->id, &ok);
+    }
+}
+
+/* ---- basic class -------------------------------------------------------------- */
+
+static void
+basic_qos(channel *ch, const amqp_basic_qos *a)
+{
+    if (a->prefetch_size != 0) {
+        conn_error(ch->conn, AMQP_NOT_IMPLEMENTED, AMQP_BASIC_QOS,
+                   "prefetch_size!=0 (%u)", a->prefetch_size);
+        return;
+    }
+    if (a->global)
+        ch->global_prefetch = a->prefetch_count;
+    else
+        ch->prefetch = a->prefetch_count;
+    send_simple(ch, AMQP_BASIC_QOS_OK);
+    channel_kick(ch);
+}
+
+static void
+basic_consume(channel *ch, const amqp_basic_consume *a)
+{
+    const uint32_t M = AMQP_BASIC_CONSUME;
+    queue *q = find_queue(ch, a->queue, M);
+    if (!q || !check_exclusive(ch, q, M))
+        return;
+    char tagbuf[64];
+    amqp_bytes tag = a->consumer_tag;
+    if (tag.len == 0) {
+        do
+            tag = random_name("amq.ctag-", tagbuf, sizeof tagbuf);
+        while (map_get(&ch->consumers, tag.data, tag.len));
+    } else if (map_get(&ch->consumers, tag.data, tag.len)) {
+        conn_error(ch->conn, AMQP_NOT_ALLOWED, M, "attempt to reuse consumer tag '" BYTES_FMT "'",
+                   BYTES_ARG(tag));
+        return;
+    }
+    bool locked = q->nconsumers && (a->exclusive || q->consumers->exclusive);
+    if (locked) {
+        channel_error(ch, AMQP_ACCESS_REFUSED, M,
+                      "queue '" BYTES_FMT "' in vhost '%.*s' in exclusive use",
+                      BYTES_ARG(q->name), VHOST_ARG(ch));
+        return;
+    }
+    consumer *c = consumer_add(q, ch, tag, a->no_ack, a->exclusive, ch->prefetch);
+    map_put(&ch->consumers, c->tag.data, c->tag.len, c);
+    if (!a->no_wait) {
+        amqp_method ok = { .id = AMQP_BASIC_CONSUME_OK };
+        ok.a.basic_consume_ok.consumer_tag = c->tag;
+        conn_send_method(ch->conn, ch->id, &ok);
+    }
+    queue_dispatch(q);
+}
+
+static void
+basic_cancel(channel *ch, const amqp_basic_cancel *a)
+{
+    /* Reply before removing: the tag's bytes may belong to the consumer. */
+    if (!a->no_wait) {
+        amqp_method ok = { .id = AMQP_BASIC_CANCEL_OK };
+        ok.a.basic_cancel_ok.consumer_tag = a->consumer_tag;
+        conn_send_method(ch->conn, ch->id, &ok);
+    }
+    consumer *c = map_get(&ch->consumers, a->consumer_tag.data, a->consumer_tag.len);
+    if (c)
+        channel_remove_consumer(ch, c);
+}
+
+static void
+basic_get(channel *ch, const amqp_basic_get *a)
+{
+    queue *q = find_queue(ch, a->queue, AMQP_BASIC_GET);
+    if (!q || !check_exclusive(ch, q, AMQP_BASIC_GET))
+        return;
+    qentry e;
+    if (!queue_pop(q, &e)) {
+        send_simple(ch, AMQP_BASIC_GET_EMPTY);
+        return;
+    }
+    uint64_t tag = ch->next_tag++;
+    amqp_method ok = { .id = AMQP_BASIC_GET_OK };
+    ok.a.basic_get_ok.delivery_tag = tag;
+    ok.a.basic_get_ok.redelivered = e.flags & QE_REDELIVERED;
+    ok.a.basic_get_ok.exchange = e.msg->exchange;
+    ok.a.basic_get_ok.routing_key = e.msg->routing_key;
+    ok.a.basic_get_ok.message_count = queue_ready(q);
+    conn_send_content(ch->conn, ch->id, &ok, e.msg);
+    if (a->no_ack) {
+        message_unref(&e.msg);
+        return;
+    }
+    delivery *u = ua_push(ch);
+    *u = (delivery){ tag, e.msg, q, NULL, e.seq };
+    queue_ref(q);
+    q->unacked++;
+    ch->ua_live++;
+}
+
+static void
+tx_record(channel *ch, uint8_t kind, uint64_t tag, bool multiple, bool requeue)
+{
+    if (ch->tx_nops == ch->tx_opcap) {
+        ch->tx_opcap = ch->tx_opcap ? ch->tx_opcap * 2 : 16;
+        ch->tx_ops = realloc(ch->tx_ops, ch->tx_opcap * sizeof *ch->tx_ops);
+        if (!ch->tx_ops)
+            abort();
+    }
+    ch->tx_ops[ch->tx_nops++] = (tx_op){ kind, multiple, requeue, tag };
+}
+
+static void
+basic_settle(channel *ch, uint32_t method, uint8_t kind, uint64_t tag, bool multiple,
+             bool requeue)
+{
+    bool known = (multiple && tag == 0) || ua_find(ch, tag);
+    if (!known) {
+        channel_error(ch, AMQP_PRECONDITION_FAILED, method, "unknown delivery tag %llu",
+                      (unsigned long long)tag);
+        return;
+    }
+    if (ch->tx) {
+        tx_record(ch, kind, tag, multiple, requeue);
+        return;
+    }
+    enum settle how = kind == TX_ACK ? SETTLE_ACK : requeue ? SETTLE_REQUEUE : SETTLE_DROP;
+    settle_tags(ch, tag, multiple, how);
+}
+
+static void
+basic_recover(channel *ch, bool requeue, bool async)
+{
+    if (!requeue) {
+        conn_error(ch->conn, AMQP_NOT_IMPLEMENTED,
+                   async ? AMQP_BASIC_RECOVER_ASYNC : AMQP_BASIC_RECOVER, "requeue=false");
+        return;
+    }
+    if (ch->ua_live)
+        settle_tags(ch, 0, true, SETTLE_REQUEUE);
+    if (!async)
+        send_simple(ch, AMQP_BASIC_RECOVER_OK);
+}
+
+/* ---- confirm and tx -------------------------------------------------------------- */
+
+static void
+tx_commit(channel *ch)
+{
+    for (size_t i = 0; i < ch->tx_npubs; i++) {
+        message *m = ch->tx_pubs[i].msg;
+        exchange *x = vhost_exchange(ch->conn->vh, m->exchange);
+        if (x)
+            publish_route(ch, x, m, ch->tx_pubs[i].mandatory);
+        message_unref(&ch->tx_pubs[i].msg);
+    }
+    ch->tx_npubs = 0;
+    for (size_t i = 0; i < ch->tx_nops; i++) {
+        tx_op *op = &ch->tx_ops[i];
+        enum settle how = op->kind == TX_ACK ? SETTLE_ACK
+                        : op->requeue ? SETTLE_REQUEUE : SETTLE_DROP;
+        settle_tags(ch, op->tag, op->multiple, how);
+    }
+    ch->tx_nops = 0;
+}
+
+static void
+tx_rollback(channel *ch)
+{
+    for (size_t i = 0; i < ch->tx_npubs; i++)
+        message_unref(&ch->tx_pubs[i].msg);
+    ch->tx_npubs = 0;
+    ch->tx_nops = 0;
+}
+
+/* ---- dispatch ---------------------------------------------------------------------- */
+
+void
+channel_method(channel *ch, const amqp_method *m)
+{
+    const uint32_t id = m->id;
+    switch (id) {
+    case AMQP_CHANNEL_FLOW:
+        ch->flow_active = m->a.channel_flow.active;
+        {
+            amqp_method ok = { .id = AMQP_CHANNEL_FLOW_OK };
+            ok.a.channel_flow_ok.active = ch->flow_active;
+            conn_send_method(ch->conn, ch->id, &ok);
+        }
+        if (ch->flow_active)
+            channel_kick(ch);
+        return;
+    case AMQP_CHANNEL_FLOW_OK:
+        return;
+    case AMQP_ACCESS_REQUEST: {
+        amqp_method ok = { .id = AMQP_ACCESS_REQUEST_OK };
+        ok.a.access_request_ok.reserved_1 = 1;
+        conn_send_method(ch->conn, ch->id, &ok);
+        return;
+    }
+    case AMQP_EXCHANGE_DECLARE:
+        exchange_declare(ch, &m->a.exchange_declare);
+        return;
+    case AMQP_EXCHANGE_DELETE:
+        exchange_delete(ch, &m->a.exchange_delete);
+        return;
+    case AMQP_EXCHANGE_BIND:
+        exchange_bind(ch, &m->a.exchange_bind, true);
+        return;
+    case AMQP_EXCHANGE_UNBIND:
+        exchange_bind(ch, &m->a.exchange_unbind, false);
+        return;
+    case AMQP_QUEUE_DECLARE:
+        queue_declare(ch, &m->a.queue_declare);
+        return;
+    case AMQP_QUEUE_BIND: {
+        const amqp_queue_bind *a = &m->a.queue_bind;
+        queue_bind(ch, a->queue, a->exchange, a->routing_key, &a->arguments, a->no_wait, true);
+        return;
+    }
+    case AMQP_QUEUE_UNBIND: {
+        const amqp_queue_unbind *a = &m->a.queue_unbind;
+        queue_bind(ch, a->queue, a->exchange, a->routing_key, &a->arguments, false, false);
+        return;
+    }
+    case AMQP_QUEUE_PURGE:
+        queue_purge_method(ch, &m->a.queue_purge);
+        return;
+    case AMQP_QUEUE_DELETE:
+        queue_delete_method(ch, &m->a.queue_delete);
+        return;
+    case AMQP_BASIC_QOS:
+        basic_qos(ch, &m->a.basic_qos);
+        return;
+    case AMQP_BASIC_CONSUME:
+        basic_consume(ch, &m->a.basic_consume);
+        return;
+    case AMQP_BASIC_CANCEL:
+        basic_cancel(ch, &m->a.basic_cancel);
+        return;
+    case AMQP_BASIC_GET:
+        basic_get(ch, &m->a.basic_get);
+        return;
+    case AMQP_BASIC_ACK:
+        basic_settle(ch, id, TX_ACK, m->a.basic_ack.delivery_tag, m->a.basic_ack.multiple, false);
+        return;
+    case AMQP_BASIC_REJECT:
+        basic_settle(ch, id, TX_REJECT, m->a.basic_reject.delivery_tag, false,
+                     m->a.basic_reject.requeue);
+        return;
+    case AMQP_BASIC_NACK:
+        basic_settle(ch, id, TX_NACK, m->a.basic_nack.delivery_tag, m->a.basic_nack.multiple,
+                     m->a.basic_nack.requeue);
+        return;
+    case AMQP_BASIC_RECOVER:
+        basic_recover(ch, m->a.basic_recover.requeue, false);
+        return;
+    case AMQP_BASIC_RECOVER_ASYNC:
+        basic_recover(ch, m->a.basic_recover_async.requeue, true);
+        return;
+    case AMQP_CONFIRM_SELECT:
+        if (ch->tx) {
+            channel_error(ch, AMQP_PRECONDITION_FAILED, id, "cannot switch from tx to confirm mode");
+            return;
+        }
+        ch->confirm = true;
+        if (!m->a.confirm_select.no_wait)
+            send_simple(ch, AMQP_CONFIRM_SELECT_OK);
+        return;
+    case AMQP_TX_SELECT:
+        if (ch->confirm) {
+            channel_error(ch, AMQP_PRECONDITION_FAILED, id, "cannot switch from confirm to tx mode");
+            return;
+        }
+        ch->tx = true;
+        send_simple(ch, AMQP_TX_SELECT_OK);
+        return;
+    case AMQP_TX_COMMIT:
+    case AMQP_TX_ROLLBACK:
+        if (!ch->tx) {
+            channel_error(ch, AMQP_PRECONDITION_FAILED, id, "channel is not transactional");
+            return;
+        }
+        if (id == AMQP_TX_COMMIT)
+            tx_commit(ch);
+        else
+            tx_rollback(ch);
+        send_simple(ch, id == AMQP_TX_COMMIT ? AMQP_TX_COMMIT_OK : AMQP_TX_ROLLBACK_OK);
+        return;
+    default:
+        conn_error(ch->conn, AMQP_COMMAND_INVALID, id, "unimplemented method");
+    }
+}

@@ -1,0 +1,180 @@
+#include "broker/config.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "broker/log.h"
+
+void
+config_defaults(config *c)
+{
+    memset(c, 0, sizeof *c);
+    snprintf(c->bind_addr, sizeof c->bind_addr, "0.0.0.0");
+    c->port = 5672;
+    snprintf(c->data_dir, sizeof c->data_dir, "./data");
+    c->heartbeat = 60;
+    c->frame_max = 131072;
+    c->channel_max = 2047;
+    c->max_message_size = 134217728;
+    snprintf(c->default_user, sizeof c->default_user, "guest");
+    snprintf(c->default_pass, sizeof c->default_pass, "guest");
+    snprintf(c->default_vhost, sizeof c->default_vhost, "/");
+    c->default_user_loopback_only = true;
+    c->log_level = LOG_INFO;
+}
+
+static int
+parse_uint(const char *s, uint64_t max, uint64_t *out)
+{
+    char *end;
+    errno = 0;
+    if (!isdigit((unsigned char)*s))
+        return -1;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno || *end || v > max)
+        return -1;
+    *out = v;
+    return 0;
+}
+
+static int
+parse_bool(const char *s, bool *out)
+{
+    if (strcmp(s, "true") == 0) { *out = true; return 0; }
+    if (strcmp(s, "false") == 0) { *out = false; return 0; }
+    return -1;
+}
+
+/* "5672", "127.0.0.1:5672" or ":::5672" as RabbitMQ's listeners accept. */
+static int
+parse_listener(config *c, const char *v)
+{
+    const char *colon = strrchr(v, ':');
+    uint64_t port;
+    if (!colon) {
+        if (parse_uint(v, 65535, &port))
+            return -1;
+        c->port = (int)port;
+        return 0;
+    }
+    if (parse_uint(colon + 1, 65535, &port))
+        return -1;
+    size_t hlen = (size_t)(colon - v);
+    if (hlen == 0 || hlen >= sizeof c->bind_addr)
+        return -1;
+    memcpy(c->bind_addr, v, hlen);
+    c->bind_addr[hlen] = 0;
+    if (strcmp(c->bind_addr, "::") == 0)
+        snprintf(c->bind_addr, sizeof c->bind_addr, "::");
+    c->port = (int)port;
+    return 0;
+}
+
+static int
+copy_str(char *dst, size_t cap, const char *v)
+{
+    if (strlen(v) >= cap)
+        return -1;
+    memcpy(dst, v, strlen(v) + 1);
+    return 0;
+}
+
+int
+config_set(config *c, const char *key, const char *value, char *err, int errlen)
+{
+    uint64_t n;
+    int rc = 0;
+    if (strcmp(key, "listeners.tcp.default") == 0 ||
+        strncmp(key, "listeners.tcp.", 14) == 0) {
+        rc = parse_listener(c, value);
+    } else if (strcmp(key, "heartbeat") == 0) {
+        rc = parse_uint(value, 65535, &n);
+        if (!rc) c->heartbeat = (uint16_t)n;
+    } else if (strcmp(key, "frame_max") == 0) {
+        rc = parse_uint(value, UINT32_MAX, &n);
+        if (!rc && n != 0 && n < 4096) rc = -1;
+        if (!rc) c->frame_max = (uint32_t)n;
+    } else if (strcmp(key, "channel_max") == 0) {
+        rc = parse_uint(value, 65535, &n);
+        if (!rc) c->channel_max = (uint16_t)n;
+    } else if (strcmp(key, "max_message_size") == 0) {
+        rc = parse_uint(value, 536870912, &n);
+        if (!rc) c->max_message_size = n;
+    } else if (strcmp(key, "default_user") == 0) {
+        rc = copy_str(c->default_user, sizeof c->default_user, value);
+    } else if (strcmp(key, "default_pass") == 0) {
+        rc = copy_str(c->default_pass, sizeof c->default_pass, value);
+    } else if (strcmp(key, "default_vhost") == 0) {
+        rc = copy_str(c->default_vhost, sizeof c->default_vhost, value);
+    } else if (strcmp(key, "loopback_users") == 0) {
+        if (strcmp(value, "none") != 0) rc = -1;
+        else c->default_user_loopback_only = false;
+    } else if (strncmp(key, "loopback_users.", 15) == 0) {
+        bool b;
+        rc = parse_bool(value, &b);
+        if (!rc && strcmp(key + 15, c->default_user) == 0)
+            c->default_user_loopback_only = b;
+    } else if (strcmp(key, "log.console.level") == 0) {
+        int l = log_level_parse(value);
+        rc = l < 0 ? -1 : 0;
+        if (!rc) c->log_level = l;
+    } else if (strcmp(key, "data_dir") == 0) {
+        rc = copy_str(c->data_dir, sizeof c->data_dir, value);
+    } else {
+        log_warning("config: unknown key '%s' ignored", key);
+        return 0;
+    }
+    if (rc)
+        snprintf(err, (size_t)errlen, "invalid value '%s' for '%s'", value, key);
+    return rc;
+}
+
+static char *
+trim(char *s)
+{
+    while (isspace((unsigned char)*s))
+        s++;
+    char *e = s + strlen(s);
+    while (e > s && isspace((unsigned char)e[-1]))
+        *--e = 0;
+    return s;
+}
+
+int
+config_load(config *c, const char *path, char *err, int errlen)
+{
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        snprintf(err, (size_t)errlen, "cannot open %s: %s", path, strerror(errno));
+        return -1;
+    }
+    char line[1024];
+    int lineno = 0;
+    while (fgets(line, sizeof line, f)) {
+        lineno++;
+        char *hash = strchr(line, '#');
+        if (hash)
+            *hash = 0;
+        char *s = trim(line);
+        if (!*s)
+            continue;
+        char *eq = strchr(s, '=');
+        if (!eq) {
+            snprintf(err, (size_t)errlen, "%s:%d: expected 'key = value'", path, lineno);
+            fclose(f);
+            return -1;
+        }
+        *eq = 0;
+        char sub[256];
+        if (config_set(c, trim(s), trim(eq + 1), sub, sizeof sub)) {
+            snprintf(err, (size_t)errlen, "%s:%d: %s", path, lineno, sub);
+            fclose(f);
+            return -1;
+        }
+    }
+    fclose(f);
+    return 0;
+}

@@ -1,0 +1,36 @@
+/* Broker settings: embedded defaults, then the config file (RabbitMQ's
+ * `key = value` format and key names), then command-line flags. */
+#ifndef CONEY_BROKER_CONFIG_H
+#define CONEY_BROKER_CONFIG_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+typedef struct config {
+    char bind_addr[64];            /* "0.0.0.0" unless listeners.tcp.* names one */
+    int port;                      /* listeners.tcp.default, 5672 */
+    char data_dir[512];            /* ./data */
+    uint16_t heartbeat;            /* heartbeat, seconds, 60 */
+    uint32_t frame_max;            /* frame_max, 131072 */
+    uint16_t channel_max;          /* channel_max, 2047 */
+    uint64_t max_message_size;     /* max_message_size, 128 MiB */
+    char default_user[128];        /* default_user, guest */
+    char default_pass[128];        /* default_pass, guest */
+    char default_vhost[128];       /* default_vhost, / */
+    bool default_user_loopback_only; /* loopback_users.guest, true */
+    int log_level;                 /* log.console.level, info */
+} config;
+
+void config_defaults(config *c);
+
+/* Reads a file of `key = value` lines ('#' starts a comment). Unknown keys
+ * are logged as warnings and ignored, as RabbitMQ would refuse them but a
+ * migrating user would rather start. Returns 0, or -1 with a message in
+ * err (bad value, unreadable file). */
+int config_load(config *c, const char *path, char *err, int errlen);
+
+/* Applies one key/value; same return convention. */
+int config_set(config *c, const char *key, const char *value, char *err,
+               int errlen);
+
+#endif

@@ -1,0 +1,1022 @@
+/*
+ * AMQP connections: bytes in, frames out.
+ *
+ * Reading: the input buffer is parsed frame by frame; each method frame
+ * goes through conn_gate, the one place that checks a method against the
+ * protocol's rules (state, channel, content expectations) and turns a
+ * violation into the right channel.close or connection.close. Handlers
+ * behind it hold only semantics.
+ *
+ * Writing: every frame is appended to the output buffer; connections with
+ * output are put on a list that an ev_prepare watcher flushes with one
+ * writev each just before the loop sleeps, so a batch of frames costs one
+ * syscall. Past a high-water mark consumers on the connection pause.
+ *
+ * Closing: a connection is never freed inside its own callback. It first
+ * drains its output, half-closes, discards input until EOF (so the peer
+ * reads our connection.close instead of a reset), then is reaped by an
+ * ev_check watcher.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "broker/conn.h"
+#include "broker/log.h"
+
+#define HANDSHAKE_TIMEOUT 10.0
+#define CLOSE_TIMEOUT 3.0
+#define LINGER_TIMEOUT 2.0
+#define OUT_HIGH_WATER (4u << 20)
+#define OUT_LOW_WATER (1u << 20)
+#define READ_CHUNK 65536
+#define READ_BUDGET (1u << 20)   /* bytes per callback, for fairness */
+
+static ev_prepare flush_watcher;
+static ev_check reap_watcher;
+static conn *flush_list;
+static conn *dead_list;
+
+/* ---- TCP transport ------------------------------------------------------ */
+
+static ssize_t
+tcp_read(conn *c, void *dst, size_t n)
+{
+    return read(c->fd, dst, n);
+}
+
+static ssize_t
+tcp_writev(conn *c, const struct iovec *iov, int iovcnt)
+{
+    return writev(c->fd, iov, iovcnt);
+}
+
+static void
+tcp_shutdown(conn *c)
+{
+    shutdown(c->fd, SHUT_WR);
+}
+
+static void
+tcp_close(conn *c)
+{
+    close(c->fd);
+}
+
+const transport transport_tcp = { "tcp", tcp_read, tcp_writev, tcp_shutdown, tcp_close };
+
+/* ---- output ------------------------------------------------------------- */
+
+static void
+conn_want_flush(conn *c)
+{
+    if (!c->flush_queued && c->state != CONN_DEAD) {
+        c->flush_queued = true;
+        c->flush_next = flush_list;
+        flush_list = c;
+    }
+}
+
+bool
+conn_writable(const conn *c)
+{
+    return buf_used(&c->out) < OUT_HIGH_WATER;
+}
+
+void
+conn_send_method(conn *c, uint16_t ch, const amqp_method *m)
+{
+    if (c->state == CONN_DEAD || c->state == CONN_DRAINING)
+        return;
+    size_t n = amqp_method_frame_size(m);
+    uint8_t *p = buf_reserve(&c->out, n);
+    buf_commit(&c->out, amqp_method_frame_encode(ch, m, p));
+    conn_want_flush(c);
+}
+
+void
+conn_send_content(conn *c, uint16_t ch, const amqp_method *m, const message *msg)
+{
+    if (c->state == CONN_DEAD || c->state == CONN_DRAINING)
+        return;
+    size_t chunk = c->frame_max - AMQP_FRAME_OVERHEAD;
+    size_t nbody = msg->body_size ? (msg->body_size + chunk - 1) / chunk : 0;
+    size_t total = amqp_method_frame_size(m) + AMQP_HEADER_FRAME_SIZE(msg->props_len) +
+                   msg->body_size + nbody * AMQP_FRAME_OVERHEAD;
+    uint8_t *start = buf_reserve(&c->out, total);
+    uint8_t *p = start;
+    p += amqp_method_frame_encode(ch, m, p);
+    p += amqp_header_frame_encode(ch, msg->body_size, msg->prop_flags, msg->props,
+                                  msg->props_len, p);
+    for (uint64_t off = 0; off < msg->body_size; off += chunk) {
+        size_t len = msg->body_size - off < chunk ? (size_t)(msg->body_size - off) : chunk;
+        amqp_frame_header_write(p, AMQP_FRAME_BODY, ch, (uint32_t)len);
+        memcpy(p + AMQP_FRAME_HEADER_SIZE, msg->body + off, len);
+        p[AMQP_FRAME_HEADER_SIZE + len] = AMQP_FRAME_END;
+        p += len + AMQP_FRAME_OVERHEAD;
+    }
+    buf_commit(&c->out, (size_t)(p - start));
+    conn_want_flush(c);
+}
+
+static void
+conn_send_heartbeat(conn *c)
+{
+    uint8_t *p = buf_reserve(&c->out, AMQP_FRAME_OVERHEAD);
+    amqp_frame_header_write(p, AMQP_FRAME_HEARTBEAT, 0, 0);
+    p[AMQP_FRAME_HEADER_SIZE] = AMQP_FRAME_END;
+    buf_commit(&c->out, AMQP_FRAME_OVERHEAD);
+    conn_want_flush(c);
+}
+
+/* ---- teardown ------------------------------------------------------------ */
+
+/* Releases everything the connection holds in the broker: channels (which
+ * requeue their unacked messages) and exclusive queues. */
+static void
+conn_release(conn *c)
+{
+    for (uint32_t i = 0; i < c->nchannels; i++) {
+        if (c->channels[i]) {
+            channel_free(c->channels[i]);
+            c->channels[i] = NULL;
+        }
+    }
+    if (c->vh) {
+        /* exclusive queues die with their connection */
+        queue *doomed[256];
+        size_t n;
+        do {
+            n = 0;
+            for (map_iter it = map_first(&c->vh->queues); it.e && n < 256;
+                 map_next(&c->vh->queues, &it)) {
+                queue *q = it.e->value;
+                if (q->exclusive && q->owner == c)
+                    doomed[n++] = q;
+            }
+            for (size_t i = 0; i < n; i++)
+                vhost_queue_delete(c->vh, doomed[i]);
+        } while (n == 256);
+    }
+}
+
+static void
+conn_unlink(conn *c)
+{
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        B.conns = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    c->next = c->prev = NULL;
+}
+
+void
+conn_abort(conn *c, const char *why)
+{
+    if (c->state == CONN_DEAD)
+        return;
+    if (why)
+        log_info("closing AMQP connection %s: %s", c->name, why);
+    ev_io_stop(B.loop, &c->rio);
+    ev_io_stop(B.loop, &c->wio);
+    ev_timer_stop(B.loop, &c->timer);
+    c->state = CONN_DEAD;
+    conn_release(c);
+    conn_unlink(c);
+    c->tr->close(c);
+    c->fd = -1;
+    c->dead_next = dead_list;
+    dead_list = c;
+}
+
+static void
+conn_free(conn *c)
+{
+    buf_free(&c->in);
+    buf_free(&c->out);
+    free(c->channels);
+    amqp_pool_free(&c->pool);
+    free(c);
+}
+
+/* Output flushed: half-close and wait for the peer's EOF. */
+static void
+conn_linger(conn *c)
+{
+    c->tr->shutdown(c);
+    c->deadline = ev_now(B.loop) + LINGER_TIMEOUT;
+    if (!c->reading) {
+        ev_io_start(B.loop, &c->rio);
+        c->reading = true;
+    }
+}
+
+/* Stops processing input, sends what is queued, then closes. */
+static void
+conn_drain(conn *c)
+{
+    if (c->state == CONN_DEAD || c->state == CONN_DRAINING)
+        return;
+    conn_release(c);
+    c->state = CONN_DRAINING;
+    c->deadline = ev_now(B.loop) + CLOSE_TIMEOUT;
+    if (buf_used(&c->out) == 0)
+        conn_linger(c);
+    else
+        conn_want_flush(c);
+}
+
+/* ---- flushing ----------------------------------------------------------- */
+
+static void
+conn_flush(conn *c)
+{
+    while (buf_used(&c->out)) {
+        struct iovec iov = { c->out.data + c->out.off, buf_used(&c->out) };
+        ssize_t n = c->tr->writev(c, &iov, 1);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            if (errno == EAGAIN || errno == EWOULDBLOCK) {
+                ev_io_start(B.loop, &c->wio);
+                return;
+            }
+            conn_abort(c, strerror(errno));
+            return;
+        }
+        buf_consume(&c->out, (size_t)n);
+        c->last_send = ev_now(B.loop);
+    }
+    ev_io_stop(B.loop, &c->wio);
+    buf_compact(&c->out);
+    if (c->state == CONN_DRAINING) {
+        conn_linger(c);
+        return;
+    }
+    if (c->blocked_by_output && buf_used(&c->out) < OUT_LOW_WATER) {
+        c->blocked_by_output = false;
+        for (uint32_t i = 0; i < c->nchannels; i++)
+            if (c->channels[i])
+                channel_kick(c->channels[i]);
+    }
+}
+
+static void
+flush_cb(struct ev_loop *loop, ev_prepare *w, int revents)
+{
+    (void)loop; (void)w; (void)revents;
+    /* Flushing can kick consumers and queue more output, even for other
+     * connections: loop until the list stays empty. */
+    while (flush_list) {
+        conn *list = flush_list;
+        flush_list = NULL;
+        while (list) {
+            conn *c = list;
+            list = c->flush_next;
+            c->flush_queued = false;
+            if (c->state != CONN_DEAD)
+                conn_flush(c);
+        }
+    }
+}
+
+static void
+write_cb(struct ev_loop *loop, ev_io *w, int revents)
+{
+    (void)loop; (void)revents;
+    conn *c = (conn *)((char *)w - offsetof(conn, wio));
+    conn_flush(c);
+}
+
+static void
+reap_cb(struct ev_loop *loop, ev_check *w, int revents)
+{
+    (void)loop; (void)w; (void)revents;
+    while (dead_list) {
+        conn *c = dead_list;
+        dead_list = c->dead_next;
+        conn_free(c);
+    }
+}
+
+void
+conn_init_loop(void)
+{
+    ev_prepare_init(&flush_watcher, flush_cb);
+    ev_prepare_start(B.loop, &flush_watcher);
+    ev_check_init(&reap_watcher, reap_cb);
+    ev_check_start(B.loop, &reap_watcher);
+}
+
+/* ---- errors ------------------------------------------------------------- */
+
+static void
+send_close(conn *c, uint32_t id, int code, const char *text, uint32_t method_id)
+{
+    amqp_method m = { .id = id };
+    m.a.connection_close.reply_code = (uint16_t)code;
+    m.a.connection_close.reply_text = amqp_cstr(text);
+    m.a.connection_close.class_id = AMQP_CLASS_OF(method_id);
+    m.a.connection_close.method_id = AMQP_INDEX_OF(method_id);
+    conn_send_method(c, 0, &m);
+}
+
+static void
+format_reply(char *text, size_t cap, int code, const char *fmt, va_list ap)
+{
+    int n = snprintf(text, cap, "%s - ", amqp_reply_name(code));
+    vsnprintf(text + n, cap - (size_t)n, fmt, ap);
+}
+
+void
+conn_error(conn *c, int code, uint32_t method_id, const char *fmt, ...)
+{
+    if (c->state == CONN_DEAD || c->state == CONN_DRAINING || c->state == CONN_CLOSING)
+        return;
+    char text[256];
+    va_list ap;
+    va_start(ap, fmt);
+    format_reply(text, sizeof text, code, fmt, ap);
+    va_end(ap);
+    log_warning("closing AMQP connection %s: %d %s", c->name, code, text);
+    if (c->state == CONN_HEADER) {
+        conn_drain(c);
+        return;
+    }
+    send_close(c, AMQP_CONNECTION_CLOSE, code, text, method_id);
+    conn_release(c);
+    c->state = CONN_CLOSING;
+    c->deadline = ev_now(B.loop) + CLOSE_TIMEOUT;
+}
+
+void
+channel_error(channel *ch, int code, uint32_t method_id, const char *fmt, ...)
+{
+    if (ch->closing)
+        return;
+    char text[256];
+    va_list ap;
+    va_start(ap, fmt);
+    format_reply(text, sizeof text, code, fmt, ap);
+    va_end(ap);
+    if (amqp_reply_is_hard(code)) {
+        conn_error(ch->conn, code, method_id, "%s", text + strlen(amqp_reply_name(code)) + 3);
+        return;
+    }
+    log_debug("channel %u on %s error: %s", ch->id, ch->conn->name, text);
+    amqp_method m = { .id = AMQP_CHANNEL_CLOSE };
+    m.a.channel_close.reply_code = (uint16_t)code;
+    m.a.channel_close.reply_text = amqp_cstr(text);
+    m.a.channel_close.class_id = AMQP_CLASS_OF(method_id);
+    m.a.channel_close.method_id = AMQP_INDEX_OF(method_id);
+    conn_send_method(ch->conn, ch->id, &m);
+    ch->closing = true;
+    channel_release(ch);
+}
+
+void
+conn_close_all(const char *reason)
+{
+    for (conn *c = B.conns; c; c = c->next) {
+        if (c->state == CONN_HEADER) {
+            conn_drain(c);
+        } else if (c->state < CONN_CLOSING) {
+            char text[256];
+            snprintf(text, sizeof text,
+                     "CONNECTION_FORCED - broker forced connection closure with reason '%s'",
+                     reason);
+            send_close(c, AMQP_CONNECTION_CLOSE, AMQP_CONNECTION_FORCED, text, 0);
+            conn_release(c);
+            c->state = CONN_CLOSING;
+            c->deadline = ev_now(B.loop) + 1.0;
+        }
+    }
+}
+
+/* ---- the handshake ------------------------------------------------------ */
+
+static void
+send_start(conn *c)
+{
+    static amqp_field caps[] = {
+        { AMQP_BYTES_LIT("publisher_confirms"), { 't', { .boolean = true } } },
+        { AMQP_BYTES_LIT("exchange_exchange_bindings"), { 't', { .boolean = true } } },
+        { AMQP_BYTES_LIT("basic.nack"), { 't', { .boolean = true } } },
+        { AMQP_BYTES_LIT("consumer_cancel_notify"), { 't', { .boolean = true } } },
+        { AMQP_BYTES_LIT("connection.blocked"), { 't', { .boolean = true } } },
+        { AMQP_BYTES_LIT("authentication_failure_close"), { 't', { .boolean = true } } },
+        { AMQP_BYTES_LIT("per_consumer_qos"), { 't', { .boolean = true } } },
+    };
+    static amqp_field props[] = {
+        { AMQP_BYTES_LIT("capabilities"), { 'F', { .table = { sizeof caps / sizeof caps[0], caps } } } },
+        { AMQP_BYTES_LIT("cluster_name"), { 'S', { .bytes = AMQP_BYTES_LIT("coney") } } },
+        { AMQP_BYTES_LIT("copyright"), { 'S', { .bytes = AMQP_BYTES_LIT("Copyright (c) the Coney authors") } } },
+        { AMQP_BYTES_LIT("information"), { 'S', { .bytes = AMQP_BYTES_LIT("Coney, an AMQP 0-9-1 and MQTT broker") } } },
+        { AMQP_BYTES_LIT("platform"), { 'S', { .bytes = AMQP_BYTES_LIT("C11/libev") } } },
+        { AMQP_BYTES_LIT("product"), { 'S', { .bytes = AMQP_BYTES_LIT("Coney") } } },
+        { AMQP_BYTES_LIT("version"), { 'S', { .bytes = AMQP_BYTES_LIT(CONEY_VERSION) } } },
+    };
+    amqp_method m = { .id = AMQP_CONNECTION_START };
+    m.a.connection_start.version_major = 0;
+    m.a.connection_start.version_minor = 9;
+    m.a.connection_start.server_properties = (amqp_table){ sizeof props / sizeof props[0], props };
+    m.a.connection_start.mechanisms = AMQP_BYTES_LIT("PLAIN AMQPLAIN");
+    m.a.connection_start.locales = AMQP_BYTES_LIT("en_US");
+    conn_send_method(c, 0, &m);
+    c->state = CONN_START;
+}
+
+static bool
+cap_enabled(const amqp_table *client_props, const char *name)
+{
+    const amqp_value *caps = amqp_table_get(client_props, "capabilities");
+    if (!caps || caps->kind != 'F')
+        return false;
+    const amqp_value *v = amqp_table_get(&caps->v.table, name);
+    return v && v->kind == 't' && v->v.boolean;
+}
+
+/* Extracts user and password from a PLAIN or AMQPLAIN response. */
+static bool
+parse_credentials(conn *c, amqp_bytes mech, amqp_bytes resp, amqp_bytes *user,
+                  amqp_bytes *pass)
+{
+    if (amqp_bytes_eq_cstr(mech, "PLAIN")) {
+        /* [authzid] NUL authcid NUL passwd */
+        const char *z1 = memchr(resp.data, 0, resp.len);
+        if (!z1)
+            return false;
+        const char *u = z1 + 1;
+        size_t rest = resp.len - (size_t)(u - resp.data);
+        const char *z2 = memchr(u, 0, rest);
+        if (!z2)
+            return false;
+        *user = (amqp_bytes){ u, (uint32_t)(z2 - u) };
+        *pass = (amqp_bytes){ z2 + 1, (uint32_t)(rest - (size_t)(z2 - u) - 1) };
+        return true;
+    }
+    if (amqp_bytes_eq_cstr(mech, "AMQPLAIN")) {
+        /* a field table without its length prefix */
+        uint8_t *t = amqp_pool_alloc(&c->pool, (size_t)resp.len + 4);
+        if (!t)
+            return false;
+        amqp_put32(t, resp.len);
+        memcpy(t + 4, resp.data, resp.len);
+        amqp_table tab;
+        size_t off = 0;
+        if (amqp_table_decode(t, (size_t)resp.len + 4, &off, &tab, &c->pool) != AMQP_OK)
+            return false;
+        const amqp_value *l = amqp_table_get(&tab, "LOGIN");
+        const amqp_value *p = amqp_table_get(&tab, "PASSWORD");
+        if (!l || !p || l->kind != 'S' || p->kind != 'S')
+            return false;
+        *user = l->v.bytes;
+        *pass = p->v.bytes;
+        return true;
+    }
+    return false;
+}
+
+static void
+handle_start_ok(conn *c, const amqp_connection_start_ok *m)
+{
+    c->cap_cancel_notify = cap_enabled(&m->client_properties, "consumer_cancel_notify");
+    c->cap_auth_failure_close = cap_enabled(&m->client_properties, "authentication_failure_close");
+    if (!amqp_bytes_eq_cstr(m->mechanism, "PLAIN") &&
+        !amqp_bytes_eq_cstr(m->mechanism, "AMQPLAIN")) {
+        conn_error(c, AMQP_ACCESS_REFUSED, AMQP_CONNECTION_START_OK,
+                   "unsupported authentication mechanism '%.*s'",
+                   (int)m->mechanism.len, m->mechanism.data);
+        return;
+    }
+    amqp_bytes user = { 0 }, pass = { 0 };
+    bool ok = parse_credentials(c, m->mechanism, m->response, &user, &pass);
+    const config *cfg = &B.cfg;
+    if (ok && !(amqp_bytes_eq_cstr(user, cfg->default_user) &&
+                amqp_bytes_eq_cstr(pass, cfg->default_pass))) {
+        log_warning("%s: invalid credentials for user '%.*s'", c->name,
+                    (int)user.len, user.data);
+        ok = false;
+    } else if (ok && cfg->default_user_loopback_only && !c->peer_loopback) {
+        log_warning("%s: user '%.*s' can only connect via localhost", c->name,
+                    (int)user.len, user.data);
+        ok = false;
+    }
+    if (!ok) {
+        if (c->cap_auth_failure_close) {
+            conn_error(c, AMQP_ACCESS_REFUSED, AMQP_CONNECTION_START_OK,
+                       "Login was refused using authentication mechanism %.*s. "
+                       "For details see the broker logfile.",
+                       (int)m->mechanism.len, m->mechanism.data);
+        } else {
+            conn_abort(c, "authentication failed");
+        }
+        return;
+    }
+    snprintf(c->user, sizeof c->user, "%.*s", (int)user.len, user.data);
+    amqp_method t = { .id = AMQP_CONNECTION_TUNE };
+    t.a.connection_tune.channel_max = cfg->channel_max;
+    t.a.connection_tune.frame_max = cfg->frame_max;
+    t.a.connection_tune.heartbeat = cfg->heartbeat;
+    conn_send_method(c, 0, &t);
+    c->state = CONN_TUNE;
+}
+
+static void
+conn_arm_timer(conn *c)
+{
+    ev_tstamp every = c->heartbeat ? c->heartbeat / 2.0 : 5.0;
+    if (every > 5.0)
+        every = 5.0;
+    ev_timer_stop(B.loop, &c->timer);
+    ev_timer_set(&c->timer, every, every);
+    ev_timer_start(B.loop, &c->timer);
+}
+
+static void
+handle_tune_ok(conn *c, const amqp_connection_tune_ok *m)
+{
+    const config *cfg = &B.cfg;
+    uint32_t fmax = m->frame_max ? m->frame_max : cfg->frame_max;
+    if (fmax < AMQP_FRAME_MIN_SIZE) {
+        conn_error(c, AMQP_NOT_ALLOWED, AMQP_CONNECTION_TUNE_OK,
+                   "frame_max=%u < %u min size", fmax, AMQP_FRAME_MIN_SIZE);
+        return;
+    }
+    if (cfg->frame_max && fmax > cfg->frame_max) {
+        conn_error(c, AMQP_NOT_ALLOWED, AMQP_CONNECTION_TUNE_OK,
+                   "frame_max=%u > %u max size", fmax, cfg->frame_max);
+        return;
+    }
+    uint16_t cmax = m->channel_max ? m->channel_max : cfg->channel_max;
+    if (cfg->channel_max && cmax > cfg->channel_max) {
+        conn_error(c, AMQP_NOT_ALLOWED, AMQP_CONNECTION_TUNE_OK,
+                   "channel_max=%u > %u max size", cmax, cfg->channel_max);
+        return;
+    }
+    c->frame_max = fmax;
+    c->channel_max = cmax ? cmax : 65535;
+    c->heartbeat = m->heartbeat;
+    c->state = CONN_OPENING;
+}
+
+static void
+handle_open(conn *c, const amqp_connection_open *m)
+{
+    vhost *vh = broker_vhost(m->virtual_host);
+    if (!vh) {
+        conn_error(c, AMQP_NOT_ALLOWED, AMQP_CONNECTION_OPEN,
+                   "vhost %.*s not found", (int)m->virtual_host.len,
+                   m->virtual_host.data);
+        return;
+    }
+    c->vh = vh;
+    c->state = CONN_OPEN;
+    amqp_method ok = { .id = AMQP_CONNECTION_OPEN_OK };
+    conn_send_method(c, 0, &ok);
+    conn_arm_timer(c);
+    log_info("accepting AMQP connection %s (user '%s', vhost '%.*s')", c->name,
+             c->user, (int)vh->name.len, vh->name.data);
+}
+
+/* Methods on channel 0. */
+static void
+conn_method0(conn *c, const amqp_method *m)
+{
+    if (m->id == AMQP_CONNECTION_CLOSE) {
+        amqp_method ok = { .id = AMQP_CONNECTION_CLOSE_OK };
+        conn_send_method(c, 0, &ok);
+        conn_drain(c);
+        return;
+    }
+    if (c->state == CONN_CLOSING) {
+        if (m->id == AMQP_CONNECTION_CLOSE_OK)
+            conn_drain(c);
+        return;
+    }
+    if (AMQP_CLASS_OF(m->id) != AMQP_CLASS_CONNECTION) {
+        conn_error(c, AMQP_COMMAND_INVALID, m->id,
+                   "%s on channel 0", amqp_method_name(m->id));
+        return;
+    }
+    static const uint32_t expected[] = {
+        [CONN_START] = AMQP_CONNECTION_START_OK,
+        [CONN_TUNE] = AMQP_CONNECTION_TUNE_OK,
+        [CONN_OPENING] = AMQP_CONNECTION_OPEN,
+    };
+    if (c->state < CONN_OPEN && m->id != expected[c->state]) {
+        conn_error(c, AMQP_COMMAND_INVALID, m->id, "expected '%s', got '%s'",
+                   amqp_method_name(expected[c->state]), amqp_method_name(m->id));
+        return;
+    }
+    switch (m->id) {
+    case AMQP_CONNECTION_START_OK:
+        handle_start_ok(c, &m->a.connection_start_ok);
+        break;
+    case AMQP_CONNECTION_TUNE_OK:
+        handle_tune_ok(c, &m->a.connection_tune_ok);
+        break;
+    case AMQP_CONNECTION_OPEN:
+        handle_open(c, &m->a.connection_open);
+        break;
+    case AMQP_CONNECTION_UPDATE_SECRET: {
+        amqp_method ok = { .id = AMQP_CONNECTION_UPDATE_SECRET_OK };
+        conn_send_method(c, 0, &ok);
+        break;
+    }
+    case AMQP_CONNECTION_CLOSE_OK:
+        break;                     /* nothing was closing: ignore */
+    default:
+        conn_error(c, AMQP_COMMAND_INVALID, m->id, "unexpected '%s'",
+                   amqp_method_name(m->id));
+    }
+}
+
+/* ---- the gate ------------------------------------------------------------ */
+
+static channel *
+conn_channel(conn *c, uint16_t id)
+{
+    return id < c->nchannels ? c->channels[id] : NULL;
+}
+
+static void
+conn_channel_set(conn *c, uint16_t id, channel *ch)
+{
+    if (id >= c->nchannels) {
+        uint32_t n = c->nchannels ? c->nchannels : 8;
+        while (n <= id)
+            n *= 2;
+        channel **a = realloc(c->channels, n * sizeof *a);
+        if (!a)
+            abort();
+        memset(a + c->nchannels, 0, (n - c->nchannels) * sizeof *a);
+        c->channels = a;
+        c->nchannels = n;
+    }
+    c->channels[id] = ch;
+}
+
+static void
+conn_gate(conn *c, uint16_t chan, const amqp_method *m)
+{
+    const amqp_method_info *info = amqp_method_info_get(m->id);
+    if (c->state == CONN_CLOSING && chan != 0)
+        return;                    /* discard until close-ok */
+    if (!(info->flags & AMQP_MF_FROM_CLIENT)) {
+        conn_error(c, AMQP_COMMAND_INVALID, m->id, "unimplemented method");
+        return;
+    }
+    if (chan == 0) {
+        conn_method0(c, m);
+        return;
+    }
+    if (c->state != CONN_OPEN) {
+        conn_error(c, AMQP_COMMAND_INVALID, m->id,
+                   "'%s' on channel %u before connection.open",
+                   amqp_method_name(m->id), chan);
+        return;
+    }
+    if (AMQP_CLASS_OF(m->id) == AMQP_CLASS_CONNECTION) {
+        conn_error(c, AMQP_COMMAND_INVALID, m->id,
+                   "'%s' on channel %u, connection methods need channel 0",
+                   amqp_method_name(m->id), chan);
+        return;
+    }
+    channel *ch = conn_channel(c, chan);
+    if (!ch) {
+        if (m->id != AMQP_CHANNEL_OPEN) {
+            conn_error(c, AMQP_CHANNEL_ERROR, m->id, "expected 'channel.open'");
+            return;
+        }
+        if (chan > c->channel_max) {
+            conn_error(c, AMQP_CHANNEL_ERROR, m->id,
+                       "channel number %u exceeds negotiated channel_max %u",
+                       chan, c->channel_max);
+            return;
+        }
+        conn_channel_set(c, chan, channel_new(c, chan));
+        amqp_method ok = { .id = AMQP_CHANNEL_OPEN_OK };
+        conn_send_method(c, chan, &ok);
+        return;
+    }
+    if (ch->closing) {
+        /* After our channel.close only close-ok (or a crossing close)
+         * counts; everything else is discarded, as the spec says. */
+        if (m->id == AMQP_CHANNEL_CLOSE_OK || m->id == AMQP_CHANNEL_CLOSE) {
+            if (m->id == AMQP_CHANNEL_CLOSE) {
+                amqp_method ok = { .id = AMQP_CHANNEL_CLOSE_OK };
+                conn_send_method(c, chan, &ok);
+            }
+            c->channels[chan] = NULL;
+            channel_free(ch);
+        }
+        return;
+    }
+    if (ch->content != CONTENT_NONE) {
+        conn_error(c, AMQP_UNEXPECTED_FRAME, m->id,
+                   "expected content header for class 60, got non content header frame instead");
+        return;
+    }
+    switch (m->id) {
+    case AMQP_CHANNEL_OPEN:
+        conn_error(c, AMQP_CHANNEL_ERROR, m->id, "second 'channel.open' seen");
+        return;
+    case AMQP_CHANNEL_CLOSE: {
+        channel_release(ch);
+        amqp_method ok = { .id = AMQP_CHANNEL_CLOSE_OK };
+        conn_send_method(c, chan, &ok);
+        c->channels[chan] = NULL;
+        channel_free(ch);
+        return;
+    }
+    case AMQP_CHANNEL_CLOSE_OK:
+        return;                    /* nothing was closing: ignore */
+    }
+    if (info->flags & AMQP_MF_CONTENT) {
+        const amqp_basic_publish *p = &m->a.basic_publish;
+        ch->content = CONTENT_HEADER;
+        ch->pub_method = m->id;
+        ch->pub_mandatory = p->mandatory;
+        ch->pub_ex_len = (uint8_t)p->exchange.len;
+        memcpy(ch->pub_ex, p->exchange.data, p->exchange.len);
+        ch->pub_rk_len = (uint8_t)p->routing_key.len;
+        memcpy(ch->pub_rk, p->routing_key.data, p->routing_key.len);
+        if (p->immediate) {
+            conn_error(c, AMQP_NOT_IMPLEMENTED, m->id, "immediate=true");
+            return;
+        }
+        return;
+    }
+    channel_method(ch, m);
+}
+
+/* ---- frames ------------------------------------------------------------- */
+
+static void
+conn_content_header(conn *c, channel *ch, const amqp_frame *f)
+{
+    amqp_content_header h;
+    if (amqp_content_header_decode(f->payload, f->size, &h) != AMQP_OK) {
+        conn_error(c, AMQP_FRAME_ERROR, ch->pub_method, "malformed content header");
+        return;
+    }
+    if (h.class_id != AMQP_CLASS_BASIC) {
+        conn_error(c, AMQP_UNEXPECTED_FRAME, ch->pub_method,
+                   "expected content header for class 60, got one for class %u",
+                   h.class_id);
+        return;
+    }
+    if (h.body_size > B.cfg.max_message_size) {
+        ch->content = CONTENT_NONE;
+        channel_error(ch, AMQP_PRECONDITION_FAILED, ch->pub_method,
+                      "message size %llu is larger than configured max size %llu",
+                      (unsigned long long)h.body_size,
+                      (unsigned long long)B.cfg.max_message_size);
+        return;
+    }
+    ch->pending = message_new((amqp_bytes){ ch->pub_ex, ch->pub_ex_len },
+                              (amqp_bytes){ ch->pub_rk, ch->pub_rk_len },
+                              h.flags, h.props, h.props_len, h.body_size);
+    if (!ch->pending) {
+        conn_error(c, AMQP_INTERNAL_ERROR, ch->pub_method, "out of memory");
+        return;
+    }
+    if (h.body_size == 0) {
+        ch->content = CONTENT_NONE;
+        channel_content_done(ch);
+    } else {
+        ch->content = CONTENT_BODY;
+    }
+}
+
+static void
+conn_content_body(conn *c, channel *ch, const amqp_frame *f)
+{
+    message *m = ch->pending;
+    if (f->size > m->body_size - m->body_received) {
+        conn_error(c, AMQP_FRAME_ERROR, ch->pub_method,
+                   "content body is longer than the %llu bytes its header announced",
+                   (unsigned long long)m->body_size);
+        return;
+    }
+    memcpy(m->body + m->body_received, f->payload, f->size);
+    m->body_received += f->size;
+    if (m->body_received == m->body_size) {
+        ch->content = CONTENT_NONE;
+        channel_content_done(ch);
+    }
+}
+
+static void
+conn_frame(conn *c, const amqp_frame *f)
+{
+    if (f->type == AMQP_FRAME_METHOD) {
+        amqp_method m;
+        amqp_pool_reset(&c->pool);
+        int rc = amqp_method_decode(f->payload, f->size, &m, &c->pool);
+        if (rc != AMQP_OK) {
+            uint32_t id = f->size >= 4 ? amqp_get32(f->payload) : 0;
+            if (rc == AMQP_ERR_UNKNOWN_METHOD)
+                conn_error(c, AMQP_NOT_IMPLEMENTED, id, "unknown method class=%u method=%u",
+                           AMQP_CLASS_OF(id), AMQP_INDEX_OF(id));
+            else
+                conn_error(c, amqp_status_reply_code(rc), id,
+                           "cannot decode %s: %s", amqp_method_name(id), amqp_strerror(rc));
+            return;
+        }
+        conn_gate(c, f->channel, &m);
+        return;
+    }
+    if (f->type == AMQP_FRAME_HEARTBEAT) {
+        if (f->channel != 0)
+            conn_error(c, AMQP_FRAME_ERROR, 0, "heartbeat frame on channel %u", f->channel);
+        return;
+    }
+    /* content header or body */
+    if (c->state == CONN_CLOSING)
+        return;
+    channel *ch = f->channel ? conn_channel(c, f->channel) : NULL;
+    if (ch && ch->closing)
+        return;
+    enum content_state want = f->type == AMQP_FRAME_HEADER ? CONTENT_HEADER : CONTENT_BODY;
+    if (!ch || c->state != CONN_OPEN || ch->content != want) {
+        if (ch && ch->content == CONTENT_HEADER)
+            conn_error(c, AMQP_UNEXPECTED_FRAME, ch->pub_method,
+                       "expected content header for class 60, got non content header frame instead");
+        else if (ch && ch->content == CONTENT_BODY)
+            conn_error(c, AMQP_UNEXPECTED_FRAME, ch->pub_method,
+                       "expected content body, got non content body frame instead");
+        else
+            conn_error(c, AMQP_UNEXPECTED_FRAME, 0,
+                       "expected method frame, got non method frame instead");
+        return;
+    }
+    if (want == CONTENT_HEADER)
+        conn_content_header(c, ch, f);
+    else
+        conn_content_body(c, ch, f);
+}
+
+static void
+conn_protocol_header(conn *c)
+{
+    if (buf_used(&c->in) < 8)
+        return;
+    const uint8_t *p = c->in.data + c->in.off;
+    if (memcmp(p, AMQP_PROTOCOL_HEADER, 8) != 0) {
+        /* Tell the peer which protocol we speak, then hang up. */
+        log_info("%s: bad protocol header, answering with AMQP 0-9-1's", c->name);
+        buf_append(&c->out, AMQP_PROTOCOL_HEADER, 8);
+        conn_drain(c);
+        return;
+    }
+    buf_consume(&c->in, 8);
+    send_start(c);
+}
+
+/* Parses and handles every complete frame in the input buffer. */
+static void
+conn_process(conn *c)
+{
+    if (c->state == CONN_HEADER)
+        conn_protocol_header(c);
+    while (c->state != CONN_HEADER && c->state < CONN_DRAINING) {
+        amqp_frame f;
+        size_t used;
+        uint32_t fmax = c->state < CONN_OPENING ? AMQP_FRAME_MIN_SIZE : c->frame_max;
+        int rc = amqp_frame_parse(c->in.data + c->in.off, buf_used(&c->in), fmax, &f, &used);
+        if (rc == AMQP_NEED_MORE)
+            break;
+        if (rc != AMQP_OK) {
+            if (c->state == CONN_CLOSING) {
+                conn_abort(c, amqp_strerror(rc));
+                return;
+            }
+            const uint8_t *h = c->in.data + c->in.off;
+            conn_error(c, AMQP_FRAME_ERROR, 0, "%s (type %u, channel %u, size %u)",
+                       amqp_strerror(rc), h[0], amqp_get16(h + 1), amqp_get32(h + 3));
+            conn_drain(c);        /* framing is lost: no close-ok can follow */
+            return;
+        }
+        conn_frame(c, &f);
+        buf_consume(&c->in, used);
+    }
+    /* coalesced publisher confirms, one ack for a batch */
+    while (c->dirty) {
+        channel *ch = c->dirty;
+        c->dirty = ch->dirty_next;
+        ch->dirty_next = NULL;
+        channel_flush_confirms(ch);
+    }
+}
+
+static void
+read_cb(struct ev_loop *loop, ev_io *w, int revents)
+{
+    (void)loop; (void)revents;
+    conn *c = (conn *)((char *)w - offsetof(conn, rio));
+    size_t budget = READ_BUDGET;
+    while (budget > 0 && c->state != CONN_DEAD) {
+        uint8_t *dst = buf_reserve(&c->in, READ_CHUNK);
+        ssize_t n = c->tr->read(c, dst, c->in.cap - c->in.len);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            if (errno != EAGAIN && errno != EWOULDBLOCK)
+                conn_abort(c, c->state == CONN_DRAINING ? NULL : strerror(errno));
+            break;
+        }
+        if (n == 0) {
+            if (c->state == CONN_DRAINING || c->state == CONN_CLOSING)
+                conn_abort(c, NULL);
+            else
+                conn_abort(c, "client unexpectedly closed TCP connection");
+            break;
+        }
+        c->last_recv = ev_now(B.loop);
+        if (c->state == CONN_DRAINING) {
+            c->in.len = c->in.off = 0;     /* discard while lingering */
+            continue;
+        }
+        buf_commit(&c->in, (size_t)n);
+        budget = (size_t)n < budget ? budget - (size_t)n : 0;
+        conn_process(c);
+    }
+    if (c->state != CONN_DEAD)
+        buf_compact(&c->in);
+}
+
+static void
+timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)revents;
+    conn *c = (conn *)((char *)w - offsetof(conn, timer));
+    ev_tstamp now = ev_now(loop);
+    switch (c->state) {
+    case CONN_HEADER: case CONN_START: case CONN_TUNE: case CONN_OPENING:
+        if (now >= c->deadline)
+            conn_abort(c, "handshake timeout");
+        return;
+    case CONN_CLOSING: case CONN_DRAINING:
+        if (now >= c->deadline)
+            conn_abort(c, NULL);
+        return;
+    case CONN_OPEN:
+        if (c->heartbeat == 0)
+            return;
+        if (now - c->last_recv > 2.0 * c->heartbeat) {
+            log_warning("closing AMQP connection %s: missed heartbeats from client, timeout: %us",
+                        c->name, c->heartbeat);
+            conn_abort(c, NULL);
+            return;
+        }
+        if (now - c->last_send >= c->heartbeat / 2.0)
+            conn_send_heartbeat(c);
+        return;
+    case CONN_DEAD:
+        return;
+    }
+}
+
+void
+conn_accept(int fd, const char *peer, bool loopback)
+{
+    conn *c = calloc(1, sizeof *c);
+    if (!c)
+        abort();
+    c->fd = fd;
+    c->tr = &transport_tcp;
+    c->id = ++B.next_conn_id;
+    c->state = CONN_HEADER;
+    c->peer_loopback = loopback;
+    c->frame_max = AMQP_FRAME_MIN_SIZE;
+    snprintf(c->peer, sizeof c->peer, "%s", peer);
+    snprintf(c->name, sizeof c->name, "%s (%llu)", peer, (unsigned long long)c->id);
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    ev_io_init(&c->rio, read_cb, fd, EV_READ);
+    ev_io_init(&c->wio, write_cb, fd, EV_WRITE);
+    ev_init(&c->timer, timer_cb);
+    c->last_recv = c->last_send = ev_now(B.loop);
+    c->deadline = ev_now(B.loop) + HANDSHAKE_TIMEOUT;
+    ev_timer_set(&c->timer, 1.0, 1.0);
+    ev_timer_start(B.loop, &c->timer);
+    ev_io_start(B.loop, &c->rio);
+    c->reading = true;
+    c->next = B.conns;
+    if (B.conns)
+        B.conns->prev = c;
+    B.conns = c;
+    if (B.stopping)
+        conn_drain(c);
+}

@@ -1,0 +1,196 @@
+/*
+ * AMQP connections and channels: socket I/O, the handshake, the gate that
+ * checks every method against the protocol's rules before a handler runs,
+ * and the channel-level state (consumers, unacked deliveries, confirms,
+ * transactions).
+ */
+#ifndef CONEY_BROKER_CONN_H
+#define CONEY_BROKER_CONN_H
+
+#include <ev.h>
+#include <sys/uio.h>
+
+#include "broker/broker.h"
+
+struct conn;
+
+/* TCP and TLS sit behind this so protocol code never sees OpenSSL.
+ * read/writev return bytes, 0 on EOF (read), or -1 with errno (EAGAIN when
+ * the socket is not ready). */
+typedef struct transport {
+    const char *name;
+    ssize_t (*read)(struct conn *c, void *dst, size_t n);
+    ssize_t (*writev)(struct conn *c, const struct iovec *iov, int iovcnt);
+    void (*shutdown)(struct conn *c);
+    void (*close)(struct conn *c);
+} transport;
+
+extern const transport transport_tcp;
+
+/* ---- channels ---------------------------------------------------------- */
+
+/* A delivery awaiting ack. msg == NULL marks one already settled; the
+ * array stays sorted by tag so lookups are a binary search. */
+typedef struct delivery {
+    uint64_t tag;
+    message *msg;                  /* one reference */
+    queue *q;                      /* one reference */
+    consumer *c;                   /* NULL for basic.get or a cancelled consumer */
+    uint64_t seq;
+} delivery;
+
+enum tx_op_kind { TX_ACK, TX_NACK, TX_REJECT };
+typedef struct tx_op {
+    uint8_t kind;
+    bool multiple, requeue;
+    uint64_t tag;
+} tx_op;
+
+typedef struct tx_pub {
+    message *msg;                  /* one reference */
+    bool mandatory;
+} tx_pub;
+
+enum content_state { CONTENT_NONE, CONTENT_HEADER, CONTENT_BODY };
+
+typedef struct channel {
+    struct conn *conn;
+    uint16_t id;
+    bool closing;                  /* sent channel.close, awaiting close-ok */
+    bool released;                 /* channel_release has run */
+    bool flow_active;
+    bool confirm;
+    bool tx;
+    bool confirm_dirty;            /* confirms to send at the end of a read */
+
+    uint64_t next_tag;
+    delivery *ua;                  /* ua[ua_head .. ua_len) live region */
+    size_t ua_head, ua_len, ua_cap;
+    uint32_t ua_live;              /* unsettled deliveries */
+    uint32_t consumer_unacked;     /* unsettled deliveries to consumers */
+
+    uint16_t prefetch;             /* applies to consumers created later */
+    uint16_t global_prefetch;      /* channel-wide limit (qos global) */
+    map consumers;                 /* tag -> consumer */
+
+    /* content being assembled for basic.publish */
+    enum content_state content;
+    bool pub_mandatory;
+    uint32_t pub_method;           /* the content-bearing method id */
+    uint8_t pub_ex_len, pub_rk_len;
+    char pub_ex[256], pub_rk[256];
+    message *pending;
+
+    uint64_t publish_seq;          /* last publish sequence number (confirms) */
+    uint64_t confirmed;            /* highest sequence number confirmed */
+
+    tx_pub *tx_pubs;
+    size_t tx_npubs, tx_cap;
+    tx_op *tx_ops;
+    size_t tx_nops, tx_opcap;
+
+    amqp_bytes last_queue;         /* owned: the last queue declared here */
+    struct channel *dirty_next;
+} channel;
+
+/* ---- connections -------------------------------------------------------- */
+
+enum conn_state {
+    CONN_HEADER,                   /* waiting for the protocol header */
+    CONN_START,                    /* sent connection.start */
+    CONN_TUNE,                     /* sent connection.tune */
+    CONN_OPENING,                  /* got tune-ok, waiting for open */
+    CONN_OPEN,
+    CONN_CLOSING,                  /* sent connection.close, waiting close-ok */
+    CONN_DRAINING,                 /* flushing output, then lingering close */
+    CONN_DEAD,
+};
+
+typedef struct conn {
+    ev_io rio, wio;
+    ev_timer timer;                /* heartbeats, handshake and close timeouts */
+    int fd;
+    const transport *tr;
+    void *tr_ctx;
+    buf in, out;
+    enum conn_state state;
+    uint64_t id;
+    char peer[64];
+    char name[96];                 /* "127.0.0.1:51234 -> 127.0.0.1:5672" */
+    bool peer_loopback;
+    bool reading;
+    bool flush_queued;
+    bool blocked_by_output;        /* consumers paused by the high-water mark */
+
+    uint32_t frame_max;
+    uint16_t channel_max;
+    uint16_t heartbeat;
+    ev_tstamp last_recv, last_send, deadline;
+
+    channel **channels;            /* index by id; grown on demand */
+    uint32_t nchannels;
+
+    vhost *vh;
+    char user[128];
+    bool cap_cancel_notify;
+    bool cap_auth_failure_close;
+
+    amqp_pool pool;                /* decoding scratch, reset per frame */
+    struct conn *next, *prev;      /* B.conns */
+    struct conn *flush_next;
+    struct conn *dead_next;
+    channel *dirty;                /* channels with confirms to send */
+} conn;
+
+/* Accepts an fd (already non-blocking) from a listener. */
+void conn_accept(int fd, const char *peer, bool loopback);
+/* Starts every watcher the connections need (flush, reap). */
+void conn_init_loop(void);
+
+/* Output. Everything goes through conn_send_*, which appends to the
+ * output buffer; a prepare watcher flushes each connection with one
+ * write before the loop sleeps. */
+void conn_send_method(conn *c, uint16_t ch, const amqp_method *m);
+void conn_send_content(conn *c, uint16_t ch, const amqp_method *m,
+                       const message *msg);
+/* True while the output buffer is below the high-water mark. */
+bool conn_writable(const conn *c);
+
+/* Closes the connection with connection.close(code, text, class, method)
+ * and waits briefly for close-ok. */
+void conn_error(conn *c, int code, uint32_t method_id, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+/* Sends connection.close 320 to every connection (shutdown). */
+void conn_close_all(const char *reason);
+/* Closes immediately (socket error, EOF, timeout): no more frames. */
+void conn_abort(conn *c, const char *why);
+
+/* Channel-level errors close just the channel. */
+void channel_error(channel *ch, int code, uint32_t method_id,
+                   const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+
+/* ---- channel.c ------------------------------------------------------------ */
+
+channel *channel_new(conn *c, uint16_t id);
+/* Releases what the channel holds (requeues unacked, cancels consumers)
+ * and frees it. */
+void channel_free(channel *ch);
+/* Requeues unacked deliveries and cancels consumers; idempotent. */
+void channel_release(channel *ch);
+/* Handles a method for an open channel; the gate has checked it. */
+void channel_method(channel *ch, const amqp_method *m);
+/* A complete message arrived for the channel's pending publish. */
+void channel_content_done(channel *ch);
+/* Sends coalesced publisher confirms. */
+void channel_flush_confirms(channel *ch);
+/* Delivers one message to a consumer on this channel. */
+void channel_deliver(channel *ch, consumer *cons, message *m, uint64_t seq,
+                     bool redelivered);
+/* The broker cancelled a consumer (its queue went away). */
+void channel_consumer_cancelled(channel *ch, consumer *cons);
+/* True if the consumer may take one more message now. */
+bool channel_consumer_ready(channel *ch, const consumer *cons);
+/* Re-run dispatch for every queue a channel consumes from. */
+void channel_kick(channel *ch);
+
+#endif

@@ -1,0 +1,176 @@
+/*
+ * The process: listeners, signals and the loop. SIGINT/SIGTERM close every
+ * connection with 320 CONNECTION_FORCED, give clients a moment to answer,
+ * then stop the loop so main can exit 0.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "broker/conn.h"
+#include "broker/log.h"
+#include "broker/server.h"
+
+broker B;
+
+static ev_io listener_watcher;
+static int listener_fd = -1;
+static ev_signal sigint_watcher, sigterm_watcher;
+static ev_timer stop_timer;
+
+static bool
+addr_is_loopback(const struct sockaddr_storage *ss)
+{
+    if (ss->ss_family == AF_INET) {
+        const struct sockaddr_in *in = (const struct sockaddr_in *)ss;
+        return (ntohl(in->sin_addr.s_addr) >> 24) == 127;
+    }
+    if (ss->ss_family == AF_INET6) {
+        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)ss;
+        if (IN6_IS_ADDR_LOOPBACK(&in6->sin6_addr))
+            return true;
+        if (IN6_IS_ADDR_V4MAPPED(&in6->sin6_addr))
+            return in6->sin6_addr.s6_addr[12] == 127;
+    }
+    return false;
+}
+
+static void
+format_peer(const struct sockaddr_storage *ss, char *out, size_t cap)
+{
+    char host[INET6_ADDRSTRLEN] = "?";
+    int port = 0;
+    if (ss->ss_family == AF_INET) {
+        const struct sockaddr_in *in = (const struct sockaddr_in *)ss;
+        inet_ntop(AF_INET, &in->sin_addr, host, sizeof host);
+        port = ntohs(in->sin_port);
+    } else if (ss->ss_family == AF_INET6) {
+        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)ss;
+        inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof host);
+        port = ntohs(in6->sin6_port);
+    }
+    snprintf(out, cap, "%s:%d", host, port);
+}
+
+static void
+accept_cb(struct ev_loop *loop, ev_io *w, int revents)
+{
+    (void)loop; (void)revents;
+    for (int i = 0; i < 64; i++) {
+        struct sockaddr_storage ss;
+        socklen_t len = sizeof ss;
+        int fd = accept4(w->fd, (struct sockaddr *)&ss, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0) {
+            if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+                log_warning("accept: %s", strerror(errno));
+            return;
+        }
+        char peer[64];
+        format_peer(&ss, peer, sizeof peer);
+        conn_accept(fd, peer, addr_is_loopback(&ss));
+    }
+}
+
+static int
+listen_on(const char *addr, int port)
+{
+    struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+                              .ai_flags = AI_PASSIVE | AI_NUMERICHOST };
+    struct addrinfo *res;
+    char portstr[16];
+    snprintf(portstr, sizeof portstr, "%d", port);
+    int rc = getaddrinfo(addr, portstr, &hints, &res);
+    if (rc) {
+        log_error("cannot resolve listener address %s: %s", addr, gai_strerror(rc));
+        return -1;
+    }
+    int fd = socket(res->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        freeaddrinfo(res);
+        return -1;
+    }
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if (bind(fd, res->ai_addr, res->ai_addrlen) < 0 || listen(fd, 1024) < 0) {
+        log_error("cannot listen on %s:%d: %s", addr, port, strerror(errno));
+        close(fd);
+        freeaddrinfo(res);
+        return -1;
+    }
+    freeaddrinfo(res);
+    return fd;
+}
+
+static void
+stop_check_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)revents;
+    /* Stop once every connection has gone, or after a two-second grace. */
+    static int ticks;
+    if (!B.conns || ++ticks > 40) {
+        ev_timer_stop(loop, w);
+        ev_break(loop, EVBREAK_ALL);
+    }
+}
+
+static void
+signal_cb(struct ev_loop *loop, ev_signal *w, int revents)
+{
+    (void)revents;
+    if (B.stopping) {
+        log_info("second signal: stopping now");
+        ev_break(loop, EVBREAK_ALL);
+        return;
+    }
+    B.stopping = true;
+    log_info("received %s, closing connections and stopping",
+             w->signum == SIGINT ? "SIGINT" : "SIGTERM");
+    ev_io_stop(loop, &listener_watcher);
+    conn_close_all("shutdown");
+    ev_timer_init(&stop_timer, stop_check_cb, 0.05, 0.05);
+    ev_timer_start(loop, &stop_timer);
+}
+
+int
+server_run(void)
+{
+    B.loop = ev_default_loop(EVFLAG_AUTO);
+    signal(SIGPIPE, SIG_IGN);
+    vhost *vh = vhost_new(B.cfg.default_vhost);
+    map_put(&B.vhosts, vh->name.data, vh->name.len, vh);
+
+    listener_fd = listen_on(B.cfg.bind_addr, B.cfg.port);
+    if (listener_fd < 0)
+        return 1;
+    conn_init_loop();
+    ev_io_init(&listener_watcher, accept_cb, listener_fd, EV_READ);
+    ev_io_start(B.loop, &listener_watcher);
+    ev_signal_init(&sigint_watcher, signal_cb, SIGINT);
+    ev_signal_start(B.loop, &sigint_watcher);
+    ev_signal_init(&sigterm_watcher, signal_cb, SIGTERM);
+    ev_signal_start(B.loop, &sigterm_watcher);
+
+    log_info("Coney %s started; AMQP 0-9-1 listening on %s:%d; data in %s",
+             CONEY_VERSION, B.cfg.bind_addr, B.cfg.port, B.cfg.data_dir);
+    ev_run(B.loop, 0);
+
+    /* Whatever is left gets closed now; then free everything so the
+     * sanitizer run sees no leaks. */
+    while (B.conns)
+        conn_abort(B.conns, NULL);
+    ev_run(B.loop, EVRUN_NOWAIT);   /* lets the reaper free them */
+    close(listener_fd);
+    for (map_iter it = map_first(&B.vhosts); it.e; map_next(&B.vhosts, &it))
+        vhost_free(it.e->value);
+    map_free(&B.vhosts);
+    log_info("stopped");
+    return 0;
+}

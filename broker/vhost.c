@@ -1,0 +1,303 @@
+/*
+ * Virtual hosts: the namespaces that hold exchanges and queues, and the
+ * routing walk from an exchange to the set of queues a message reaches.
+ *
+ * The walk follows exchange-to-exchange bindings and alternate exchanges;
+ * a generation mark on each queue and exchange makes every queue receive a
+ * message once however many paths lead to it, and stops cycles.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "broker/conn.h"
+#include "broker/log.h"
+
+static amqp_bytes
+bytes_dup(amqp_bytes b)
+{
+    char *d = malloc(b.len ? b.len : 1);
+    if (!d)
+        abort();
+    memcpy(d, b.data, b.len);
+    return (amqp_bytes){ d, b.len };
+}
+
+static const struct { const char *name; enum route_type type; } builtin_exchanges[] = {
+    { "", ROUTE_DIRECT },
+    { "amq.direct", ROUTE_DIRECT },
+    { "amq.fanout", ROUTE_FANOUT },
+    { "amq.topic", ROUTE_TOPIC },
+    { "amq.headers", ROUTE_HEADERS },
+    { "amq.match", ROUTE_HEADERS },
+};
+
+vhost *
+vhost_new(const char *name)
+{
+    vhost *vh = calloc(1, sizeof *vh);
+    if (!vh)
+        abort();
+    vh->name = bytes_dup(amqp_cstr(name));
+    for (size_t i = 0; i < sizeof builtin_exchanges / sizeof builtin_exchanges[0]; i++) {
+        exchange *x = vhost_exchange_add(vh, amqp_cstr(builtin_exchanges[i].name),
+                                         builtin_exchanges[i].type, true, false,
+                                         false, NULL, 0);
+        x->builtin = true;
+        if (i == 0)
+            vh->default_ex = x;
+    }
+    return vh;
+}
+
+static void
+exchange_free(exchange *x)
+{
+    route_table_free(x->rt);
+    free((char *)x->name.data);
+    free((char *)x->alternate.data);
+    free(x->args);
+    free(x);
+}
+
+void
+vhost_free(vhost *vh)
+{
+    for (map_iter it = map_first(&vh->queues); it.e; map_next(&vh->queues, &it)) {
+        queue *q = it.e->value;
+        q->deleted = true;
+        queue_unref(q);
+    }
+    for (map_iter it = map_first(&vh->exchanges); it.e; map_next(&vh->exchanges, &it))
+        exchange_free(it.e->value);
+    map_free(&vh->queues);
+    map_free(&vh->exchanges);
+    free((char *)vh->name.data);
+    free(vh);
+}
+
+exchange *
+vhost_exchange(vhost *vh, amqp_bytes name)
+{
+    return map_get(&vh->exchanges, name.data, name.len);
+}
+
+queue *
+vhost_queue(vhost *vh, amqp_bytes name)
+{
+    return map_get(&vh->queues, name.data, name.len);
+}
+
+exchange *
+vhost_exchange_add(vhost *vh, amqp_bytes name, enum route_type type,
+                   bool durable, bool auto_delete, bool internal,
+                   const uint8_t *args, uint32_t args_len)
+{
+    exchange *x = calloc(1, sizeof *x);
+    if (!x)
+        abort();
+    x->kind = DEST_EXCHANGE;
+    x->name = bytes_dup(name);
+    x->vh = vh;
+    x->type = type;
+    x->durable = durable;
+    x->auto_delete = auto_delete;
+    x->internal = internal;
+    x->rt = route_table_new(type);
+    if (!x->rt)
+        abort();
+    if (args_len) {
+        x->args = malloc(args_len);
+        if (!x->args)
+            abort();
+        memcpy(x->args, args, args_len);
+        x->args_len = args_len;
+        amqp_pool pool = { 0 };
+        amqp_table t;
+        size_t off = 0;
+        if (amqp_table_decode(args, args_len, &off, &t, &pool) == AMQP_OK) {
+            const amqp_value *ae = amqp_table_get(&t, "alternate-exchange");
+            if (ae && (ae->kind == 'S' || ae->kind == 'x'))
+                x->alternate = bytes_dup(ae->v.bytes);
+        }
+        amqp_pool_free(&pool);
+    }
+    map_put(&vh->exchanges, x->name.data, x->name.len, x);
+    return x;
+}
+
+/* Removes every binding to dest from every exchange; auto-delete exchanges
+ * left without bindings go too. */
+static void
+vhost_unbind_dest_everywhere(vhost *vh, void *dest)
+{
+    exchange *doomed[64];
+    size_t ndoomed = 0;
+    for (map_iter it = map_first(&vh->exchanges); it.e; map_next(&vh->exchanges, &it)) {
+        exchange *x = it.e->value;
+        if (x == dest || route_count(x->rt) == 0)
+            continue;
+        size_t n = route_unbind_dest(x->rt, dest);
+        if (n && x->auto_delete && route_count(x->rt) == 0 && ndoomed < 64)
+            doomed[ndoomed++] = x;
+    }
+    for (size_t i = 0; i < ndoomed; i++)
+        vhost_exchange_delete(vh, doomed[i]);
+}
+
+static void
+dec_exchange_dest(const route_binding *b, void *ctx)
+{
+    (void)ctx;
+    if (*(enum dest_kind *)b->dest == DEST_EXCHANGE)
+        ((exchange *)b->dest)->as_dest--;
+}
+
+void
+vhost_exchange_delete(vhost *vh, exchange *x)
+{
+    map_del(&vh->exchanges, x->name.data, x->name.len);
+    route_foreach(x->rt, dec_exchange_dest, NULL);
+    if (x->as_dest)
+        vhost_unbind_dest_everywhere(vh, x);
+    exchange_free(x);
+}
+
+void
+vhost_queue_add(vhost *vh, queue *q)
+{
+    map_put(&vh->queues, q->name.data, q->name.len, q);
+}
+
+uint32_t
+vhost_queue_delete(vhost *vh, queue *q)
+{
+    if (q->deleted)
+        return 0;
+    q->deleted = true;
+    map_del(&vh->queues, q->name.data, q->name.len);
+    vhost_unbind_dest_everywhere(vh, q);
+    while (q->consumers)
+        channel_consumer_cancelled(q->consumers->ch, q->consumers);
+    uint32_t n = queue_purge(q);
+    queue_unref(q);
+    return n;
+}
+
+int
+vhost_bind(vhost *vh, exchange *src, void *dest, amqp_bytes key,
+           const uint8_t *args, uint32_t args_len)
+{
+    (void)vh;
+    int rc = route_bind(src->rt, dest, key, args, args_len);
+    if (rc == 0 && *(enum dest_kind *)dest == DEST_EXCHANGE)
+        ((exchange *)dest)->as_dest++;
+    return rc;
+}
+
+int
+vhost_unbind(vhost *vh, exchange *src, void *dest, amqp_bytes key,
+             const uint8_t *args, uint32_t args_len)
+{
+    int rc = route_unbind(src->rt, dest, key, args, args_len);
+    if (rc != 0)
+        return rc;
+    if (*(enum dest_kind *)dest == DEST_EXCHANGE)
+        ((exchange *)dest)->as_dest--;
+    if (src->auto_delete && route_count(src->rt) == 0)
+        vhost_exchange_delete(vh, src);
+    return 0;
+}
+
+/* ---- routing ------------------------------------------------------------- */
+
+typedef struct route_walk {
+    vhost *vh;
+    message *m;
+    route_result *out;
+    uint64_t gen;
+    bool headers_done;
+    bool have_headers;
+    amqp_table headers;
+    amqp_pool pool;
+} route_walk;
+
+static void route_exchange(route_walk *w, exchange *x);
+
+static void
+result_push(route_result *r, queue *q)
+{
+    if (r->n == r->cap) {
+        r->cap = r->cap ? r->cap * 2 : 8;
+        r->q = realloc(r->q, r->cap * sizeof *r->q);
+        if (!r->q)
+            abort();
+    }
+    r->q[r->n++] = q;
+}
+
+static void
+route_emit(void *dest, void *ctx)
+{
+    route_walk *w = ctx;
+    if (*(enum dest_kind *)dest == DEST_QUEUE) {
+        queue *q = dest;
+        if (q->route_mark != w->gen) {
+            q->route_mark = w->gen;
+            result_push(w->out, q);
+        }
+    } else {
+        exchange *x = dest;
+        if (x->route_mark != w->gen)
+            route_exchange(w, x);
+    }
+}
+
+static void
+route_exchange(route_walk *w, exchange *x)
+{
+    x->route_mark = w->gen;
+    size_t before = w->out->n;
+    if (x == w->vh->default_ex) {
+        queue *q = vhost_queue(w->vh, w->m->routing_key);
+        if (q)
+            route_emit(q, w);
+    } else {
+        const amqp_table *h = NULL;
+        if (x->type == ROUTE_HEADERS) {
+            if (!w->headers_done) {
+                w->headers_done = true;
+                w->have_headers = message_headers(w->m, &w->headers, &w->pool);
+            }
+            h = w->have_headers ? &w->headers : NULL;
+        }
+        route_match(x->rt, w->m->routing_key, h, route_emit, w);
+    }
+    if (w->out->n == before && x->alternate.len) {
+        exchange *ae = vhost_exchange(w->vh, x->alternate);
+        if (ae && ae->route_mark != w->gen)
+            route_exchange(w, ae);
+    }
+}
+
+void
+vhost_route(vhost *vh, exchange *x, message *m, route_result *out)
+{
+    route_walk w = { .vh = vh, .m = m, .out = out, .gen = ++B.route_gen };
+    out->n = 0;
+    route_exchange(&w, x);
+    amqp_pool_free(&w.pool);
+}
+
+void
+route_result_free(route_result *r)
+{
+    free(r->q);
+    r->q = NULL;
+    r->n = r->cap = 0;
+}
+
+vhost *
+broker_vhost(amqp_bytes name)
+{
+    return map_get(&B.vhosts, name.data, name.len);
+}
