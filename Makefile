@@ -6,20 +6,23 @@
 
 CC      ?= gcc
 PKGS    := openssl lmdb
-# libev ships no .pc file on Debian; fall back to -lev.
+# libev ships no .pc file on Debian, so it is linked by name.
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null || echo -lssl -lcrypto -llmdb) -lev
 CHECK_CFLAGS := $(shell pkg-config --cflags check 2>/dev/null)
 CHECK_LIBS   := $(shell pkg-config --libs check 2>/dev/null)
 
 WARN    := -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter
-CFLAGS  ?= -O2 -g
-CFLAGS  += -std=c11 -D_GNU_SOURCE $(WARN) -I. $(PKG_CFLAGS) -MMD -MP
+# OPT and SAN are the knobs (make asan sets them); CFLAGS stays the user's.
+OPT     ?= -O2 -g
+SAN     ?=
+ALL_CFLAGS = -std=c11 -D_GNU_SOURCE $(WARN) -I. $(PKG_CFLAGS) -MMD -MP $(OPT) $(SAN) \
+             -DCONEY_VERSION='"$(VERSION)"' $(CFLAGS)
+ALL_LDFLAGS = $(SAN) $(LDFLAGS)
 LDLIBS  += $(PKG_LIBS) -lm
 
 BUILD   ?= build
 VERSION := $(shell cat VERSION 2>/dev/null || echo 0.0.0)
-CFLAGS  += -DCONEY_VERSION='"$(VERSION)"'
 
 CORE_SRC   := $(wildcard protocol/*.c routing/*.c storage/*.c)
 BROKER_SRC := $(wildcard broker/*.c)
@@ -37,18 +40,18 @@ PORT    ?= 5672
 all: $(BUILD)/coney $(BUILD)/unit-tests
 
 $(BUILD)/coney: $(BROKER_OBJ) $(CORE_OBJ)
-	$(CC) $(CFLAGS) -o $@ $^ $(LDFLAGS) $(LDLIBS)
+	$(CC) -o $@ $^ $(ALL_LDFLAGS) $(LDLIBS)
 
 $(BUILD)/unit-tests: $(UNIT_OBJ) $(CORE_OBJ)
-	$(CC) $(CFLAGS) -o $@ $^ $(LDFLAGS) $(CHECK_LIBS) $(LDLIBS)
+	$(CC) -o $@ $^ $(ALL_LDFLAGS) $(CHECK_LIBS) $(LDLIBS)
 
 $(BUILD)/tests/unit/%.o: tests/unit/%.c
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(CHECK_CFLAGS) -c -o $@ $<
+	$(CC) $(ALL_CFLAGS) $(CHECK_CFLAGS) -c -o $@ $<
 
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -c -o $@ $<
+	$(CC) $(ALL_CFLAGS) -c -o $@ $<
 
 deps:
 	@scripts/deps.sh
@@ -64,9 +67,8 @@ integration: $(BUILD)/coney
 	CONEY_BIN=$(abspath $(BUILD)/coney) $(PYTHON) -m pytest -q tests/integration
 
 asan:
-	@$(MAKE) --no-print-directory BUILD=build/asan \
-	  CFLAGS="-O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined" \
-	  LDFLAGS="-fsanitize=address,undefined" all
+	@$(MAKE) --no-print-directory BUILD=build/asan OPT="-O1 -g -fno-omit-frame-pointer" \
+	  SAN="-fsanitize=address,undefined -fno-sanitize-recover=undefined" all
 
 asan-test: asan
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 build/asan/unit-tests
