@@ -70,6 +70,7 @@ enum amqp_status {
     AMQP_ERR_FRAME_TYPE = -4,    /* unknown frame type: 501 */
     AMQP_ERR_UNKNOWN_METHOD = -5,/* class/method id not in the table: 540 */
     AMQP_ERR_TABLE = -6,         /* bad field table (type, depth): 502 */
+    AMQP_ERR_NOMEM = -7,         /* the pool's malloc failed: 541 */
 };
 
 const char *amqp_strerror(int status);
@@ -89,7 +90,8 @@ typedef struct amqp_pool {
 void *amqp_pool_alloc(amqp_pool *pool, size_t size);
 /* Copies len bytes into the pool. */
 void *amqp_pool_dup(amqp_pool *pool, const void *src, size_t len);
-/* Frees every chunk but the first and makes the pool empty again. */
+/* Makes the pool empty again, keeping one standard-size chunk for reuse and
+ * freeing the rest. */
 void amqp_pool_reset(amqp_pool *pool);
 void amqp_pool_free(amqp_pool *pool);
 
@@ -143,7 +145,10 @@ struct amqp_field {
 };
 
 /* Decodes a table at buf[*off], including its 4-byte length prefix, and
- * advances *off. Strings borrow from buf; arrays come from pool. */
+ * advances *off. Strings borrow from buf; arrays come from pool. Returns
+ * AMQP_OK, AMQP_ERR_MALFORMED (truncated), AMQP_ERR_TABLE (unknown type
+ * octet, nesting deeper than AMQP_TABLE_MAX_DEPTH) or AMQP_ERR_NOMEM (also
+ * for a non-empty table when pool is NULL); *off is unchanged on error. */
 int amqp_table_decode(const uint8_t *buf, size_t len, size_t *off,
                       amqp_table *out, amqp_pool *pool);
 /* Encoded size of the table including its 4-byte length prefix. */
@@ -161,7 +166,7 @@ bool amqp_value_eq(const amqp_value *a, const amqp_value *b);
 bool amqp_table_eq(const amqp_table *a, const amqp_table *b);
 /* Integer value of any integer kind; false if the value is not an integer. */
 bool amqp_value_int(const amqp_value *v, int64_t *out);
-/* Deep copy of t into pool, strings included. */
+/* Deep copy of t into pool, strings included. AMQP_OK or AMQP_ERR_NOMEM. */
 int amqp_table_clone(const amqp_table *t, amqp_table *out, amqp_pool *pool);
 
 /* ---- frames ----------------------------------------------------------- */
@@ -205,9 +210,10 @@ enum {
 };
 
 /*
- * AMQP_METHODS(X) lists every method: X(NAME, struct_member, class, index,
- * "wire.name", flags, reply NAME or 0). Field layouts are in the per-class
- * files of protocol/; the structs below mirror them.
+ * AMQP_METHOD_LIST(X) lists every method: X(NAME, struct_member, class,
+ * index, "wire.name"). Field layouts, flags and replies are in the per-class
+ * files of protocol/ (see amqp_method_info_get); the structs below mirror
+ * them.
  */
 #define AMQP_METHOD_LIST(X) \
     X(CONNECTION_START,        connection_start,       10, 10, "connection.start") \
@@ -404,9 +410,10 @@ const amqp_method_info *amqp_method_info_get(uint32_t id);
 const char *amqp_method_name(uint32_t id);
 
 /* Decodes a method frame payload (class id, method id, arguments).
- * Returns AMQP_OK, AMQP_ERR_UNKNOWN_METHOD, AMQP_ERR_MALFORMED (truncated or
- * trailing bytes) or AMQP_ERR_TABLE. Strings borrow from payload; tables'
- * arrays come from pool. */
+ * Returns AMQP_OK, AMQP_ERR_UNKNOWN_METHOD, AMQP_ERR_MALFORMED (truncated;
+ * trailing bytes after the last field are tolerated), AMQP_ERR_TABLE or
+ * AMQP_ERR_NOMEM. Strings borrow from payload; tables' arrays come from
+ * pool. */
 int amqp_method_decode(const uint8_t *payload, size_t len, amqp_method *out,
                        amqp_pool *pool);
 /* Encoded size of the method payload (class id and method id included). */
