@@ -124,11 +124,105 @@ encode_args(channel *ch, const amqp_table *t, uint32_t *len)
     return p;
 }
 
-static bool
-args_equal(const uint8_t *a, uint32_t alen, const uint8_t *b, uint32_t blen)
+/* RabbitMQ's names for field types, as its inequivalence errors print them. */
+static const char *
+value_type_name(char kind)
 {
-    return alen == blen && (alen == 0 || memcmp(a, b, alen) == 0);
+    switch (kind) {
+    case 't': return "bool";
+    case 'b': return "byte";
+    case 'B': return "unsignedbyte";
+    case 's': case 'U': return "short";
+    case 'u': return "unsignedshort";
+    case 'I': return "signedint";
+    case 'i': return "unsignedint";
+    case 'l': case 'L': return "long";
+    case 'f': return "float";
+    case 'd': return "double";
+    case 'D': return "decimal";
+    case 'S': return "longstr";
+    case 'x': return "binary";
+    case 'T': return "timestamp";
+    case 'F': return "table";
+    case 'A': return "array";
+    default: return "void";
+    }
 }
+
+static void
+value_format(const amqp_value *v, char *out, size_t cap)
+{
+    int64_t i;
+    if (v->kind == 'S' || v->kind == 'x')
+        snprintf(out, cap, "%.*s", (int)v->v.bytes.len, v->v.bytes.data);
+    else if (v->kind == 't')
+        snprintf(out, cap, "%s", v->v.boolean ? "true" : "false");
+    else if (amqp_value_int(v, &i))
+        snprintf(out, cap, "%lld", (long long)i);
+    else if (v->kind == 'd')
+        snprintf(out, cap, "%g", v->v.d);
+    else if (v->kind == 'f')
+        snprintf(out, cap, "%g", (double)v->v.f);
+    else
+        snprintf(out, cap, "%s", value_type_name(v->kind));
+}
+
+/* Compares the arguments RabbitMQ compares on redeclaration (and only
+ * those: unknown x- arguments may differ). Closes the channel and returns
+ * false on a difference. */
+static bool
+args_equivalent(channel *ch, uint32_t method, const char *what, amqp_bytes name,
+                const uint8_t *cur_raw, uint32_t cur_len, const amqp_table *got,
+                const char *const *keys)
+{
+    amqp_table cur = { 0, NULL };
+    size_t off = 0;
+    if (cur_len && amqp_table_decode(cur_raw, cur_len, &off, &cur, &ch->conn->pool) != AMQP_OK)
+        cur.n = 0;
+    for (; *keys; keys++) {
+        const amqp_value *a = amqp_table_get(&cur, *keys);
+        const amqp_value *b = amqp_table_get(got, *keys);
+        if (!a && !b)
+            continue;
+        if (a && b && amqp_value_eq(a, b))
+            continue;
+        char av[128], bv[128], received[192], current[192];
+        if (b) {
+            value_format(b, bv, sizeof bv);
+            if (a)
+                snprintf(received, sizeof received, "'%s'", bv);
+            else
+                snprintf(received, sizeof received, "the value '%s' of type '%s'", bv,
+                         value_type_name(b->kind));
+        } else {
+            snprintf(received, sizeof received, "none");
+        }
+        if (a) {
+            value_format(a, av, sizeof av);
+            if (b)
+                snprintf(current, sizeof current, "'%s'", av);
+            else
+                snprintf(current, sizeof current, "the value '%s' of type '%s'", av,
+                         value_type_name(a->kind));
+        } else {
+            snprintf(current, sizeof current, "none");
+        }
+        channel_error(ch, AMQP_PRECONDITION_FAILED, method,
+                      "inequivalent arg '%s' for %s '" BYTES_FMT "' in vhost '%.*s': "
+                      "received %s but current is %s", *keys, what, BYTES_ARG(name),
+                      VHOST_ARG(ch), received, current);
+        return false;
+    }
+    return true;
+}
+
+static const char *const queue_equiv_keys[] = {
+    "x-expires", "x-message-ttl", "x-dead-letter-exchange", "x-dead-letter-routing-key",
+    "x-max-length", "x-max-length-bytes", "x-max-in-memory-length", "x-max-in-memory-bytes",
+    "x-max-priority", "x-overflow", "x-queue-mode", "x-single-active-consumer",
+    "x-queue-type", "x-queue-version", NULL,
+};
+static const char *const exchange_equiv_keys[] = { "alternate-exchange", NULL };
 
 /* ---- lifetime ------------------------------------------------------------ */
 
@@ -468,6 +562,18 @@ channel_content_done(channel *ch)
         message_unref(&m);
         return;
     }
+    if (m->prop_flags & AMQP_BASIC_USER_ID) {
+        /* RabbitMQ's validated user-id: a consumer can trust it. */
+        amqp_basic_props bp;
+        if (amqp_props_decode(m->prop_flags, m->props, m->props_len, &bp, &ch->conn->pool) != AMQP_OK ||
+            !amqp_bytes_eq_cstr(bp.user_id, ch->conn->user)) {
+            channel_error(ch, AMQP_PRECONDITION_FAILED, ch->pub_method,
+                          "user_id property set to '" BYTES_FMT "' but authenticated user was '%s'",
+                          BYTES_ARG(bp.user_id), ch->conn->user);
+            message_unref(&m);
+            return;
+        }
+    }
     if (x->internal) {
         channel_error(ch, AMQP_ACCESS_REFUSED, ch->pub_method,
                       "cannot publish to internal exchange '" BYTES_FMT "' in vhost '%.*s'",
@@ -507,22 +613,18 @@ exchange_declare(channel *ch, const amqp_exchange_declare *a)
             send_simple(ch, AMQP_EXCHANGE_DECLARE_OK);
         return;
     }
-    if (a->exchange.len == 0) {
-        channel_error(ch, AMQP_ACCESS_REFUSED, M, "operation not permitted on the default exchange");
-        return;
-    }
-    if (has_prefix(a->exchange, "amq.")) {
-        channel_error(ch, AMQP_ACCESS_REFUSED, M,
-                      "exchange name '" BYTES_FMT "' contains reserved prefix 'amq.*'",
-                      BYTES_ARG(a->exchange));
-        return;
-    }
+    /* RabbitMQ's order: the type, the default exchange, then the reserved
+     * prefix only when creating (an equivalent amq.* redeclare is fine). */
     enum route_type type;
     if (!route_type_parse(a->type, &type)) {
         channel_error(ch, AMQP_PRECONDITION_FAILED, M,
                       "invalid exchange type '" BYTES_FMT "' for exchange '" BYTES_FMT
                       "' in vhost '%.*s'", BYTES_ARG(a->type), BYTES_ARG(a->exchange),
                       VHOST_ARG(ch));
+        return;
+    }
+    if (a->exchange.len == 0) {
+        channel_error(ch, AMQP_ACCESS_REFUSED, M, "operation not permitted on the default exchange");
         return;
     }
     uint32_t alen;
@@ -541,8 +643,6 @@ exchange_declare(channel *ch, const amqp_exchange_declare *a)
             arg = "auto_delete";
         } else if (x->internal != a->internal) {
             arg = "internal";
-        } else if (!args_equal(x->args, x->args_len, args, alen)) {
-            arg = "arguments";
         }
         if (arg) {
             if (strcmp(arg, "type") != 0) {
@@ -551,18 +651,22 @@ exchange_declare(channel *ch, const amqp_exchange_declare *a)
                 snprintf(got, sizeof got, "%s", g ? "true" : "false");
                 snprintf(cur, sizeof cur, "%s", g ? "false" : "true");
             }
-            if (strcmp(arg, "arguments") == 0)
-                channel_error(ch, AMQP_PRECONDITION_FAILED, M,
-                              "inequivalent arguments for exchange '" BYTES_FMT "' in vhost '%.*s'",
-                              BYTES_ARG(a->exchange), VHOST_ARG(ch));
-            else
-                channel_error(ch, AMQP_PRECONDITION_FAILED, M,
+            channel_error(ch, AMQP_PRECONDITION_FAILED, M,
                               "inequivalent arg '%s' for exchange '" BYTES_FMT "' in vhost "
-                              "'%.*s': received '%s' but current is '%s'", arg,
-                              BYTES_ARG(a->exchange), VHOST_ARG(ch), got, cur);
+                          "'%.*s': received '%s' but current is '%s'", arg,
+                          BYTES_ARG(a->exchange), VHOST_ARG(ch), got, cur);
             return;
         }
+        if (!args_equivalent(ch, M, "exchange", x->name, x->args, x->args_len,
+                             &a->arguments, exchange_equiv_keys))
+            return;
     } else {
+        if (has_prefix(a->exchange, "amq.")) {
+            channel_error(ch, AMQP_ACCESS_REFUSED, M,
+                          "exchange name '" BYTES_FMT "' contains reserved prefix 'amq.*'",
+                          BYTES_ARG(a->exchange));
+            return;
+        }
         vhost_exchange_add(vh, a->exchange, type, a->durable, a->auto_delete,
                            a->internal, args, alen);
     }
@@ -578,13 +682,13 @@ exchange_delete(channel *ch, const amqp_exchange_delete *a)
         channel_error(ch, AMQP_ACCESS_REFUSED, M, "operation not permitted on the default exchange");
         return;
     }
-    if (has_prefix(a->exchange, "amq.")) {
+    exchange *x = vhost_exchange(ch->conn->vh, a->exchange);
+    if (x && x->builtin) {
         channel_error(ch, AMQP_ACCESS_REFUSED, M,
-                      "exchange name '" BYTES_FMT "' contains reserved prefix 'amq.*'",
-                      BYTES_ARG(a->exchange));
+                      "deletion of system exchange '" BYTES_FMT "' in vhost '%.*s' not allowed",
+                      BYTES_ARG(a->exchange), VHOST_ARG(ch));
         return;
     }
-    exchange *x = vhost_exchange(ch->conn->vh, a->exchange);
     if (x) {
         if (a->if_unused && route_count(x->rt) > 0) {
             channel_error(ch, AMQP_PRECONDITION_FAILED, M,
@@ -681,12 +785,9 @@ queue_declare(channel *ch, const amqp_queue_declare *a)
                               VHOST_ARG(ch), got ? "true" : "false", got ? "false" : "true");
                 return;
             }
-            if (!args_equal(q->args, q->args_len, args, alen)) {
-                channel_error(ch, AMQP_PRECONDITION_FAILED, M,
-                              "inequivalent arguments for queue '" BYTES_FMT "' in vhost '%.*s'",
-                              BYTES_ARG(name), VHOST_ARG(ch));
+            if (!args_equivalent(ch, M, "queue", q->name, q->args, q->args_len,
+                                 &a->arguments, queue_equiv_keys))
                 return;
-            }
         } else {
             q = queue_new(vh, name, a->durable, a->exclusive, a->auto_delete,
                           a->exclusive ? ch->conn : NULL, args, alen);
@@ -766,7 +867,7 @@ queue_delete_method(channel *ch, const amqp_queue_delete *a)
         }
         if (a->if_empty && queue_ready(q)) {
             channel_error(ch, AMQP_PRECONDITION_FAILED, M,
-                          "queue '" BYTES_FMT "' in vhost '%.*s' is not empty",
+                          "queue '" BYTES_FMT "' in vhost '%.*s' not empty",
                           BYTES_ARG(q->name), VHOST_ARG(ch));
             return;
         }
@@ -959,14 +1060,17 @@ channel_method(channel *ch, const amqp_method *m)
     const uint32_t id = m->id;
     switch (id) {
     case AMQP_CHANNEL_FLOW:
-        ch->flow_active = m->a.channel_flow.active;
+        /* RabbitMQ never let clients pause deliveries this way: consumers
+         * use basic.qos or cancel instead. */
+        if (!m->a.channel_flow.active) {
+            conn_error(ch->conn, AMQP_NOT_IMPLEMENTED, id, "active=false");
+            return;
+        }
         {
             amqp_method ok = { .id = AMQP_CHANNEL_FLOW_OK };
-            ok.a.channel_flow_ok.active = ch->flow_active;
+            ok.a.channel_flow_ok.active = true;
             conn_send_method(ch->conn, ch->id, &ok);
         }
-        if (ch->flow_active)
-            channel_kick(ch);
         return;
     case AMQP_CHANNEL_FLOW_OK:
         return;

@@ -429,7 +429,7 @@ send_start(conn *c)
     m.a.connection_start.version_major = 0;
     m.a.connection_start.version_minor = 9;
     m.a.connection_start.server_properties = (amqp_table){ sizeof props / sizeof props[0], props };
-    m.a.connection_start.mechanisms = AMQP_BYTES_LIT("PLAIN AMQPLAIN");
+    m.a.connection_start.mechanisms = AMQP_BYTES_LIT("AMQPLAIN PLAIN");
     m.a.connection_start.locales = AMQP_BYTES_LIT("en_US");
     conn_send_method(c, 0, &m);
     c->state = CONN_START;
@@ -604,8 +604,8 @@ conn_method0(conn *c, const amqp_method *m)
         return;
     }
     if (AMQP_CLASS_OF(m->id) != AMQP_CLASS_CONNECTION) {
-        conn_error(c, AMQP_COMMAND_INVALID, m->id,
-                   "%s on channel 0", amqp_method_name(m->id));
+        conn_error(c, AMQP_CHANNEL_ERROR, m->id, "unexpected method in connection state %s",
+                   c->state == CONN_OPEN ? "running" : "handshake");
         return;
     }
     static const uint32_t expected[] = {
@@ -722,9 +722,14 @@ conn_gate(conn *c, uint16_t chan, const amqp_method *m)
         }
         return;
     }
-    if (ch->content != CONTENT_NONE) {
-        conn_error(c, AMQP_UNEXPECTED_FRAME, m->id,
+    if (ch->content == CONTENT_HEADER) {
+        conn_error(c, AMQP_UNEXPECTED_FRAME, ch->pub_method,
                    "expected content header for class 60, got non content header frame instead");
+        return;
+    }
+    if (ch->content == CONTENT_BODY) {
+        conn_error(c, AMQP_UNEXPECTED_FRAME, ch->pub_method,
+                   "expected content body, got non content body frame instead");
         return;
     }
     switch (m->id) {
@@ -817,6 +822,19 @@ conn_content_body(conn *c, channel *ch, const amqp_frame *f)
     }
 }
 
+/* Bytes as Erlang prints a binary, <<1,2,3>>, as RabbitMQ's decode errors
+ * show them; long ones are cut. Static storage. */
+static const char *
+erlang_binary(const uint8_t *p, size_t n)
+{
+    static char out[200];
+    size_t len = (size_t)snprintf(out, sizeof out, "<<");
+    for (size_t i = 0; i < n && len < sizeof out - 12; i++)
+        len += (size_t)snprintf(out + len, sizeof out - len, i ? ",%u" : "%u", p[i]);
+    snprintf(out + len, sizeof out - len, n && len >= sizeof out - 12 ? ",...>>" : ">>");
+    return out;
+}
+
 static void
 conn_frame(conn *c, const amqp_frame *f)
 {
@@ -830,8 +848,9 @@ conn_frame(conn *c, const amqp_frame *f)
                 conn_error(c, AMQP_NOT_IMPLEMENTED, id, "unknown method class=%u method=%u",
                            AMQP_CLASS_OF(id), AMQP_INDEX_OF(id));
             else
-                conn_error(c, amqp_status_reply_code(rc), id,
-                           "cannot decode %s: %s", amqp_method_name(id), amqp_strerror(rc));
+                conn_error(c, amqp_status_reply_code(rc), id, "cannot decode %s",
+                           erlang_binary(f->size > 4 ? f->payload + 4 : f->payload,
+                                         f->size > 4 ? f->size - 4 : 0));
             return;
         }
         conn_gate(c, f->channel, &m);
@@ -839,7 +858,7 @@ conn_frame(conn *c, const amqp_frame *f)
     }
     if (f->type == AMQP_FRAME_HEARTBEAT) {
         if (f->channel != 0)
-            conn_error(c, AMQP_FRAME_ERROR, 0, "heartbeat frame on channel %u", f->channel);
+            conn_error(c, AMQP_UNEXPECTED_FRAME, 0, "type 8, all octets = <<>>");
         return;
     }
     /* content header or body */
@@ -902,9 +921,21 @@ conn_process(conn *c)
                 conn_abort(c, amqp_strerror(rc));
                 return;
             }
+            /* The texts are RabbitMQ's, so logs and client errors read the
+             * same after a switch. */
             const uint8_t *h = c->in.data + c->in.off;
-            conn_error(c, AMQP_FRAME_ERROR, 0, "%s (type %u, channel %u, size %u)",
-                       amqp_strerror(rc), h[0], amqp_get16(h + 1), amqp_get32(h + 3));
+            if (rc == AMQP_ERR_FRAME_SIZE)
+                conn_error(c, AMQP_FRAME_ERROR, 0,
+                           "type %u, all octets = <<>>: {frame_too_large,%u,%u}", h[0],
+                           amqp_get32(h + 3), fmax - AMQP_FRAME_OVERHEAD);
+            else if (rc == AMQP_ERR_FRAME_END)
+                conn_error(c, AMQP_FRAME_ERROR, 0,
+                           "type %u, all octets = <<>>: {invalid_frame_end_marker,%u}", h[0],
+                           h[AMQP_FRAME_HEADER_SIZE + (size_t)amqp_get32(h + 3)]);
+            else if (rc == AMQP_ERR_FRAME_TYPE)
+                conn_error(c, AMQP_FRAME_ERROR, 0, "type %u, all octets = <<>>: unknown_frame", h[0]);
+            else
+                conn_error(c, AMQP_FRAME_ERROR, 0, "%s", amqp_strerror(rc));
             conn_drain(c);        /* framing is lost: no close-ok can follow */
             return;
         }
