@@ -62,6 +62,8 @@ _M = {
     "connection.close-ok": (10, 51, []),
     "connection.blocked": (10, 60, [("reason", "shortstr")]),
     "connection.unblocked": (10, 61, []),
+    "connection.update-secret": (10, 70, [("new_secret", "longstr"), ("reason", "shortstr")]),
+    "connection.update-secret-ok": (10, 71, []),
     "channel.open": (20, 10, [("out_of_band", "shortstr")]),
     "channel.open-ok": (20, 11, [("channel_id", "longstr")]),
     "channel.flow": (20, 20, [("active", "bit")]),
@@ -490,7 +492,8 @@ class RawConnection:
         return f.args
 
     def handshake(self, user="guest", password="guest", vhost="/", heartbeat=0,
-                  frame_max=None, channel_max=None, client_properties=None):
+                  frame_max=None, channel_max=None, client_properties=None,
+                  mechanism="PLAIN"):
         self.start()
         props = client_properties or {
             "product": "coney-tests",
@@ -499,10 +502,13 @@ class RawConnection:
                              "publisher_confirms": True, "basic.nack": True,
                              "connection.blocked": True},
         }
+        if mechanism == "AMQPLAIN":
+            # a field table without its 4-byte length prefix
+            response = table({"LOGIN": user, "PASSWORD": password})[4:]
+        else:
+            response = b"\0" + user.encode() + b"\0" + password.encode()
         self.send_method(0, "connection.start-ok", client_properties=props,
-                         mechanism="PLAIN",
-                         response=b"\0" + user.encode() + b"\0" + password.encode(),
-                         locale="en_US")
+                         mechanism=mechanism, response=response, locale="en_US")
         f = self.recv_non_heartbeat()
         if f.method != "connection.tune":
             return f  # connection.close on failed login

@@ -50,6 +50,31 @@ def test_plain_auth_ok_and_open_ok(broker):
         assert f.channel == 0
 
 
+def test_amqplain_auth_ok(broker):
+    with R.RawConnection(broker.host, broker.port, timeout=TIMEOUT) as raw:
+        f = raw.handshake(mechanism="AMQPLAIN")
+        assert f.method == "connection.open-ok", f
+
+
+def test_amqplain_wrong_password_is_access_refused(broker):
+    with R.RawConnection(broker.host, broker.port, timeout=TIMEOUT) as raw:
+        f = raw.handshake(mechanism="AMQPLAIN", password="nope")
+        assert f.method == "connection.close", f
+        assert f.args["reply_code"] == R.ACCESS_REFUSED
+        assert f.args["reply_text"].startswith(
+            "ACCESS_REFUSED - Login was refused using authentication mechanism AMQPLAIN")
+        raw.send_method(0, "connection.close-ok")
+
+
+def test_update_secret_is_acknowledged(broker):
+    with R.RawConnection(broker.host, broker.port, timeout=TIMEOUT) as raw:
+        raw.open()
+        ok = raw.rpc(0, "connection.update-secret", "connection.update-secret-ok",
+                     new_secret=b"guest", reason="rotation")
+        assert ok == {}
+        raw.open_channel(1)    # the connection still works afterwards
+
+
 def test_wrong_password_is_access_refused_raw(broker):
     with R.RawConnection(broker.host, broker.port, timeout=TIMEOUT) as raw:
         f = raw.handshake(password="not-the-password")
