@@ -9,6 +9,7 @@ PACKAGES=(
   libssl-dev liblmdb-dev libev-dev check
   # tests: real AMQP clients against a real broker
   python3 python3-pytest python3-pika amqp-tools
+  iproute2            # a network namespace as a second host (loopback_users)
   # sanitizer runtime comes with gcc (libasan, libubsan)
 )
 
