@@ -6,6 +6,8 @@ Reply codes, texts and class/method ids are RabbitMQ's (checked on 3.10.8).
 A separate pika connection (the witness) does a publish/get round trip after
 every case: a peer's protocol error must never disturb other connections."""
 
+import os
+import signal
 import struct
 from collections import namedtuple
 
@@ -13,7 +15,7 @@ import pytest
 
 import coney_raw as R
 from coney_raw import hexdump, hexbytes
-from coney_util import TIMEOUT, uname, get_one
+from coney_util import TIMEOUT, get_one, start_broker, uname
 
 # expect: bytes (the broker answers with exactly these bytes and closes the
 # socket) or Close(code, text prefix, class id, method id) for connection.close.
@@ -66,6 +68,18 @@ CASES = [
     case("4.2.5 shortstr running past the end of the frame (queue.declare)", "channel",
          R.frame(R.FRAME_METHOD, 1, struct.pack("!HH", 50, 10) + hexbytes("0000 10 6162")),
          Close(R.FRAME_ERROR, "FRAME_ERROR - cannot decode ", 50, 10)),
+
+    case("4.2.5.5 unknown field type in a field table is a syntax error", "channel",
+         R.frame(R.FRAME_METHOD, 1, struct.pack("!HH", 50, 10)
+                 + hexbytes("0000 00 00") + hexbytes("00000003 016b 5a")),
+         Close(R.SYNTAX_ERROR, "SYNTAX_ERROR - cannot decode ", 50, 10),
+         rabbitmq_differs="RabbitMQ 3.10 answers 501 FRAME_ERROR; the spec's code for "
+                          "illegal field values is 502"),
+
+    # -- 2.2 who sends what: a server-only method from a client is invalid
+    case("2.2.4 basic.qos-ok sent by a client is command invalid", "channel",
+         R.method_frame(1, "basic.qos-ok"),
+         Close(R.COMMAND_INVALID, "COMMAND_INVALID - unimplemented method", 60, 11)),
 
     # -- 4.2.6 content frames follow their method: header, then bodies
     case("4.2.6 content body without a header is an unexpected frame", "channel",
@@ -171,3 +185,50 @@ def test_frame_builder_matches_spec_layout():
     # empty shortstr, frame-end.
     assert R.method_frame(1, "channel.open") == hexbytes(
         "01 | 0001 | 00000005 | 0014 000a | 00 | ce")
+
+
+def test_connection_open_before_tune_ok_is_command_invalid(broker):
+    """The handshake runs start, start-ok, tune, tune-ok, open in order; a
+    step out of order is 503 COMMAND_INVALID naming the method sent."""
+    with R.RawConnection(broker.host, broker.port, timeout=TIMEOUT) as raw:
+        raw.start()
+        raw.send_method(0, "connection.start-ok", client_properties={}, mechanism="PLAIN",
+                        response=b"\0guest\0guest", locale="en_US")
+        raw.expect(0, "connection.tune")
+        raw.send_method(0, "connection.open", virtual_host="/")
+        args, _ = raw.expect_connection_close()
+    assert args["reply_code"] == R.COMMAND_INVALID
+    assert args["reply_text"].startswith("COMMAND_INVALID - expected 'connection.tune-ok'")
+    assert (args["class_id"], args["method_id"]) == (10, 40)
+
+
+def test_message_the_broker_cannot_allocate_is_internal_error(coney_bin, tmp_path):
+    """541 INTERNAL_ERROR when memory for a message cannot be had: a broker
+    limited to 256 MiB of address space is sent a header announcing 400 MB
+    (allowed by max_message_size). The broker keeps running and serving."""
+    if os.environ.get("CONEY_SANITIZED"):
+        pytest.skip("sanitizers reserve far more address space than the limit")
+    wrapper = tmp_path / "coney-limited"
+    wrapper.write_text("#!/bin/sh\nulimit -v 262144\nexec %s \"$@\"\n" % coney_bin)
+    wrapper.chmod(0o755)
+    conf = tmp_path / "coney.conf"
+    conf.write_text("max_message_size = 500000000\n")
+    b = start_broker(str(wrapper), extra_args=["--config", str(conf)])
+    try:
+        with R.RawConnection(b.host, b.port, timeout=TIMEOUT) as raw:
+            raw.open()
+            raw.open_channel(1)
+            raw.send(R.method_frame(1, "basic.publish", routing_key="x")
+                     + R.header_frame(1, 400 * 1000 * 1000))
+            args, _ = raw.expect_connection_close()
+        assert args["reply_code"] == R.INTERNAL_ERROR
+        assert (args["class_id"], args["method_id"]) == (60, 40)
+        c = b.connect()                   # and the broker still serves
+        ch = c.channel()
+        q = ch.queue_declare("", exclusive=True).method.queue
+        ch.basic_publish("", q, b"after")
+        assert get_one(ch, q, auto_ack=True)[2] == b"after"
+        c.close()
+        b.check_clean_exit(b.stop(signal.SIGTERM))
+    finally:
+        b.cleanup()
