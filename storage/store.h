@@ -1,0 +1,198 @@
+/*
+ * The store: durable state in one LMDB environment (DESIGN.md, FORMAT.md).
+ *
+ * Threads. Writes are queued by the loop thread into the open batch
+ * (store_put_* / store_del_*: the arguments are encoded and copied at once,
+ * so callers keep no buffers alive). A storage thread owns the single
+ * write transaction: it takes the whole open batch, applies it, commits
+ * with the configured sync, and reports the batch id as done; while it
+ * works, new writes gather in the next batch (group commit: one commit and
+ * one sync for everything that arrived meanwhile). Batches complete in id
+ * order. Reads (store_reader) use LMDB read transactions on the caller's
+ * thread.
+ *
+ * Reference counts. A message record (msgs) is written once however many
+ * queue index entries (qidx) refer to it; the storage thread counts the
+ * references and deletes the message with its last entry. The caller's
+ * duty: store_put_message names the first entries; store_put_qentry may
+ * add an entry only for a message that has at least one live entry.
+ *
+ * Errors: functions returning int give 0 or a negative STORE_E* code;
+ * store_strerror names it.
+ */
+#ifndef CONEY_STORAGE_STORE_H
+#define CONEY_STORAGE_STORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+enum store_error {
+    STORE_OK = 0,
+    STORE_ENOMEM = -1,
+    STORE_EIO = -2,        /* LMDB or the file system failed */
+    STORE_ECORRUPT = -3,   /* a record that does not decode */
+    STORE_EVERSION = -4,   /* a record of a newer format version */
+    STORE_ENOTFOUND = -5,
+    STORE_EFULL = -6,      /* the disk is full */
+};
+const char *store_strerror(int err);
+
+enum store_sync {
+    STORE_SYNC_ALWAYS,     /* fsync every commit before reporting it done */
+    STORE_SYNC_BATCH,      /* commit without fsync; fsync every interval */
+    STORE_SYNC_NONE,       /* never fsync; the OS writes back when it likes */
+};
+
+typedef struct store store;
+
+typedef struct store_config {
+    const char *dir;               /* created if missing */
+    enum store_sync sync;
+    unsigned sync_interval_ms;     /* STORE_SYNC_BATCH */
+    size_t initial_map_size;       /* bytes; 0 = 64 MiB. Grows when full. */
+    /* Called on the storage thread after each batch is done (committed or
+     * failed). The broker calls ev_async_send here. May be NULL. */
+    void (*on_done)(void *ctx);
+    void *ctx;
+} store_config;
+
+/* Opens (creating if needed) the environment and starts the storage
+ * thread. On failure returns a STORE_E* code and a message in err. */
+int store_open(const store_config *cfg, store **out, char *err, size_t errlen);
+/* Commits what is queued, stops the thread, closes the environment. */
+void store_close(store *s);
+
+/* ---- records ----------------------------------------------------------- */
+
+/* A byte string: borrowed, not NUL-terminated. */
+typedef struct store_bytes {
+    const uint8_t *data;
+    uint32_t len;
+} store_bytes;
+
+enum { STORE_DEST_QUEUE = 1, STORE_DEST_EXCHANGE = 2 };
+
+/* flags bits for exchanges and queues */
+enum { STORE_F_DURABLE = 1, STORE_F_AUTO_DELETE = 2, STORE_F_INTERNAL = 4,
+       STORE_F_EXCLUSIVE = 8 };
+
+typedef struct store_exchange {
+    store_bytes vhost, name;
+    uint8_t type;                  /* the broker's route_type value */
+    uint8_t flags;
+    store_bytes args;              /* encoded AMQP field table (opaque here) */
+} store_exchange;
+
+typedef struct store_queue {
+    store_bytes vhost, name;
+    uint64_t id;                   /* the qidx key prefix */
+    uint8_t flags;
+    store_bytes args;
+} store_queue;
+
+typedef struct store_binding {
+    store_bytes vhost, source;
+    uint8_t dest_kind;             /* STORE_DEST_* */
+    store_bytes dest, key, args;
+} store_binding;
+
+typedef struct store_message {
+    uint64_t id;
+    uint16_t prop_flags;
+    store_bytes exchange, routing_key, props, body;
+} store_message;
+
+/* qentry flags */
+enum { STORE_QE_DELIVERED = 1,     /* was delivered at least once */
+       STORE_QE_TRANSIENT = 2 };   /* paged out only: dropped at start-up */
+
+typedef struct store_qentry {
+    uint64_t queue_id, seq, msg_id;
+    uint8_t flags;
+} store_qentry;
+
+/* ---- writes (loop thread); each goes into the open batch --------------- */
+
+/* Id of the batch that writes queued now will be committed in. Ids start
+ * at 1 and only grow. */
+uint64_t store_batch_id(const store *s);
+
+void store_put_exchange(store *s, const store_exchange *x);
+void store_del_exchange(store *s, store_bytes vhost, store_bytes name);
+void store_put_queue(store *s, const store_queue *q);
+/* Deletes the queue record and every qidx entry of queue_id (messages
+ * whose last entry goes are deleted too). */
+void store_del_queue(store *s, store_bytes vhost, store_bytes name, uint64_t queue_id);
+void store_put_binding(store *s, const store_binding *b);
+void store_del_binding(store *s, const store_binding *b);
+
+/* Writes the message record and its first n queue index entries (all with
+ * e[i].msg_id == m->id). */
+void store_put_message(store *s, const store_message *m, const store_qentry *e, size_t n);
+/* Adds (or, for an existing entry, rewrites the flags of) one entry of a
+ * message that is already stored with at least one live entry. */
+void store_put_qentry(store *s, const store_qentry *e);
+/* Deletes one entry; the message goes with its last entry. */
+void store_del_qentry(store *s, uint64_t queue_id, uint64_t seq);
+/* Deletes the entries of queue_id with from_seq <= seq <= to_seq. */
+void store_del_qrange(store *s, uint64_t queue_id, uint64_t from_seq, uint64_t to_seq);
+
+/* Asks the thread to commit the open batch now even if nothing is queued
+ * (useful to wait for earlier batches). Returns its id. */
+uint64_t store_flush(store *s);
+
+/* ---- completions (loop thread) ----------------------------------------- */
+
+typedef struct store_done {
+    uint64_t batch_id;
+    int status;                    /* 0, or the STORE_E* that failed it */
+} store_done;
+
+/* Takes up to max completed batches, oldest first; returns how many. */
+size_t store_drain(store *s, store_done *out, size_t max);
+/* Highest batch id known committed (0 if none). Thread-safe. */
+uint64_t store_committed(const store *s);
+/* Blocks until batch id is done; for start-up and shutdown only. */
+int store_wait(store *s, uint64_t batch_id);
+
+/* ---- reads --------------------------------------------------------------- */
+
+typedef struct store_reader store_reader;
+
+/* A read transaction. Everything a callback or store_get_message hands
+ * out borrows from it and is valid until store_read_end. Keep it short:
+ * the map cannot grow while one is open. */
+int store_read_begin(store *s, store_reader **out);
+void store_read_end(store_reader *r);
+
+/* Each callback returns 0 to go on, non-zero to stop (returned as is).
+ * Records that do not decode are logged (to stderr, with their key) and
+ * skipped. */
+int store_each_exchange(store_reader *r, int (*fn)(const store_exchange *, void *), void *ctx);
+int store_each_queue(store_reader *r, int (*fn)(const store_queue *, void *), void *ctx);
+int store_each_binding(store_reader *r, int (*fn)(const store_binding *, void *), void *ctx);
+/* Entries of one queue in seq order, starting at from_seq, at most max
+ * (0 = no limit). */
+int store_each_qentry(store_reader *r, uint64_t queue_id, uint64_t from_seq, size_t max,
+                      int (*fn)(const store_qentry *, void *), void *ctx);
+int store_get_message(store_reader *r, uint64_t id, store_message *out);
+
+/* ---- start-up ----------------------------------------------------------------- */
+
+/* Run once after store_open and before any write: deletes the qidx
+ * entries of queues not in live[] (transient queues of the last run,
+ * queues deleted in a crash) and entries flagged STORE_QE_TRANSIENT,
+ * deletes messages no entry refers to, and builds the reference counts.
+ * Synchronous. */
+int store_recover(store *s, const uint64_t *live, size_t nlive);
+
+/* Numbers for tests and the management API. */
+typedef struct store_stats {
+    uint64_t messages, qentries;   /* records now */
+    uint64_t batches, commits;     /* since open */
+    size_t map_size;               /* current LMDB map size */
+} store_stats;
+void store_get_stats(store *s, store_stats *out);
+
+#endif
