@@ -3,6 +3,7 @@
 #   make test   install, build, unit tests, integration tests, then the
 #               same tests against an AddressSanitizer+UBSan build
 #   make asan   build the sanitizer binaries under build/asan
+#   make soak   the long kill -9 crash test
 
 CC      ?= gcc
 PKGS    := openssl lmdb
@@ -19,7 +20,7 @@ SAN     ?=
 ALL_CFLAGS = -std=c11 -D_GNU_SOURCE $(WARN) -I. $(PKG_CFLAGS) -MMD -MP $(OPT) $(SAN) \
              -DCONEY_VERSION='"$(VERSION)"' $(CFLAGS)
 ALL_LDFLAGS = $(SAN) $(LDFLAGS)
-LDLIBS  += $(PKG_LIBS) -lm
+LDLIBS  += $(PKG_LIBS) -lm -pthread
 
 BUILD   ?= build
 VERSION := $(shell cat VERSION 2>/dev/null || echo 0.0.0)
@@ -35,7 +36,7 @@ UNIT_OBJ   := $(UNIT_SRC:%.c=$(BUILD)/%.o)
 PYTHON  := /usr/bin/python3
 PORT    ?= 5672
 
-.PHONY: all run test unit integration asan asan-test deps clean
+.PHONY: all run test unit integration asan asan-test soak deps clean
 
 all: $(BUILD)/coney $(BUILD)/unit-tests
 
@@ -79,6 +80,10 @@ test: deps
 	@$(MAKE) --no-print-directory unit
 	@$(MAKE) --no-print-directory integration
 	@$(MAKE) --no-print-directory asan-test
+
+# The long crash test: many kill -9 cycles under confirmed publishing.
+soak: deps $(BUILD)/coney
+	CONEY_BIN=$(abspath $(BUILD)/coney) scripts/soak.sh
 
 clean:
 	rm -rf build

@@ -37,7 +37,8 @@ typedef struct message {
     uint8_t delivery_mode;
     uint8_t priority;
     uint32_t props_len;
-    uint64_t id;                   /* unique, increasing: storage key later */
+    uint32_t disk_refs;            /* queue index entries of this object on disk */
+    uint64_t id;                   /* unique, increasing: the msgs key */
     uint64_t body_size;
     uint64_t body_received;        /* while assembling from body frames */
     uint8_t *props;                /* encoded property list */
@@ -65,11 +66,15 @@ enum dest_kind { DEST_QUEUE = 1, DEST_EXCHANGE = 2 };
 
 /* ---- queues and consumers ---------------------------------------------- */
 
-enum { QE_REDELIVERED = 1 };
+enum {
+    QE_REDELIVERED = 1,            /* delivered before: deliver with redelivered set */
+    QE_ON_DISK = 2,                /* has a qidx entry (persistent, or paged) */
+    QE_MARKED = 4,                 /* its qidx entry says delivered */
+};
 
 typedef struct qentry {
     message *msg;                  /* one reference */
-    uint64_t seq;                  /* per-queue order, storage key later */
+    uint64_t seq;                  /* per-queue order: the qidx key */
     uint32_t flags;
 } qentry;
 
@@ -102,7 +107,14 @@ typedef struct queue {
     struct conn *owner;            /* exclusive queues: the declaring connection */
     uint8_t *args;                 /* encoded arguments table, owned */
     uint32_t args_len;
-    qring ready;
+    qring ready;                   /* the in-memory head */
+    uint64_t mem_bytes;            /* bytes of message held by the ring */
+    uint64_t tail_count;           /* paged-out messages after the ring, on disk */
+    uint64_t tail_next_seq;        /* seq to read the tail from */
+    uint64_t tail_batch;           /* store batch of the latest tail write */
+    bool paged;                    /* has ever written paged entries */
+    bool page_waiting;             /* on the list of queues waiting for a commit */
+    struct queue *page_next;
     uint64_t next_seq;
     uint32_t unacked;
     consumer *consumers;           /* round-robin cursor into the circle */
@@ -116,19 +128,32 @@ queue *queue_new(struct vhost *vh, amqp_bytes name, bool durable,
                  const uint8_t *args, uint32_t args_len);
 static inline void queue_ref(queue *q) { q->refs++; }
 void queue_unref(queue *q);
-/* Appends a message (takes a new reference) and delivers what it can. */
-void queue_publish(queue *q, message *m);
+/* Appends a message at sequence number seq (from ++q->next_seq; takes a
+ * new reference) and delivers what it can. flags may hold QE_ON_DISK when
+ * the caller already wrote its qidx entry. Past the queue's memory budget
+ * the message goes to the on-disk tail instead of the ring. */
+void queue_publish(queue *q, message *m, uint64_t seq, uint32_t flags);
 /* Puts an unacked message back in seq order, redelivered; takes over the
  * caller's reference. Drops it if the queue was deleted. */
-void queue_requeue(queue *q, message *m, uint64_t seq);
+void queue_requeue(queue *q, message *m, uint64_t seq, uint32_t flags);
+/* Appends an entry read back from disk (page-in, recovery). */
+void queue_push_paged(queue *q, message *m, uint64_t seq, uint32_t flags);
+/* Releases an entry's claim on disk (ack, drop, purge). */
+void queue_entry_forget(queue *q, message *m, uint64_t seq, uint32_t flags);
 /* Delivers ready messages to consumers that have capacity. */
 void queue_dispatch(queue *q);
 /* Takes the head for basic.get; false if empty. The entry's message
  * reference passes to the caller. */
 bool queue_pop(queue *q, qentry *out);
-/* Drops every ready message; returns how many. */
+/* Drops every ready message, on disk too; returns how many. */
 uint32_t queue_purge(queue *q);
-static inline uint32_t queue_ready(const queue *q) { return (uint32_t)q->ready.count; }
+/* Drops every ready message from memory only, for a queue being deleted
+ * whose on-disk entries go in one range delete; returns how many. */
+uint32_t queue_drop_all(queue *q);
+static inline uint32_t queue_ready(const queue *q)
+{
+    return (uint32_t)(q->ready.count + q->tail_count);
+}
 
 consumer *consumer_add(queue *q, struct channel *ch, amqp_bytes tag,
                        bool no_ack, bool exclusive, uint16_t prefetch);
@@ -202,6 +227,9 @@ typedef struct broker {
     uint64_t route_gen;            /* marks for route dedup */
     uint64_t next_conn_id;
     bool stopping;
+    bool recovering;               /* replaying the store: write nothing back */
+    bool disk_alarm;               /* free disk below disk_free_limit */
+    struct store *store;
 } broker;
 
 extern broker B;

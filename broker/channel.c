@@ -14,6 +14,7 @@
 
 #include "broker/conn.h"
 #include "broker/log.h"
+#include "broker/persist.h"
 
 #define BYTES_FMT "%.*s"
 #define BYTES_ARG(b) (int)(b).len, (b).data
@@ -323,10 +324,11 @@ ua_settle(channel *ch, delivery *d, enum settle how, touched *t)
     ch->ua_live--;
     q->unacked--;
     if (how == SETTLE_REQUEUE) {
-        queue_requeue(q, d->msg, d->seq);
+        queue_requeue(q, d->msg, d->seq, d->flags);
         d->msg = NULL;
         touched_add(t, q);
     } else {
+        queue_entry_forget(q, d->msg, d->seq, d->flags);
         message_unref(&d->msg);
     }
     queue_unref(q);
@@ -405,7 +407,7 @@ channel_release(channel *ch)
         ch->ua_live--;
         d->q->unacked--;
         touched_add(&t, d->q);
-        queue_requeue(d->q, d->msg, d->seq);
+        queue_requeue(d->q, d->msg, d->seq, d->flags);
         d->msg = NULL;
         queue_unref(d->q);
     }
@@ -427,6 +429,8 @@ void
 channel_free(channel *ch)
 {
     channel_release(ch);
+    persist_unwait_channel(ch);
+    free(ch->cp);
     if (ch->confirm_dirty) {
         channel **p = &ch->conn->dirty;
         while (*p != ch)
@@ -459,24 +463,43 @@ channel_consumer_ready(channel *ch, const consumer *c)
     return true;
 }
 
+/* A delivery of an entry that is on disk is recorded there (once), so a
+ * restart marks the message redelivered; a no-ack one is forgotten. */
+static uint32_t
+deliver_disk_state(queue *q, message *m, uint64_t seq, uint32_t flags, bool no_ack)
+{
+    if (!(flags & QE_ON_DISK))
+        return flags;
+    if (no_ack) {
+        queue_entry_forget(q, m, seq, flags);
+        return flags & ~(uint32_t)QE_ON_DISK;
+    }
+    if (!(flags & QE_MARKED)) {
+        persist_mark_delivered(q, m, seq);
+        flags |= QE_MARKED;
+    }
+    return flags;
+}
+
 void
-channel_deliver(channel *ch, consumer *c, message *m, uint64_t seq, bool redelivered)
+channel_deliver(channel *ch, consumer *c, message *m, uint64_t seq, uint32_t flags)
 {
     uint64_t tag = ch->next_tag++;
     amqp_method d = { .id = AMQP_BASIC_DELIVER };
     d.a.basic_deliver.consumer_tag = c->tag;
     d.a.basic_deliver.delivery_tag = tag;
-    d.a.basic_deliver.redelivered = redelivered;
+    d.a.basic_deliver.redelivered = flags & QE_REDELIVERED;
     d.a.basic_deliver.exchange = m->exchange;
     d.a.basic_deliver.routing_key = m->routing_key;
     conn_send_content(ch->conn, ch->id, &d, m);
+    queue *q = c->q;
+    flags = deliver_disk_state(q, m, seq, flags, c->no_ack);
     if (c->no_ack) {
         message_unref(&m);
         return;
     }
-    queue *q = c->q;
     delivery *u = ua_push(ch);
-    *u = (delivery){ tag, m, q, c, seq };
+    *u = (delivery){ tag, m, q, c, seq, flags };
     queue_ref(q);
     q->unacked++;
     c->unacked++;
@@ -517,22 +540,97 @@ mark_confirm(channel *ch)
     }
 }
 
+/* Records publish number seq as awaiting batch (0: nothing to wait for). */
+static void
+confirm_push(channel *ch, uint64_t seq, uint64_t batch)
+{
+    if (ch->cp_len == ch->cp_cap) {
+        if (ch->cp_head > 0) {
+            memmove(ch->cp, ch->cp + ch->cp_head, (ch->cp_len - ch->cp_head) * sizeof *ch->cp);
+            ch->cp_len -= ch->cp_head;
+            ch->cp_head = 0;
+        }
+        if (ch->cp_len == ch->cp_cap) {
+            ch->cp_cap = ch->cp_cap ? ch->cp_cap * 2 : 64;
+            ch->cp = realloc(ch->cp, ch->cp_cap * sizeof *ch->cp);
+            if (!ch->cp)
+                abort();
+        }
+    }
+    ch->cp[ch->cp_len++] = (confirm_pending){ seq, batch };
+    mark_confirm(ch);
+}
+
+static void
+send_confirm(channel *ch, uint32_t id, uint64_t tag)
+{
+    amqp_method m = { .id = id };
+    if (id == AMQP_BASIC_ACK) {
+        m.a.basic_ack.delivery_tag = tag;
+        m.a.basic_ack.multiple = tag - ch->confirmed > 1;
+    } else {
+        m.a.basic_nack.delivery_tag = tag;
+    }
+    conn_send_method(ch->conn, ch->id, &m);
+    ch->confirmed = tag;
+}
+
+/* Confirms go out in publish order: the longest prefix whose writes have
+ * committed is acked with one multiple ack; a failed write is nacked. */
 void
 channel_flush_confirms(channel *ch)
 {
     ch->confirm_dirty = false;
-    if (ch->closing || ch->confirmed >= ch->publish_seq)
+    if (ch->closing)
         return;
-    amqp_method m = { .id = AMQP_BASIC_ACK };
-    m.a.basic_ack.delivery_tag = ch->publish_seq;
-    m.a.basic_ack.multiple = ch->publish_seq - ch->confirmed > 1;
-    conn_send_method(ch->conn, ch->id, &m);
-    ch->confirmed = ch->publish_seq;
+    uint64_t ack_upto = 0;
+    while (ch->cp_head < ch->cp_len) {
+        confirm_pending *p = &ch->cp[ch->cp_head];
+        if (p->batch && !persist_committed(p->batch)) {
+            persist_wait_channel(ch);
+            break;
+        }
+        if (p->batch && persist_failed(p->batch)) {
+            if (ack_upto)
+                send_confirm(ch, AMQP_BASIC_ACK, ack_upto);
+            ack_upto = 0;
+            send_confirm(ch, AMQP_BASIC_NACK, p->seq);
+        } else {
+            ack_upto = p->seq;
+        }
+        ch->cp_head++;
+    }
+    if (ch->cp_head == ch->cp_len)
+        ch->cp_head = ch->cp_len = 0;
+    if (ack_upto)
+        send_confirm(ch, AMQP_BASIC_ACK, ack_upto);
+}
+
+void
+channel_store_progress(channel *ch)
+{
+    if (ch->tx_wait) {
+        if (!persist_committed(ch->tx_wait)) {
+            persist_wait_channel(ch);
+        } else if (persist_failed(ch->tx_wait)) {
+            ch->tx_wait = 0;
+            channel_error(ch, AMQP_INTERNAL_ERROR, AMQP_TX_COMMIT,
+                          "the store failed to commit the transaction");
+            return;
+        } else {
+            ch->tx_wait = 0;
+            send_simple(ch, AMQP_TX_COMMIT_OK);
+        }
+    }
+    if (ch->cp_head < ch->cp_len)
+        channel_flush_confirms(ch);
 }
 
 /* Routes m from x into its queues, returning it to the publisher if it
- * was mandatory and reached none. */
-static void
+ * was mandatory and reached none. A persistent message is queued for the
+ * store (once, with an entry per durable queue) before any queue can
+ * deliver it. Returns the store batch its confirm must wait for, or 0. */
+static uint64_t
 publish_route(channel *ch, exchange *x, message *m, bool mandatory)
 {
     route_result *r = &route_scratch;
@@ -546,10 +644,38 @@ publish_route(channel *ch, exchange *x, message *m, bool mandatory)
             ret.a.basic_return.routing_key = m->routing_key;
             conn_send_content(ch->conn, ch->id, &ret, m);
         }
-        return;
+        return 0;
     }
-    for (size_t i = 0; i < r->n; i++)
-        queue_publish(r->q[i], m);
+    static uint64_t *dseq;
+    static queue **durable;
+    static size_t cap;
+    if (r->n > cap) {
+        cap = r->n * 2;
+        dseq = realloc(dseq, cap * sizeof *dseq);
+        durable = realloc(durable, cap * sizeof *durable);
+        if (!dseq || !durable)
+            abort();
+    }
+    size_t nd = 0;
+    if (m->delivery_mode == 2) {
+        for (size_t i = 0; i < r->n; i++) {
+            queue *q = r->q[i];
+            if (q->durable && !q->exclusive) {
+                durable[nd] = q;
+                dseq[nd++] = ++q->next_seq;
+            }
+        }
+    }
+    uint64_t batch = persist_publish(m, durable, dseq, nd);
+    size_t di = 0;
+    for (size_t i = 0; i < r->n; i++) {
+        queue *q = r->q[i];
+        if (di < nd && durable[di] == q)
+            queue_publish(q, m, dseq[di++], QE_ON_DISK);
+        else
+            queue_publish(q, m, ++q->next_seq, 0);
+    }
+    return batch;
 }
 
 void
@@ -591,11 +717,9 @@ channel_content_done(channel *ch)
         ch->tx_pubs[ch->tx_npubs++] = (tx_pub){ m, ch->pub_mandatory };
         return;
     }
-    if (ch->confirm) {
-        ch->publish_seq++;
-        mark_confirm(ch);
-    }
-    publish_route(ch, x, m, ch->pub_mandatory);
+    uint64_t batch = publish_route(ch, x, m, ch->pub_mandatory);
+    if (ch->confirm)
+        confirm_push(ch, ++ch->publish_seq, batch);
     message_unref(&m);
 }
 
@@ -667,8 +791,9 @@ exchange_declare(channel *ch, const amqp_exchange_declare *a)
                           BYTES_ARG(a->exchange));
             return;
         }
-        vhost_exchange_add(vh, a->exchange, type, a->durable, a->auto_delete,
-                           a->internal, args, alen);
+        x = vhost_exchange_add(vh, a->exchange, type, a->durable, a->auto_delete,
+                               a->internal, args, alen);
+        persist_exchange(x, true);
     }
     if (!a->no_wait)
         send_simple(ch, AMQP_EXCHANGE_DECLARE_OK);
@@ -792,6 +917,7 @@ queue_declare(channel *ch, const amqp_queue_declare *a)
             q = queue_new(vh, name, a->durable, a->exclusive, a->auto_delete,
                           a->exclusive ? ch->conn : NULL, args, alen);
             vhost_queue_add(vh, q);
+            persist_queue(q, true);
         }
     }
     set_last_queue(ch, q->name);
@@ -966,12 +1092,13 @@ basic_get(channel *ch, const amqp_basic_get *a)
     ok.a.basic_get_ok.routing_key = e.msg->routing_key;
     ok.a.basic_get_ok.message_count = queue_ready(q);
     conn_send_content(ch->conn, ch->id, &ok, e.msg);
+    e.flags = deliver_disk_state(q, e.msg, e.seq, e.flags, a->no_ack);
     if (a->no_ack) {
         message_unref(&e.msg);
         return;
     }
     delivery *u = ua_push(ch);
-    *u = (delivery){ tag, e.msg, q, NULL, e.seq };
+    *u = (delivery){ tag, e.msg, q, NULL, e.seq, e.flags };
     queue_ref(q);
     q->unacked++;
     ch->ua_live++;
@@ -1023,14 +1150,19 @@ basic_recover(channel *ch, bool requeue, bool async)
 
 /* ---- confirm and tx -------------------------------------------------------------- */
 
-static void
+/* Returns the store batch the commit-ok must wait for, or 0. */
+static uint64_t
 tx_commit(channel *ch)
 {
+    uint64_t batch = 0;
     for (size_t i = 0; i < ch->tx_npubs; i++) {
         message *m = ch->tx_pubs[i].msg;
         exchange *x = vhost_exchange(ch->conn->vh, m->exchange);
-        if (x)
-            publish_route(ch, x, m, ch->tx_pubs[i].mandatory);
+        if (x) {
+            uint64_t b = publish_route(ch, x, m, ch->tx_pubs[i].mandatory);
+            if (b)
+                batch = b;
+        }
         message_unref(&ch->tx_pubs[i].msg);
     }
     ch->tx_npubs = 0;
@@ -1040,7 +1172,10 @@ tx_commit(channel *ch)
                         : op->requeue ? SETTLE_REQUEUE : SETTLE_DROP;
         settle_tags(ch, op->tag, op->multiple, how);
     }
+    if (ch->tx_nops && B.store)
+        batch = persist_batch();   /* acks of persistent messages were written */
     ch->tx_nops = 0;
+    return batch;
 }
 
 static void
@@ -1163,11 +1298,16 @@ channel_method(channel *ch, const amqp_method *m)
             channel_error(ch, AMQP_PRECONDITION_FAILED, id, "channel is not transactional");
             return;
         }
-        if (id == AMQP_TX_COMMIT)
-            tx_commit(ch);
-        else
+        if (id == AMQP_TX_ROLLBACK) {
             tx_rollback(ch);
-        send_simple(ch, id == AMQP_TX_COMMIT ? AMQP_TX_COMMIT_OK : AMQP_TX_ROLLBACK_OK);
+            send_simple(ch, AMQP_TX_ROLLBACK_OK);
+            return;
+        }
+        ch->tx_wait = tx_commit(ch);
+        if (ch->tx_wait)
+            channel_store_progress(ch);
+        else
+            send_simple(ch, AMQP_TX_COMMIT_OK);
         return;
     default:
         conn_error(ch->conn, AMQP_COMMAND_INVALID, id, "unimplemented method");

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "broker/log.h"
 
@@ -24,6 +25,38 @@ config_defaults(config *c)
     snprintf(c->default_vhost, sizeof c->default_vhost, "/");
     c->default_user_loopback_only = true;
     c->log_level = LOG_INFO;
+    c->storage_sync = 0;
+    c->storage_sync_interval = 200;
+    c->queue_memory_budget = 64u * 1000 * 1000;
+    c->disk_free_limit = 50u * 1000 * 1000;
+}
+
+int
+config_parse_size(const char *s, uint64_t *out)
+{
+    char *end;
+    errno = 0;
+    if (!isdigit((unsigned char)*s))
+        return -1;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno)
+        return -1;
+    static const struct { const char *suffix; uint64_t mult; } units[] = {
+        { "", 1 }, { "b", 1 },
+        { "k", 1000ull }, { "kb", 1000ull }, { "kib", 1024ull },
+        { "m", 1000000ull }, { "mb", 1000000ull }, { "mib", 1048576ull },
+        { "g", 1000000000ull }, { "gb", 1000000000ull }, { "gib", 1073741824ull },
+        { "t", 1000000000000ull }, { "tb", 1000000000000ull }, { "tib", 1099511627776ull },
+    };
+    for (size_t i = 0; i < sizeof units / sizeof units[0]; i++) {
+        if (strcasecmp(end, units[i].suffix) == 0) {
+            if (v > UINT64_MAX / units[i].mult)
+                return -1;
+            *out = v * units[i].mult;
+            return 0;
+        }
+    }
+    return -1;
 }
 
 static int
@@ -121,6 +154,19 @@ config_set(config *c, const char *key, const char *value, char *err, int errlen)
         int l = log_level_parse(value);
         rc = l < 0 ? -1 : 0;
         if (!rc) c->log_level = l;
+    } else if (strcmp(key, "storage.sync") == 0) {
+        static const char *const modes[] = { "always", "batch", "none" };
+        rc = -1;
+        for (int i = 0; i < 3; i++)
+            if (strcmp(value, modes[i]) == 0) { c->storage_sync = i; rc = 0; }
+    } else if (strcmp(key, "storage.sync_interval") == 0) {
+        rc = parse_uint(value, 60000, &n);
+        if (!rc && n == 0) rc = -1;
+        if (!rc) c->storage_sync_interval = (unsigned)n;
+    } else if (strcmp(key, "queue_memory_budget") == 0) {
+        rc = config_parse_size(value, &c->queue_memory_budget);
+    } else if (strcmp(key, "disk_free_limit.absolute") == 0) {
+        rc = config_parse_size(value, &c->disk_free_limit);
     } else if (strcmp(key, "data_dir") == 0) {
         rc = copy_str(c->data_dir, sizeof c->data_dir, value);
     } else {

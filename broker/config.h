@@ -19,7 +19,15 @@ typedef struct config {
     char default_vhost[128];       /* default_vhost, / */
     bool default_user_loopback_only; /* loopback_users.guest, true */
     int log_level;                 /* log.console.level, info */
+    int storage_sync;              /* storage.sync: always (0), batch (1), none (2) */
+    unsigned storage_sync_interval;/* storage.sync_interval, ms, 200 */
+    uint64_t queue_memory_budget;  /* queue_memory_budget, bytes, 64 MB */
+    uint64_t disk_free_limit;      /* disk_free_limit.absolute, bytes, 50 MB */
 } config;
+
+/* "50MB", "1GB", "512kB", "1TiB" or plain bytes, as RabbitMQ reads sizes
+ * (k/M/G/T powers of 1000, kiB/MiB/GiB/TiB powers of 1024). */
+int config_parse_size(const char *s, uint64_t *out);
 
 void config_defaults(config *c);
 

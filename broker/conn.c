@@ -39,6 +39,8 @@
 #define READ_CHUNK 65536
 #define READ_BUDGET (1u << 20)   /* bytes per callback, for fairness */
 
+static void conn_process(conn *c);
+
 static ev_prepare flush_watcher;
 static ev_check reap_watcher;
 static conn *flush_list;
@@ -384,6 +386,30 @@ channel_error(channel *ch, int code, uint32_t method_id, const char *fmt, ...)
 }
 
 void
+conn_alarm_changed(bool alarm)
+{
+    B.disk_alarm = alarm;
+    if (alarm)
+        return;
+    for (conn *c = B.conns; c; c = c->next) {
+        if (!c->blocked)
+            continue;
+        c->blocked = false;
+        if (c->state != CONN_OPEN)
+            continue;
+        if (c->cap_blocked) {
+            amqp_method u = { .id = AMQP_CONNECTION_UNBLOCKED };
+            conn_send_method(c, 0, &u);
+        }
+        if (!c->reading) {
+            ev_io_start(B.loop, &c->rio);
+            c->reading = true;
+        }
+        conn_process(c);           /* what waited in the buffer */
+    }
+}
+
+void
 conn_close_all(const char *reason)
 {
     for (conn *c = B.conns; c; c = c->next) {
@@ -491,6 +517,7 @@ handle_start_ok(conn *c, const amqp_connection_start_ok *m)
 {
     c->cap_cancel_notify = cap_enabled(&m->client_properties, "consumer_cancel_notify");
     c->cap_auth_failure_close = cap_enabled(&m->client_properties, "authentication_failure_close");
+    c->cap_blocked = cap_enabled(&m->client_properties, "connection.blocked");
     if (!amqp_bytes_eq_cstr(m->mechanism, "PLAIN") &&
         !amqp_bytes_eq_cstr(m->mechanism, "AMQPLAIN")) {
         conn_error(c, AMQP_ACCESS_REFUSED, AMQP_CONNECTION_START_OK,
@@ -749,6 +776,16 @@ conn_gate(conn *c, uint16_t chan, const amqp_method *m)
     }
     if (info->flags & AMQP_MF_CONTENT) {
         const amqp_basic_publish *p = &m->a.basic_publish;
+        if (B.disk_alarm && !c->blocked) {
+            /* As RabbitMQ: a publisher is stopped at its first publish
+             * under the alarm; this message waits in the buffer. */
+            c->blocked = true;
+            if (c->cap_blocked) {
+                amqp_method b = { .id = AMQP_CONNECTION_BLOCKED };
+                b.a.connection_blocked.reason = AMQP_BYTES_LIT("low on disk");
+                conn_send_method(c, 0, &b);
+            }
+        }
         ch->content = CONTENT_HEADER;
         ch->pub_method = m->id;
         ch->pub_mandatory = p->mandatory;
@@ -909,7 +946,7 @@ conn_process(conn *c)
 {
     if (c->state == CONN_HEADER)
         conn_protocol_header(c);
-    while (c->state != CONN_HEADER && c->state < CONN_DRAINING) {
+    while (c->state != CONN_HEADER && c->state < CONN_DRAINING && !c->blocked) {
         amqp_frame f;
         size_t used;
         uint32_t fmax = c->state < CONN_OPENING ? AMQP_FRAME_MIN_SIZE : c->frame_max;
@@ -941,6 +978,8 @@ conn_process(conn *c)
         }
         conn_frame(c, &f);
         buf_consume(&c->in, used);
+        if (c->blocked && c->state == CONN_OPEN)
+            break;                 /* leave the publish's content unread */
     }
     /* coalesced publisher confirms, one ack for a batch */
     while (c->dirty) {
@@ -957,7 +996,12 @@ read_cb(struct ev_loop *loop, ev_io *w, int revents)
     (void)loop; (void)revents;
     conn *c = (conn *)((char *)w - offsetof(conn, rio));
     size_t budget = READ_BUDGET;
-    while (budget > 0 && c->state != CONN_DEAD) {
+    if (c->blocked && c->state == CONN_OPEN) {
+        ev_io_stop(B.loop, &c->rio);
+        c->reading = false;
+        return;
+    }
+    while (budget > 0 && c->state != CONN_DEAD && !(c->blocked && c->state == CONN_OPEN)) {
         uint8_t *dst = buf_reserve(&c->in, READ_CHUNK);
         ssize_t n = c->tr->read(c, dst, c->in.cap - c->in.len);
         if (n < 0) {
@@ -1005,6 +1049,8 @@ timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
     case CONN_OPEN:
         if (c->heartbeat == 0)
             return;
+        if (c->blocked)
+            c->last_recv = now;    /* we are the ones not reading */
         if (now - c->last_recv > 2.0 * c->heartbeat) {
             log_warning("closing AMQP connection %s: missed heartbeats from client, timeout: %us",
                         c->name, c->heartbeat);

@@ -37,7 +37,15 @@ typedef struct delivery {
     queue *q;                      /* one reference */
     consumer *c;                   /* NULL for basic.get or a cancelled consumer */
     uint64_t seq;
+    uint32_t flags;                /* QE_* of the queue entry */
 } delivery;
+
+/* A publish awaiting its confirm: batch is the store batch it waits for
+ * (0: nothing to wait for). */
+typedef struct confirm_pending {
+    uint64_t seq;
+    uint64_t batch;
+} confirm_pending;
 
 enum tx_op_kind { TX_ACK, TX_NACK, TX_REJECT };
 typedef struct tx_op {
@@ -83,6 +91,11 @@ typedef struct channel {
 
     uint64_t publish_seq;          /* last publish sequence number (confirms) */
     uint64_t confirmed;            /* highest sequence number confirmed */
+    confirm_pending *cp;           /* unconfirmed publishes, cp[cp_head..cp_len) */
+    size_t cp_head, cp_len, cp_cap;
+    uint64_t tx_wait;              /* batch a pending tx.commit-ok waits for */
+    bool waiting;                  /* on the store's waiter list */
+    struct channel *wait_next, *wait_prev;
 
     tx_pub *tx_pubs;
     size_t tx_npubs, tx_cap;
@@ -121,6 +134,7 @@ typedef struct conn {
     bool reading;
     bool flush_queued;
     bool blocked_by_output;        /* consumers paused by the high-water mark */
+    bool blocked;                  /* a publisher stopped by a resource alarm */
 
     uint32_t frame_max;
     uint16_t channel_max;
@@ -134,6 +148,7 @@ typedef struct conn {
     char user[128];
     bool cap_cancel_notify;
     bool cap_auth_failure_close;
+    bool cap_blocked;              /* understands connection.blocked */
 
     amqp_pool pool;                /* decoding scratch, reset per frame */
     struct conn *next, *prev;      /* B.conns */
@@ -160,6 +175,9 @@ bool conn_writable(const conn *c);
  * and waits briefly for close-ok. */
 void conn_error(conn *c, int code, uint32_t method_id, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
+/* A resource alarm changed: publishers stop at their next publish while
+ * it holds, and resume (connection.unblocked) when it clears. */
+void conn_alarm_changed(bool alarm);
 /* Sends connection.close 320 to every connection (shutdown). */
 void conn_close_all(const char *reason);
 /* Closes immediately (socket error, EOF, timeout): no more frames. */
@@ -185,7 +203,9 @@ void channel_content_done(channel *ch);
 void channel_flush_confirms(channel *ch);
 /* Delivers one message to a consumer on this channel. */
 void channel_deliver(channel *ch, consumer *cons, message *m, uint64_t seq,
-                     bool redelivered);
+                     uint32_t flags);
+/* The store made progress: send confirms and commit-oks now due. */
+void channel_store_progress(channel *ch);
 /* The broker cancelled a consumer (its queue went away). */
 void channel_consumer_cancelled(channel *ch, consumer *cons);
 /* True if the consumer may take one more message now. */

@@ -11,6 +11,19 @@
 
 #include "broker/conn.h"
 #include "broker/log.h"
+#include "broker/persist.h"
+
+/* Page-in reads this many entries at a time, when the ring holds fewer
+ * than half of it. */
+#define PAGE_BATCH 256
+
+/* What a ring entry costs in memory, for the queue's budget. */
+static inline uint64_t
+entry_cost(const message *m)
+{
+    return sizeof(message) + sizeof(qentry) + m->exchange.len + m->routing_key.len +
+           m->props_len + m->body_size;
+}
 
 /* ---- the ring ------------------------------------------------------------ */
 
@@ -136,27 +149,74 @@ queue_next_consumer(queue *q)
 }
 
 void
-queue_publish(queue *q, message *m)
+queue_publish(queue *q, message *m, uint64_t seq, uint32_t flags)
 {
-    uint64_t seq = ++q->next_seq;
-    if (q->ready.count == 0 && q->nconsumers && !q->dispatching) {
+    if (q->ready.count == 0 && q->tail_count == 0 && q->nconsumers && !q->dispatching) {
         consumer *c = queue_next_consumer(q);
         if (c) {
-            channel_deliver(c->ch, c, message_ref(m), seq, false);
+            channel_deliver(c->ch, c, message_ref(m), seq, flags);
             return;
         }
     }
-    ring_push_back(&q->ready, (qentry){ message_ref(m), seq, 0 });
+    /* Past the memory budget, and for as long as a tail exists (order),
+     * messages go to disk only. */
+    if (q->tail_count ||
+        (B.store && q->ready.count && q->mem_bytes + entry_cost(m) > B.cfg.queue_memory_budget)) {
+        if (flags & QE_ON_DISK) {
+            m->disk_refs--;        /* already written; now the tail's */
+            q->paged = true;
+            q->tail_batch = persist_batch();
+        } else {
+            persist_page_out(q, m, seq);
+        }
+        if (q->tail_count++ == 0)
+            q->tail_next_seq = seq;
+        return;
+    }
+    ring_push_back(&q->ready, (qentry){ message_ref(m), seq, flags });
+    q->mem_bytes += entry_cost(m);
 }
 
 void
-queue_requeue(queue *q, message *m, uint64_t seq)
+queue_push_paged(queue *q, message *m, uint64_t seq, uint32_t flags)
+{
+    ring_push_back(&q->ready, (qentry){ message_ref(m), seq, flags });
+    q->mem_bytes += entry_cost(m);
+}
+
+void
+queue_entry_forget(queue *q, message *m, uint64_t seq, uint32_t flags)
+{
+    if (flags & QE_ON_DISK)
+        persist_forget(q, m, seq);
+}
+
+void
+queue_requeue(queue *q, message *m, uint64_t seq, uint32_t flags)
 {
     if (q->deleted) {
+        queue_entry_forget(q, m, seq, flags);
         message_unref(&m);
         return;
     }
-    ring_insert_ordered(&q->ready, (qentry){ m, seq, QE_REDELIVERED });
+    q->mem_bytes += entry_cost(m);
+    ring_insert_ordered(&q->ready, (qentry){ m, seq, flags | QE_REDELIVERED });
+}
+
+/* Reads the tail back while the ring runs low. */
+static void
+queue_fill(queue *q)
+{
+    if (q->tail_count && q->ready.count < PAGE_BATCH / 2)
+        persist_page_in(q, PAGE_BATCH);
+}
+
+static qentry
+queue_take(queue *q)
+{
+    qentry e = ring_pop_front(&q->ready);
+    q->mem_bytes -= entry_cost(e.msg);
+    return e;
 }
 
 void
@@ -165,12 +225,18 @@ queue_dispatch(queue *q)
     if (q->dispatching || q->deleted)
         return;
     q->dispatching = true;
-    while (q->ready.count && q->nconsumers) {
+    while (q->nconsumers) {
+        if (q->ready.count == 0)
+            queue_fill(q);
+        if (q->ready.count == 0)
+            break;
         consumer *c = queue_next_consumer(q);
         if (!c)
             break;
-        qentry e = ring_pop_front(&q->ready);
-        channel_deliver(c->ch, c, e.msg, e.seq, e.flags & QE_REDELIVERED);
+        qentry e = queue_take(q);
+        channel_deliver(c->ch, c, e.msg, e.seq, e.flags);
+        if (q->ready.count < PAGE_BATCH / 2)
+            queue_fill(q);
     }
     q->dispatching = false;
 }
@@ -178,21 +244,47 @@ queue_dispatch(queue *q)
 bool
 queue_pop(queue *q, qentry *out)
 {
+    queue_fill(q);
     if (q->ready.count == 0)
         return false;
-    *out = ring_pop_front(&q->ready);
+    *out = queue_take(q);
     return true;
+}
+
+/* Empties the ring and forgets the tail; with forget_disk, also deletes
+ * the on-disk entries one by one (purge), else the caller deletes the
+ * queue's whole range (queue delete). */
+static uint32_t
+queue_clear(queue *q, bool forget_disk)
+{
+    uint32_t n = queue_ready(q);
+    while (q->ready.count) {
+        qentry e = ring_pop_front(&q->ready);
+        if (e.flags & QE_ON_DISK) {
+            if (forget_disk)
+                persist_forget(q, e.msg, e.seq);
+            else if (e.msg->disk_refs)
+                e.msg->disk_refs--;
+        }
+        message_unref(&e.msg);
+    }
+    if (forget_disk && q->tail_count)
+        persist_drop_queue_entries(q, false);
+    q->tail_count = 0;
+    q->mem_bytes = 0;
+    return n;
 }
 
 uint32_t
 queue_purge(queue *q)
 {
-    uint32_t n = (uint32_t)q->ready.count;
-    while (q->ready.count) {
-        qentry e = ring_pop_front(&q->ready);
-        message_unref(&e.msg);
-    }
-    return n;
+    return queue_clear(q, true);
+}
+
+uint32_t
+queue_drop_all(queue *q)
+{
+    return queue_clear(q, false);
 }
 
 /* ---- consumers ----------------------------------------------------------- */

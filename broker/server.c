@@ -17,6 +17,7 @@
 
 #include "broker/conn.h"
 #include "broker/log.h"
+#include "broker/persist.h"
 #include "broker/server.h"
 
 broker B;
@@ -25,6 +26,16 @@ static ev_io listener_watcher;
 static int listener_fd = -1;
 static ev_signal sigint_watcher, sigterm_watcher;
 static ev_timer stop_timer;
+static ev_timer disk_timer;
+
+static void
+disk_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)loop; (void)w; (void)revents;
+    bool low = persist_disk_check();
+    if (low != B.disk_alarm)
+        conn_alarm_changed(low);
+}
 
 static bool
 addr_is_loopback(const struct sockaddr_storage *ss)
@@ -147,10 +158,20 @@ server_run(void)
     vhost *vh = vhost_new(B.cfg.default_vhost);
     map_put(&B.vhosts, vh->name.data, vh->name.len, vh);
 
-    listener_fd = listen_on(B.cfg.bind_addr, B.cfg.port);
-    if (listener_fd < 0)
+    char err[512];
+    if (persist_open(err, sizeof err) != 0) {
+        log_error("%s", err);
         return 1;
+    }
+    listener_fd = listen_on(B.cfg.bind_addr, B.cfg.port);
+    if (listener_fd < 0) {
+        persist_close();
+        return 1;
+    }
     conn_init_loop();
+    conn_alarm_changed(persist_disk_check());
+    ev_timer_init(&disk_timer, disk_cb, 1.0, 1.0);
+    ev_timer_start(B.loop, &disk_timer);
     ev_io_init(&listener_watcher, accept_cb, listener_fd, EV_READ);
     ev_io_start(B.loop, &listener_watcher);
     ev_signal_init(&sigint_watcher, signal_cb, SIGINT);
@@ -168,6 +189,7 @@ server_run(void)
         conn_abort(B.conns, NULL);
     ev_run(B.loop, EVRUN_NOWAIT);   /* lets the reaper free them */
     close(listener_fd);
+    persist_close();
     for (map_iter it = map_first(&B.vhosts); it.e; map_next(&B.vhosts, &it))
         vhost_free(it.e->value);
     map_free(&B.vhosts);

@@ -11,6 +11,7 @@
 
 #include "broker/conn.h"
 #include "broker/log.h"
+#include "broker/persist.h"
 
 static amqp_bytes
 bytes_dup(amqp_bytes b)
@@ -125,17 +126,43 @@ vhost_exchange_add(vhost *vh, amqp_bytes name, enum route_type type,
     return x;
 }
 
-/* Removes every binding to dest from every exchange; auto-delete exchanges
- * left without bindings go too. */
+typedef struct forget_ctx {
+    exchange *src;
+    void *dest;                    /* NULL: every binding of src */
+} forget_ctx;
+
+static void
+forget_binding(const route_binding *b, void *ctx)
+{
+    forget_ctx *f = ctx;
+    if (!f->dest || b->dest == f->dest)
+        persist_binding(f->src, b->dest, b->key, b->args, b->args_len, false);
+}
+
+static bool
+dest_is_durable(void *dest)
+{
+    if (*(enum dest_kind *)dest == DEST_QUEUE)
+        return ((queue *)dest)->durable;
+    return ((exchange *)dest)->durable;
+}
+
+/* Removes every binding to dest from every exchange (and from the store);
+ * auto-delete exchanges left without bindings go too. */
 static void
 vhost_unbind_dest_everywhere(vhost *vh, void *dest)
 {
     exchange *doomed[64];
     size_t ndoomed = 0;
+    bool durable = B.store && dest_is_durable(dest);
     for (map_iter it = map_first(&vh->exchanges); it.e; map_next(&vh->exchanges, &it)) {
         exchange *x = it.e->value;
         if (x == dest || route_count(x->rt) == 0)
             continue;
+        if (durable && x->durable) {
+            forget_ctx f = { x, dest };
+            route_foreach(x->rt, forget_binding, &f);
+        }
         size_t n = route_unbind_dest(x->rt, dest);
         if (n && x->auto_delete && route_count(x->rt) == 0 && ndoomed < 64)
             doomed[ndoomed++] = x;
@@ -156,6 +183,11 @@ void
 vhost_exchange_delete(vhost *vh, exchange *x)
 {
     map_del(&vh->exchanges, x->name.data, x->name.len);
+    if (B.store && x->durable) {
+        forget_ctx f = { x, NULL };
+        route_foreach(x->rt, forget_binding, &f);
+        persist_exchange(x, false);
+    }
     route_foreach(x->rt, dec_exchange_dest, NULL);
     if (x->as_dest)
         vhost_unbind_dest_everywhere(vh, x);
@@ -178,7 +210,12 @@ vhost_queue_delete(vhost *vh, queue *q)
     vhost_unbind_dest_everywhere(vh, q);
     while (q->consumers)
         channel_consumer_cancelled(q->consumers->ch, q->consumers);
-    uint32_t n = queue_purge(q);
+    /* On disk the queue goes in one range delete, unacked entries too. */
+    if (q->durable && !q->exclusive)
+        persist_queue(q, false);
+    else if (q->paged)
+        persist_drop_queue_entries(q, true);
+    uint32_t n = queue_drop_all(q);
     queue_unref(q);
     return n;
 }
@@ -191,6 +228,8 @@ vhost_bind(vhost *vh, exchange *src, void *dest, amqp_bytes key,
     int rc = route_bind(src->rt, dest, key, args, args_len);
     if (rc == 0 && *(enum dest_kind *)dest == DEST_EXCHANGE)
         ((exchange *)dest)->as_dest++;
+    if (rc == 0)
+        persist_binding(src, dest, key, args, args_len, true);
     return rc;
 }
 
@@ -201,6 +240,7 @@ vhost_unbind(vhost *vh, exchange *src, void *dest, amqp_bytes key,
     int rc = route_unbind(src->rt, dest, key, args, args_len);
     if (rc != 0)
         return rc;
+    persist_binding(src, dest, key, args, args_len, false);
     if (*(enum dest_kind *)dest == DEST_EXCHANGE)
         ((exchange *)dest)->as_dest--;
     if (src->auto_delete && route_count(src->rt) == 0)

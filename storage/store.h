@@ -114,7 +114,10 @@ typedef struct store_qentry {
 
 /* ---- writes (loop thread); each goes into the open batch --------------- */
 
-/* Id of the batch that writes queued now will be committed in. Ids start
+/* Id of the batch holding the latest write queued (before any write, the
+ * open batch). Call it after queuing: once that batch is done, every write
+ * queued before the call is committed. Called before a write it can be too
+ * small, since the thread may take the open batch in between. Ids start
  * at 1 and only grow. */
 uint64_t store_batch_id(const store *s);
 
@@ -162,7 +165,8 @@ typedef struct store_reader store_reader;
 
 /* A read transaction. Everything a callback or store_get_message hands
  * out borrows from it and is valid until store_read_end. Keep it short:
- * the map cannot grow while one is open. */
+ * the map cannot grow while one is open (so never hold one across
+ * store_wait: a batch that needs a bigger map would wait for it). */
 int store_read_begin(store *s, store_reader **out);
 void store_read_end(store_reader *r);
 

@@ -11,7 +11,8 @@
     X(props)           /* test_props.c:   basic properties round-trip */ \
     X(topic)           /* test_topic.c:   topic key/pattern table, trie */ \
     X(headers)         /* test_headers.c: x-match all/any, typed equality */ \
-    X(route)           /* test_route.c:   bind/unbind/match per type */
+    X(route)           /* test_route.c:   bind/unbind/match per type */ \
+    X(store)           /* test_store.c:   LMDB records, refcounts, batches */
 
 #define UNIT_DECLARE(name) Suite *suite_##name(void);
 UNIT_SUITES(UNIT_DECLARE)

@@ -1,0 +1,574 @@
+/*
+ * Durability glue between the broker and storage/.
+ *
+ * Writes are queued into the store's open batch from the loop thread; the
+ * storage thread commits batches in order and wakes us through an ev_async.
+ * Confirms and tx.commit-oks wait on the id of the batch that holds their
+ * writes (channel.c keeps them in publish order); queues whose paged tail
+ * is not committed yet wait here too.
+ *
+ * Start-up replays the store into the default vhost: durable exchanges,
+ * queues (with their ids), bindings, then each queue's entries become its
+ * on-disk tail, read back on demand. Nothing is read into memory that a
+ * consumer has not asked for, so start-up time follows the number of
+ * records, not their size.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/statvfs.h>
+
+#include "broker/log.h"
+#include "broker/persist.h"
+#include "storage/store.h"
+
+static ev_async done_watcher;
+static channel *waiters;
+static queue *page_waiters;
+static uint64_t committed;
+static uint64_t failed[64];          /* recent failed batch ids, a ring */
+static size_t nfailed;
+
+static store_bytes
+sb(amqp_bytes b)
+{
+    return (store_bytes){ (const uint8_t *)b.data, b.len };
+}
+
+static amqp_bytes
+ab(store_bytes b)
+{
+    return (amqp_bytes){ (const char *)b.data, b.len };
+}
+
+/* ---- completions ------------------------------------------------------------ */
+
+uint64_t
+persist_batch(void)
+{
+    return B.store ? store_batch_id(B.store) : 0;
+}
+
+bool
+persist_committed(uint64_t batch)
+{
+    return batch <= committed;
+}
+
+bool
+persist_failed(uint64_t batch)
+{
+    size_t n = nfailed < 64 ? nfailed : 64;
+    for (size_t i = 0; i < n; i++)
+        if (failed[i] == batch)
+            return true;
+    return false;
+}
+
+void
+persist_wait_channel(channel *ch)
+{
+    if (ch->waiting)
+        return;
+    ch->waiting = true;
+    ch->wait_prev = NULL;
+    ch->wait_next = waiters;
+    if (waiters)
+        waiters->wait_prev = ch;
+    waiters = ch;
+}
+
+void
+persist_unwait_channel(channel *ch)
+{
+    if (!ch->waiting)
+        return;
+    ch->waiting = false;
+    if (ch->wait_prev)
+        ch->wait_prev->wait_next = ch->wait_next;
+    else
+        waiters = ch->wait_next;
+    if (ch->wait_next)
+        ch->wait_next->wait_prev = ch->wait_prev;
+    ch->wait_next = ch->wait_prev = NULL;
+}
+
+void
+persist_wait_queue(queue *q)
+{
+    if (q->page_waiting)
+        return;
+    q->page_waiting = true;
+    queue_ref(q);
+    q->page_next = page_waiters;
+    page_waiters = q;
+}
+
+static void
+on_store_done(void *ctx)
+{
+    (void)ctx;
+    ev_async_send(B.loop, &done_watcher);   /* the one thread-safe libev call */
+}
+
+static void
+done_cb(struct ev_loop *loop, ev_async *w, int revents)
+{
+    (void)loop; (void)w; (void)revents;
+    store_done d[64];
+    size_t n;
+    while ((n = store_drain(B.store, d, 64)) > 0) {
+        for (size_t i = 0; i < n; i++) {
+            if (d[i].status != 0) {
+                log_error("storage: batch %llu failed: %s; its publishers get basic.nack",
+                          (unsigned long long)d[i].batch_id, store_strerror(d[i].status));
+                failed[nfailed++ % 64] = d[i].batch_id;
+            }
+            if (d[i].batch_id > committed)
+                committed = d[i].batch_id;
+        }
+    }
+    /* Each waiter re-registers if it still waits. */
+    channel *list = waiters;
+    waiters = NULL;
+    while (list) {
+        channel *ch = list;
+        list = ch->wait_next;
+        ch->waiting = false;
+        ch->wait_next = ch->wait_prev = NULL;
+        channel_store_progress(ch);
+    }
+    queue *ql = page_waiters;
+    page_waiters = NULL;
+    while (ql) {
+        queue *q = ql;
+        ql = q->page_next;
+        q->page_waiting = false;
+        queue_dispatch(q);
+        queue_unref(q);
+    }
+}
+
+/* ---- entities ------------------------------------------------------------------ */
+
+void
+persist_exchange(exchange *x, bool add)
+{
+    if (!B.store || B.recovering || !x->durable || x->builtin)
+        return;
+    if (!add) {
+        store_del_exchange(B.store, sb(x->vh->name), sb(x->name));
+        return;
+    }
+    store_exchange r = {
+        .vhost = sb(x->vh->name), .name = sb(x->name), .type = (uint8_t)x->type,
+        .flags = (uint8_t)((x->durable ? STORE_F_DURABLE : 0) |
+                           (x->auto_delete ? STORE_F_AUTO_DELETE : 0) |
+                           (x->internal ? STORE_F_INTERNAL : 0)),
+        .args = { x->args, x->args_len },
+    };
+    store_put_exchange(B.store, &r);
+}
+
+/* Exclusive queues die with their connection, so a restart never keeps
+ * them, durable or not (RabbitMQ does the same). */
+static bool
+queue_is_stored(const queue *q)
+{
+    return q->durable && !q->exclusive;
+}
+
+void
+persist_queue(queue *q, bool add)
+{
+    if (!B.store || B.recovering || !queue_is_stored(q))
+        return;
+    if (!add) {
+        store_del_queue(B.store, sb(q->vh->name), sb(q->name), q->id);
+        return;
+    }
+    store_queue r = {
+        .vhost = sb(q->vh->name), .name = sb(q->name), .id = q->id,
+        .flags = (uint8_t)(STORE_F_DURABLE | (q->auto_delete ? STORE_F_AUTO_DELETE : 0)),
+        .args = { q->args, q->args_len },
+    };
+    store_put_queue(B.store, &r);
+}
+
+void
+persist_binding(exchange *src, void *dest, amqp_bytes key, const uint8_t *args,
+                uint32_t args_len, bool add)
+{
+    /* A binding lasts only if both its ends do (RabbitMQ's rule). */
+    bool dest_durable;
+    amqp_bytes dname;
+    uint8_t kind;
+    if (*(enum dest_kind *)dest == DEST_QUEUE) {
+        queue *q = dest;
+        dest_durable = queue_is_stored(q);
+        dname = q->name;
+        kind = STORE_DEST_QUEUE;
+    } else {
+        exchange *x = dest;
+        dest_durable = x->durable;
+        dname = x->name;
+        kind = STORE_DEST_EXCHANGE;
+    }
+    if (!B.store || B.recovering || !src->durable || !dest_durable || src->name.len == 0)
+        return;
+    store_binding r = {
+        .vhost = sb(src->vh->name), .source = sb(src->name), .dest_kind = kind,
+        .dest = sb(dname), .key = sb(key), .args = { args, args_len },
+    };
+    if (add)
+        store_put_binding(B.store, &r);
+    else
+        store_del_binding(B.store, &r);
+}
+
+/* ---- messages ------------------------------------------------------------------ */
+
+static store_message
+message_record(const message *m)
+{
+    return (store_message){
+        .id = m->id, .prop_flags = m->prop_flags,
+        .exchange = sb(m->exchange), .routing_key = sb(m->routing_key),
+        .props = { m->props, m->props_len },
+        .body = { m->body, (uint32_t)m->body_size },
+    };
+}
+
+uint64_t
+persist_publish(message *m, queue *const *q, const uint64_t *seq, size_t n)
+{
+    if (!B.store || n == 0)
+        return 0;
+    store_qentry stack[16];
+    store_qentry *e = n <= 16 ? stack : malloc(n * sizeof *e);
+    if (!e)
+        abort();
+    for (size_t i = 0; i < n; i++)
+        e[i] = (store_qentry){ q[i]->id, seq[i], m->id, 0 };
+    store_message r = message_record(m);
+    if (m->disk_refs == 0)
+        store_put_message(B.store, &r, e, n);
+    else
+        for (size_t i = 0; i < n; i++)
+            store_put_qentry(B.store, &e[i]);
+    m->disk_refs += (uint32_t)n;
+    if (e != stack)
+        free(e);
+    return store_batch_id(B.store);
+}
+
+static uint8_t
+entry_disk_flags(const queue *q, const message *m)
+{
+    return (m->delivery_mode == 2 && queue_is_stored(q)) ? 0 : STORE_QE_TRANSIENT;
+}
+
+void
+persist_page_out(queue *q, message *m, uint64_t seq)
+{
+    store_qentry e = { q->id, seq, m->id, entry_disk_flags(q, m) };
+    /* The entry joins the tail, which no in-memory object owns: disk_refs
+     * (entries this object answers for) stays as it is. */
+    if (m->disk_refs == 0) {
+        store_message r = message_record(m);
+        store_put_message(B.store, &r, &e, 1);
+    } else {
+        store_put_qentry(B.store, &e);
+    }
+    q->paged = true;
+    q->tail_batch = store_batch_id(B.store);
+}
+
+void
+persist_mark_delivered(queue *q, message *m, uint64_t seq)
+{
+    if (!B.store || q->deleted)
+        return;
+    store_qentry e = { q->id, seq, m->id,
+                       (uint8_t)(STORE_QE_DELIVERED | entry_disk_flags(q, m)) };
+    store_put_qentry(B.store, &e);
+}
+
+void
+persist_forget(queue *q, message *m, uint64_t seq)
+{
+    if (m->disk_refs)
+        m->disk_refs--;
+    if (B.store)
+        store_del_qentry(B.store, q->id, seq);
+}
+
+void
+persist_drop_queue_entries(queue *q, bool whole)
+{
+    if (!B.store)
+        return;
+    if (whole && queue_is_stored(q))
+        return;                    /* store_del_queue takes them all */
+    if (whole)
+        store_del_qrange(B.store, q->id, 0, UINT64_MAX);
+    else if (q->tail_count)
+        store_del_qrange(B.store, q->id, q->tail_next_seq, UINT64_MAX);
+}
+
+typedef struct page_ctx {
+    queue *q;
+    store_reader *r;
+    size_t n;
+} page_ctx;
+
+static int
+page_one(const store_qentry *e, void *ctx)
+{
+    page_ctx *p = ctx;
+    queue *q = p->q;
+    store_message sm;
+    q->tail_next_seq = e->seq + 1;
+    q->tail_count--;
+    if (store_get_message(p->r, e->msg_id, &sm) != 0) {
+        log_error("queue '%.*s': entry %llu refers to message %llu that cannot be read; dropped",
+                  (int)q->name.len, q->name.data, (unsigned long long)e->seq,
+                  (unsigned long long)e->msg_id);
+        store_del_qentry(B.store, q->id, e->seq);
+        return 0;
+    }
+    message *m = message_new(ab(sm.exchange), ab(sm.routing_key), sm.prop_flags,
+                             sm.props.data, sm.props.len, sm.body.len);
+    if (!m) {
+        /* put the count back and stop: we retry later */
+        q->tail_next_seq = e->seq;
+        q->tail_count++;
+        return 1;
+    }
+    B.next_message_id--;           /* message_new took an id this one does not use */
+    m->id = e->msg_id;
+    memcpy(m->body, sm.body.data, sm.body.len);
+    m->body_received = sm.body.len;
+    m->disk_refs = 1;
+    uint32_t flags = QE_ON_DISK;
+    if (e->flags & STORE_QE_DELIVERED)
+        flags |= QE_REDELIVERED | QE_MARKED;
+    queue_push_paged(q, m, e->seq, flags);
+    message_unref(&m);
+    p->n++;
+    return 0;
+}
+
+size_t
+persist_page_in(queue *q, size_t max)
+{
+    if (!B.store || q->tail_count == 0)
+        return 0;
+    store_reader *r;
+    if (store_read_begin(B.store, &r) != 0)
+        return 0;
+    page_ctx p = { q, r, 0 };
+    uint64_t want = q->tail_count < max ? q->tail_count : max;
+    store_each_qentry(r, q->id, q->tail_next_seq, (size_t)want, page_one, &p);
+    store_read_end(r);
+    if (p.n == 0 && q->tail_count && !persist_committed(q->tail_batch))
+        persist_wait_queue(q);     /* the tail is still on its way to disk */
+    return p.n;
+}
+
+/* ---- start-up ------------------------------------------------------------------- */
+
+typedef struct recover_ctx {
+    vhost *vh;
+    uint64_t *live;
+    size_t nlive, cap;
+    size_t exchanges, queues, bindings, skipped;
+} recover_ctx;
+
+static int
+recover_exchange(const store_exchange *r, void *ctx)
+{
+    recover_ctx *rc = ctx;
+    if (!amqp_bytes_eq(ab(r->vhost), rc->vh->name) || r->type > ROUTE_HEADERS) {
+        rc->skipped++;
+        return 0;
+    }
+    if (vhost_exchange(rc->vh, ab(r->name)))
+        return 0;                  /* a predeclared one: never duplicated */
+    vhost_exchange_add(rc->vh, ab(r->name), (enum route_type)r->type,
+                       r->flags & STORE_F_DURABLE, r->flags & STORE_F_AUTO_DELETE,
+                       r->flags & STORE_F_INTERNAL, r->args.data, r->args.len);
+    rc->exchanges++;
+    return 0;
+}
+
+static int
+recover_queue(const store_queue *r, void *ctx)
+{
+    recover_ctx *rc = ctx;
+    if (!amqp_bytes_eq(ab(r->vhost), rc->vh->name) || vhost_queue(rc->vh, ab(r->name))) {
+        rc->skipped++;
+        return 0;
+    }
+    queue *q = queue_new(rc->vh, ab(r->name), true, false, r->flags & STORE_F_AUTO_DELETE,
+                         NULL, r->args.data, r->args.len);
+    q->id = r->id;
+    if (r->id > B.next_queue_id)
+        B.next_queue_id = r->id;
+    vhost_queue_add(rc->vh, q);
+    if (rc->nlive == rc->cap) {
+        rc->cap = rc->cap ? rc->cap * 2 : 256;
+        rc->live = realloc(rc->live, rc->cap * sizeof *rc->live);
+        if (!rc->live)
+            abort();
+    }
+    rc->live[rc->nlive++] = r->id;
+    rc->queues++;
+    return 0;
+}
+
+static int
+recover_binding(const store_binding *r, void *ctx)
+{
+    recover_ctx *rc = ctx;
+    exchange *src = vhost_exchange(rc->vh, ab(r->source));
+    void *dest = r->dest_kind == STORE_DEST_QUEUE ? (void *)vhost_queue(rc->vh, ab(r->dest))
+                                                  : (void *)vhost_exchange(rc->vh, ab(r->dest));
+    if (!amqp_bytes_eq(ab(r->vhost), rc->vh->name) || !src || !dest) {
+        rc->skipped++;
+        return 0;
+    }
+    if (vhost_bind(rc->vh, src, dest, ab(r->key), r->args.data, r->args.len) < 0)
+        rc->skipped++;
+    else
+        rc->bindings++;
+    return 0;
+}
+
+typedef struct scan_ctx {
+    queue *q;
+    uint64_t max_msg;
+} scan_ctx;
+
+static int
+scan_entry(const store_qentry *e, void *ctx)
+{
+    scan_ctx *s = ctx;
+    queue *q = s->q;
+    if (q->tail_count++ == 0)
+        q->tail_next_seq = e->seq;
+    q->next_seq = e->seq;
+    if (e->msg_id > s->max_msg)
+        s->max_msg = e->msg_id;
+    return 0;
+}
+
+static int
+recover(char *err, size_t errlen)
+{
+    vhost *vh = broker_vhost(amqp_cstr(B.cfg.default_vhost));
+    recover_ctx rc = { .vh = vh };
+    store_reader *r;
+    int e = store_read_begin(B.store, &r);
+    if (e) {
+        snprintf(err, errlen, "cannot read the store: %s", store_strerror(e));
+        return -1;
+    }
+    B.recovering = true;
+    e = store_each_exchange(r, recover_exchange, &rc);
+    if (!e)
+        e = store_each_queue(r, recover_queue, &rc);
+    if (!e)
+        e = store_each_binding(r, recover_binding, &rc);
+    store_read_end(r);
+    if (e) {
+        /* A newer format: refuse rather than half-load and then overwrite. */
+        snprintf(err, errlen, "cannot read the store's definitions: %s%s", store_strerror(e),
+                 e == STORE_EVERSION ? " (written by a newer Coney?)" : "");
+        free(rc.live);
+        B.recovering = false;
+        return -1;
+    }
+
+    e = store_recover(B.store, rc.live, rc.nlive);
+    if (e) {
+        snprintf(err, errlen, "cannot recover the store: %s", store_strerror(e));
+        free(rc.live);
+        B.recovering = false;
+        return -1;
+    }
+    uint64_t messages = 0;
+    scan_ctx sc = { NULL, 0 };
+    if (store_read_begin(B.store, &r) == 0) {
+        for (map_iter it = map_first(&vh->queues); it.e; map_next(&vh->queues, &it)) {
+            sc.q = it.e->value;
+            store_each_qentry(r, sc.q->id, 0, 0, scan_entry, &sc);
+            messages += sc.q->tail_count;
+        }
+        store_read_end(r);
+    }
+    if (sc.max_msg > B.next_message_id)
+        B.next_message_id = sc.max_msg;
+    B.recovering = false;
+    free(rc.live);
+    log_info("recovered %zu exchanges, %zu queues, %zu bindings, %llu messages%s",
+             rc.exchanges, rc.queues, rc.bindings, (unsigned long long)messages,
+             rc.skipped ? " (some records skipped, see above)" : "");
+    return 0;
+}
+
+int
+persist_open(char *err, size_t errlen)
+{
+    char dir[600];
+    snprintf(dir, sizeof dir, "%s/store", B.cfg.data_dir);
+    static const enum store_sync modes[] = { STORE_SYNC_ALWAYS, STORE_SYNC_BATCH, STORE_SYNC_NONE };
+    store_config cfg = {
+        .dir = dir,
+        .sync = modes[B.cfg.storage_sync],
+        .sync_interval_ms = B.cfg.storage_sync_interval,
+        .on_done = on_store_done,
+    };
+    ev_async_init(&done_watcher, done_cb);
+    ev_async_start(B.loop, &done_watcher);
+    char serr[256] = "";
+    int e = store_open(&cfg, &B.store, serr, sizeof serr);
+    if (e) {
+        snprintf(err, errlen, "cannot open the store in %s: %s", dir, serr[0] ? serr : store_strerror(e));
+        B.store = NULL;
+        return -1;
+    }
+    ev_tstamp t0 = ev_time();
+    if (recover(err, errlen) != 0)
+        return -1;
+    log_info("store opened in %s (sync %s), recovery took %.3f s", dir,
+             B.cfg.storage_sync == 0 ? "always" : B.cfg.storage_sync == 1 ? "batch" : "none",
+             ev_time() - t0);
+    return 0;
+}
+
+void
+persist_close(void)
+{
+    if (!B.store)
+        return;
+    store_close(B.store);
+    B.store = NULL;
+    ev_async_stop(B.loop, &done_watcher);
+}
+
+bool
+persist_disk_check(void)
+{
+    struct statvfs st;
+    if (statvfs(B.cfg.data_dir, &st) != 0)
+        return B.disk_alarm;
+    uint64_t avail = (uint64_t)st.f_bavail * st.f_frsize;
+    bool low = avail < B.cfg.disk_free_limit;
+    if (low != B.disk_alarm)
+        log_warning(low ? "disk resource limit alarm set: free %llu bytes, limit %llu"
+                        : "disk resource limit alarm cleared: free %llu bytes, limit %llu",
+                    (unsigned long long)avail, (unsigned long long)B.cfg.disk_free_limit);
+    return low;
+}

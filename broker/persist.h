@@ -1,0 +1,58 @@
+/*
+ * The broker's side of durability: what to write to the store and when,
+ * what to wait for before confirming, and how to rebuild state at start.
+ *
+ * Promises kept here:
+ * - A persistent message routed to durable queues is queued for the store
+ *   before any delivery, ack or drop of it can queue a delete.
+ * - A publisher confirm (or tx.commit-ok) that depends on a write goes out
+ *   only once the batch holding the write has committed; a failed batch
+ *   turns its confirms into basic.nack.
+ */
+#ifndef CONEY_BROKER_PERSIST_H
+#define CONEY_BROKER_PERSIST_H
+
+#include "broker/conn.h"
+
+/* Opens the store under the data directory and replays it into the
+ * default vhost. Returns 0, or -1 with a message in err. */
+int persist_open(char *err, size_t errlen);
+/* Commits what is queued and closes the store. */
+void persist_close(void);
+
+/* Entities: written only for durable ones, never while recovering. */
+void persist_exchange(exchange *x, bool add);
+void persist_queue(queue *q, bool add);
+void persist_binding(exchange *src, void *dest, amqp_bytes key, const uint8_t *args,
+                     uint32_t args_len, bool add);
+
+/* Messages. persist_publish writes m once with an entry for each durable
+ * queue (q[i], seq[i]); returns the batch to wait for, or 0 if nothing
+ * was written. */
+uint64_t persist_publish(message *m, queue *const *q, const uint64_t *seq, size_t n);
+/* Pages one entry of q out (transient-flagged unless the message is
+ * persistent on a durable queue). */
+void persist_page_out(queue *q, message *m, uint64_t seq);
+/* Records that the entry was delivered, so a restart marks it redelivered. */
+void persist_mark_delivered(queue *q, message *m, uint64_t seq);
+/* Deletes one entry (ack, drop, purge). */
+void persist_forget(queue *q, message *m, uint64_t seq);
+/* Deletes the on-disk tail of q, or with whole set everything of q. */
+void persist_drop_queue_entries(queue *q, bool whole);
+/* Reads up to max tail entries of q back into its ring; returns how many. */
+size_t persist_page_in(queue *q, size_t max);
+
+/* The batch queued writes will commit in, and what is known done. */
+uint64_t persist_batch(void);
+bool persist_committed(uint64_t batch);
+bool persist_failed(uint64_t batch);
+
+/* Waiters: run again once the store reports progress. */
+void persist_wait_channel(channel *ch);
+void persist_unwait_channel(channel *ch);
+void persist_wait_queue(queue *q);
+
+/* Disk alarm: checks free space now; true while below the limit. */
+bool persist_disk_check(void);
+
+#endif
