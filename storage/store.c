@@ -30,6 +30,8 @@
 #include <string.h>
 #include <sys/random.h>
 #include <sys/stat.h>
+#include <limits.h>
+#include <sys/mman.h>
 #include <sys/statvfs.h>
 #include <time.h>
 
@@ -91,6 +93,7 @@ struct store {
     _Atomic uint64_t open_id, committed, batches, commits;
     _Atomic uint64_t last_write;  /* the batch the latest write went into; 0 = none yet */
     _Atomic size_t map_size;
+    size_t since_trim;             /* bytes committed since the map was trimmed */
 
     /* storage thread only (store_recover runs before any write) */
     refs refs;
@@ -437,6 +440,47 @@ ops_run(store *s, MDB_txn *t, const uint8_t *p, size_t len)
     return rc;
 }
 
+/*
+ * Each transaction reads the right edge of the trees through the map, and
+ * over time every page was once at that edge: the whole file would end up
+ * mapped and counted as our resident memory though no one reads it again.
+ * Every so often the storage thread drops its page-table entries for the
+ * map. The map is a read-only shared file mapping, so this loses nothing:
+ * a later read faults the page back in from the page cache. Only this
+ * thread resizes the map, so the range is stable here.
+ */
+#define MAP_TRIM_EVERY (8u << 20)
+
+static void
+map_trim(store *s, size_t written)
+{
+    s->since_trim += written;
+    if (s->since_trim < MAP_TRIM_EVERY)
+        return;
+    s->since_trim = 0;
+    /* LMDB reports its map address only for MDB_FIXEDMAP, so find the
+     * mapping of our data file in the kernel's list. */
+    char want[PATH_MAX + 16];
+    snprintf(want, sizeof want, "%s/data.mdb", s->dir);
+    char real[PATH_MAX];
+    const char *path = realpath(want, real) ? real : want;
+    FILE *f = fopen("/proc/self/maps", "r");
+    if (!f)
+        return;
+    char line[PATH_MAX + 128];
+    while (fgets(line, sizeof line, f)) {
+        unsigned long lo, hi;
+        int off = 0;
+        if (sscanf(line, "%lx-%lx %*s %*s %*s %*s %n", &lo, &hi, &off) < 2 || off == 0)
+            continue;
+        char *name = line + off;
+        name[strcspn(name, "\n")] = 0;
+        if (strcmp(name, path) == 0)
+            madvise((void *)lo, hi - lo, MADV_DONTNEED);
+    }
+    fclose(f);
+}
+
 /* Applies a whole batch in one transaction, growing the map and replaying
  * as often as LMDB reports it full. Returns 0 or a STORE_E*. */
 static int
@@ -456,6 +500,7 @@ batch_apply(store *s, const uint8_t *ops, size_t len)
         if (rc == 0) {
             refs_keep(&s->refs);
             atomic_fetch_add(&s->commits, 1);
+            map_trim(s, len);
             return 0;
         }
         refs_undo(&s->refs);
@@ -729,7 +774,9 @@ store_open(const store_config *cfg, store **out, char *err, size_t errlen)
         return STORE_EIO;
     }
     size_t map = cfg->initial_map_size ? cfg->initial_map_size : DEFAULT_MAP_SIZE;
-    unsigned flags = MDB_NOTLS | (cfg->sync == STORE_SYNC_ALWAYS ? 0 : MDB_NOSYNC);
+    /* NORDAHEAD: without it every read fault maps neighbouring pages too,
+     * and a queue paged to disk would show up as resident memory. */
+    unsigned flags = MDB_NOTLS | MDB_NORDAHEAD | (cfg->sync == STORE_SYNC_ALWAYS ? 0 : MDB_NOSYNC);
     rc = mdb_env_create(&s->env);
     if (rc == 0)
         rc = mdb_env_set_maxdbs(s->env, 8);
