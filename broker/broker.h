@@ -111,7 +111,11 @@ typedef struct queue {
     uint64_t mem_bytes;            /* bytes of message held by the ring */
     uint64_t tail_count;           /* paged-out messages after the ring, on disk */
     uint64_t tail_next_seq;        /* seq to read the tail from */
-    uint64_t tail_batch;           /* store batch of the latest tail write */
+    struct pending_page {          /* tail entries whose write has not committed: */
+        message *msg;              /* the message, one reference */
+        uint64_t seq, batch;
+    } *pend;                       /* pend[pend_head .. pend_len), seq order */
+    size_t pend_head, pend_len, pend_cap;
     bool paged;                    /* has ever written paged entries */
     bool page_waiting;             /* on the list of queues waiting for a commit */
     struct queue *page_next;
@@ -138,6 +142,9 @@ void queue_publish(queue *q, message *m, uint64_t seq, uint32_t flags);
 void queue_requeue(queue *q, message *m, uint64_t seq, uint32_t flags);
 /* Appends an entry read back from disk (page-in, recovery). */
 void queue_push_paged(queue *q, message *m, uint64_t seq, uint32_t flags);
+/* The store made progress: drop pending tail entries now readable from
+ * disk and deliver what can go. */
+void queue_store_progress(queue *q);
 /* Releases an entry's claim on disk (ack, drop, purge). */
 void queue_entry_forget(queue *q, message *m, uint64_t seq, uint32_t flags);
 /* Delivers ready messages to consumers that have capacity. */

@@ -23,11 +23,13 @@ static route_result route_scratch;   /* reused by every publish */
 
 /* ---- helpers ------------------------------------------------------------- */
 
+/* Every synchronous reply goes through conn_reply, which holds it back
+ * while a durable definition the method wrote is not yet committed. */
 static void
 send_simple(channel *ch, uint32_t id)
 {
     amqp_method m = { .id = id };
-    conn_send_method(ch->conn, ch->id, &m);
+    conn_reply(ch->conn, ch->id, &m);
 }
 
 static bool
@@ -926,7 +928,7 @@ queue_declare(channel *ch, const amqp_queue_declare *a)
         ok.a.queue_declare_ok.queue = q->name;
         ok.a.queue_declare_ok.message_count = queue_ready(q);
         ok.a.queue_declare_ok.consumer_count = q->nconsumers;
-        conn_send_method(ch->conn, ch->id, &ok);
+        conn_reply(ch->conn, ch->id, &ok);
     }
 }
 
@@ -1002,7 +1004,7 @@ queue_delete_method(channel *ch, const amqp_queue_delete *a)
     if (!a->no_wait) {
         amqp_method ok = { .id = AMQP_QUEUE_DELETE_OK };
         ok.a.queue_delete_ok.message_count = n;
-        conn_send_method(ch->conn, ch->id, &ok);
+        conn_reply(ch->conn, ch->id, &ok);
     }
 }
 

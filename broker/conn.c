@@ -30,6 +30,7 @@
 
 #include "broker/conn.h"
 #include "broker/log.h"
+#include "broker/persist.h"
 
 #define HANDSHAKE_TIMEOUT 10.0
 #define CLOSE_TIMEOUT 3.0
@@ -192,6 +193,7 @@ conn_abort(conn *c, const char *why)
     ev_io_stop(B.loop, &c->wio);
     ev_timer_stop(B.loop, &c->timer);
     c->state = CONN_DEAD;
+    persist_unwait_conn(c);
     conn_release(c);
     conn_unlink(c);
     c->tr->close(c);
@@ -383,6 +385,50 @@ channel_error(channel *ch, int code, uint32_t method_id, const char *fmt, ...)
     conn_send_method(ch->conn, ch->id, &m);
     ch->closing = true;
     channel_release(ch);
+}
+
+void
+conn_reply(conn *c, uint16_t ch, const amqp_method *m)
+{
+    if (persist_definition_batch == 0 || persist_committed(persist_definition_batch)) {
+        conn_send_method(c, ch, m);
+        return;
+    }
+    /* The one field that borrows: queue.declare-ok's queue name. */
+    c->deferred = *m;
+    if (m->id == AMQP_QUEUE_DECLARE_OK) {
+        amqp_bytes n = m->a.queue_declare_ok.queue;
+        memcpy(c->deferred_name, n.data, n.len);
+        c->deferred.a.queue_declare_ok.queue = (amqp_bytes){ c->deferred_name, n.len };
+    }
+    c->deferred_channel = ch;
+    c->deferred_batch = persist_definition_batch;
+    c->stalled = true;
+    persist_wait_conn(c);
+}
+
+void
+conn_store_progress(conn *c)
+{
+    if (!c->stalled)
+        return;
+    if (!persist_committed(c->deferred_batch)) {
+        persist_wait_conn(c);
+        return;
+    }
+    c->stalled = false;
+    if (c->state != CONN_OPEN)
+        return;
+    if (persist_failed(c->deferred_batch)) {
+        conn_error(c, AMQP_INTERNAL_ERROR, 0, "the store failed to write a definition");
+        return;
+    }
+    conn_send_method(c, c->deferred_channel, &c->deferred);
+    if (!c->blocked && !c->reading) {
+        ev_io_start(B.loop, &c->rio);
+        c->reading = true;
+    }
+    conn_process(c);
 }
 
 void
@@ -946,7 +992,7 @@ conn_process(conn *c)
 {
     if (c->state == CONN_HEADER)
         conn_protocol_header(c);
-    while (c->state != CONN_HEADER && c->state < CONN_DRAINING && !c->blocked) {
+    while (c->state != CONN_HEADER && c->state < CONN_DRAINING && !c->blocked && !c->stalled) {
         amqp_frame f;
         size_t used;
         uint32_t fmax = c->state < CONN_OPENING ? AMQP_FRAME_MIN_SIZE : c->frame_max;
@@ -976,10 +1022,11 @@ conn_process(conn *c)
             conn_drain(c);        /* framing is lost: no close-ok can follow */
             return;
         }
+        persist_definition_batch = 0;
         conn_frame(c, &f);
         buf_consume(&c->in, used);
-        if (c->blocked && c->state == CONN_OPEN)
-            break;                 /* leave the publish's content unread */
+        if ((c->blocked || c->stalled) && c->state == CONN_OPEN)
+            break;                 /* leave what follows unread for now */
     }
     /* coalesced publisher confirms, one ack for a batch */
     while (c->dirty) {
@@ -996,12 +1043,13 @@ read_cb(struct ev_loop *loop, ev_io *w, int revents)
     (void)loop; (void)revents;
     conn *c = (conn *)((char *)w - offsetof(conn, rio));
     size_t budget = READ_BUDGET;
-    if (c->blocked && c->state == CONN_OPEN) {
+    if ((c->blocked || c->stalled) && c->state == CONN_OPEN) {
         ev_io_stop(B.loop, &c->rio);
         c->reading = false;
         return;
     }
-    while (budget > 0 && c->state != CONN_DEAD && !(c->blocked && c->state == CONN_OPEN)) {
+    while (budget > 0 && c->state != CONN_DEAD &&
+           !((c->blocked || c->stalled) && c->state == CONN_OPEN)) {
         uint8_t *dst = buf_reserve(&c->in, READ_CHUNK);
         ssize_t n = c->tr->read(c, dst, c->in.cap - c->in.len);
         if (n < 0) {
@@ -1049,7 +1097,7 @@ timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
     case CONN_OPEN:
         if (c->heartbeat == 0)
             return;
-        if (c->blocked)
+        if (c->blocked || c->stalled)
             c->last_recv = now;    /* we are the ones not reading */
         if (now - c->last_recv > 2.0 * c->heartbeat) {
             log_warning("closing AMQP connection %s: missed heartbeats from client, timeout: %us",

@@ -135,6 +135,13 @@ typedef struct conn {
     bool flush_queued;
     bool blocked_by_output;        /* consumers paused by the high-water mark */
     bool blocked;                  /* a publisher stopped by a resource alarm */
+    bool stalled;                  /* waiting for a definition to commit */
+    amqp_method deferred;          /* the reply sent once it has */
+    uint16_t deferred_channel;
+    uint64_t deferred_batch;
+    char deferred_name[256];       /* owned copy of the reply's name field */
+    bool store_waiting;            /* on the store's waiter list */
+    struct conn *swait_next, *swait_prev;
 
     uint32_t frame_max;
     uint16_t channel_max;
@@ -178,6 +185,14 @@ void conn_error(conn *c, int code, uint32_t method_id, const char *fmt, ...)
 /* A resource alarm changed: publishers stop at their next publish while
  * it holds, and resume (connection.unblocked) when it clears. */
 void conn_alarm_changed(bool alarm);
+/* Replies on ch now, or, if this method wrote a durable definition, once
+ * the write has committed: the connection stops reading frames until
+ * then, so replies keep their order (RabbitMQ too answers a durable
+ * declare only after its write). */
+void conn_reply(conn *c, uint16_t ch, const amqp_method *m);
+/* The store made progress: send a deferred reply that is now due and
+ * go on with the frames that waited. */
+void conn_store_progress(conn *c);
 /* Sends connection.close 320 to every connection (shutdown). */
 void conn_close_all(const char *reason);
 /* Closes immediately (socket error, EOF, timeout): no more frames. */

@@ -23,8 +23,11 @@
 #include "broker/persist.h"
 #include "storage/store.h"
 
+uint64_t persist_definition_batch;
+
 static ev_async done_watcher;
 static channel *waiters;
+static conn *conn_waiters;
 static queue *page_waiters;
 static uint64_t committed;
 static uint64_t failed[64];          /* recent failed batch ids, a ring */
@@ -95,6 +98,34 @@ persist_unwait_channel(channel *ch)
 }
 
 void
+persist_wait_conn(conn *c)
+{
+    if (c->store_waiting)
+        return;
+    c->store_waiting = true;
+    c->swait_prev = NULL;
+    c->swait_next = conn_waiters;
+    if (conn_waiters)
+        conn_waiters->swait_prev = c;
+    conn_waiters = c;
+}
+
+void
+persist_unwait_conn(conn *c)
+{
+    if (!c->store_waiting)
+        return;
+    c->store_waiting = false;
+    if (c->swait_prev)
+        c->swait_prev->swait_next = c->swait_next;
+    else
+        conn_waiters = c->swait_next;
+    if (c->swait_next)
+        c->swait_next->swait_prev = c->swait_prev;
+    c->swait_next = c->swait_prev = NULL;
+}
+
+void
 persist_wait_queue(queue *q)
 {
     if (q->page_waiting)
@@ -130,6 +161,15 @@ done_cb(struct ev_loop *loop, ev_async *w, int revents)
         }
     }
     /* Each waiter re-registers if it still waits. */
+    conn *cl = conn_waiters;
+    conn_waiters = NULL;
+    while (cl) {
+        conn *c = cl;
+        cl = c->swait_next;
+        c->store_waiting = false;
+        c->swait_next = c->swait_prev = NULL;
+        conn_store_progress(c);
+    }
     channel *list = waiters;
     waiters = NULL;
     while (list) {
@@ -145,7 +185,7 @@ done_cb(struct ev_loop *loop, ev_async *w, int revents)
         queue *q = ql;
         ql = q->page_next;
         q->page_waiting = false;
-        queue_dispatch(q);
+        queue_store_progress(q);
         queue_unref(q);
     }
 }
@@ -159,6 +199,7 @@ persist_exchange(exchange *x, bool add)
         return;
     if (!add) {
         store_del_exchange(B.store, sb(x->vh->name), sb(x->name));
+        persist_definition_batch = store_batch_id(B.store);
         return;
     }
     store_exchange r = {
@@ -169,6 +210,7 @@ persist_exchange(exchange *x, bool add)
         .args = { x->args, x->args_len },
     };
     store_put_exchange(B.store, &r);
+    persist_definition_batch = store_batch_id(B.store);
 }
 
 /* Exclusive queues die with their connection, so a restart never keeps
@@ -186,6 +228,7 @@ persist_queue(queue *q, bool add)
         return;
     if (!add) {
         store_del_queue(B.store, sb(q->vh->name), sb(q->name), q->id);
+        persist_definition_batch = store_batch_id(B.store);
         return;
     }
     store_queue r = {
@@ -194,6 +237,7 @@ persist_queue(queue *q, bool add)
         .args = { q->args, q->args_len },
     };
     store_put_queue(B.store, &r);
+    persist_definition_batch = store_batch_id(B.store);
 }
 
 void
@@ -225,6 +269,7 @@ persist_binding(exchange *src, void *dest, amqp_bytes key, const uint8_t *args,
         store_put_binding(B.store, &r);
     else
         store_del_binding(B.store, &r);
+    persist_definition_batch = store_batch_id(B.store);
 }
 
 /* ---- messages ------------------------------------------------------------------ */
@@ -282,7 +327,6 @@ persist_page_out(queue *q, message *m, uint64_t seq)
         store_put_qentry(B.store, &e);
     }
     q->paged = true;
-    q->tail_batch = store_batch_id(B.store);
 }
 
 void
@@ -321,6 +365,7 @@ typedef struct page_ctx {
     queue *q;
     store_reader *r;
     size_t n;
+    uint64_t limit;
 } page_ctx;
 
 static int
@@ -329,6 +374,8 @@ page_one(const store_qentry *e, void *ctx)
     page_ctx *p = ctx;
     queue *q = p->q;
     store_message sm;
+    if (e->seq >= p->limit)
+        return 1;                  /* from here on the pending list has them */
     q->tail_next_seq = e->seq + 1;
     q->tail_count--;
     if (store_get_message(p->r, e->msg_id, &sm) != 0) {
@@ -361,19 +408,17 @@ page_one(const store_qentry *e, void *ctx)
 }
 
 size_t
-persist_page_in(queue *q, size_t max)
+persist_page_in(queue *q, size_t max, uint64_t limit)
 {
-    if (!B.store || q->tail_count == 0)
+    if (!B.store || q->tail_count == 0 || q->tail_next_seq >= limit)
         return 0;
     store_reader *r;
     if (store_read_begin(B.store, &r) != 0)
         return 0;
-    page_ctx p = { q, r, 0 };
+    page_ctx p = { q, r, 0, limit };
     uint64_t want = q->tail_count < max ? q->tail_count : max;
     store_each_qentry(r, q->id, q->tail_next_seq, (size_t)want, page_one, &p);
     store_read_end(r);
-    if (p.n == 0 && q->tail_count && !persist_committed(q->tail_batch))
-        persist_wait_queue(q);     /* the tail is still on its way to disk */
     return p.n;
 }
 

@@ -39,8 +39,13 @@ void persist_mark_delivered(queue *q, message *m, uint64_t seq);
 void persist_forget(queue *q, message *m, uint64_t seq);
 /* Deletes the on-disk tail of q, or with whole set everything of q. */
 void persist_drop_queue_entries(queue *q, bool whole);
-/* Reads up to max tail entries of q back into its ring; returns how many. */
-size_t persist_page_in(queue *q, size_t max);
+/* Reads up to max tail entries of q with seq < limit back into its ring;
+ * returns how many. */
+size_t persist_page_in(queue *q, size_t max, uint64_t limit);
+
+/* The batch holding the definitions written by the method being handled
+ * (0: none); conn_gate clears it before each method. */
+extern uint64_t persist_definition_batch;
 
 /* The batch queued writes will commit in, and what is known done. */
 uint64_t persist_batch(void);
@@ -51,6 +56,8 @@ bool persist_failed(uint64_t batch);
 void persist_wait_channel(channel *ch);
 void persist_unwait_channel(channel *ch);
 void persist_wait_queue(queue *q);
+void persist_wait_conn(conn *c);
+void persist_unwait_conn(conn *c);
 
 /* Disk alarm: checks free space now; true while below the limit. */
 bool persist_disk_check(void);

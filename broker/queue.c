@@ -17,6 +17,9 @@
  * than half of it. */
 #define PAGE_BATCH 256
 
+static void pending_push(queue *q, message *m, uint64_t seq);
+static void pending_free(queue *q);
+
 /* What a ring entry costs in memory, for the queue's budget. */
 static inline uint64_t
 entry_cost(const message *m)
@@ -129,6 +132,7 @@ queue_unref(queue *q)
         qentry e = ring_pop_front(&q->ready);
         message_unref(&e.msg);
     }
+    pending_free(q);
     free(q->ready.e);
     free((char *)q->name.data);
     free(q->args);
@@ -165,16 +169,75 @@ queue_publish(queue *q, message *m, uint64_t seq, uint32_t flags)
         if (flags & QE_ON_DISK) {
             m->disk_refs--;        /* already written; now the tail's */
             q->paged = true;
-            q->tail_batch = persist_batch();
         } else {
             persist_page_out(q, m, seq);
         }
         if (q->tail_count++ == 0)
             q->tail_next_seq = seq;
+        pending_push(q, m, seq);
         return;
     }
     ring_push_back(&q->ready, (qentry){ message_ref(m), seq, flags });
     q->mem_bytes += entry_cost(m);
+}
+
+/* Until its write commits, a tail entry can't be read back from disk; the
+ * pending list keeps it in memory till then, so a consumer never waits on
+ * the disk, and page-in reads the disk only below the first pending seq. */
+static void
+pending_push(queue *q, message *m, uint64_t seq)
+{
+    if (q->pend_len == q->pend_cap) {
+        if (q->pend_head > 0) {
+            memmove(q->pend, q->pend + q->pend_head, (q->pend_len - q->pend_head) * sizeof *q->pend);
+            q->pend_len -= q->pend_head;
+            q->pend_head = 0;
+        }
+        if (q->pend_len == q->pend_cap) {
+            q->pend_cap = q->pend_cap ? q->pend_cap * 2 : 64;
+            q->pend = realloc(q->pend, q->pend_cap * sizeof *q->pend);
+            if (!q->pend)
+                abort();
+        }
+    }
+    q->pend[q->pend_len++] = (struct pending_page){ message_ref(m), seq, persist_batch() };
+    persist_wait_queue(q);
+}
+
+/* Drops pending entries whose write has committed (the disk has them),
+ * and those page-in has already taken (seq below tail_next_seq). */
+static void
+pending_prune(queue *q)
+{
+    while (q->pend_head < q->pend_len) {
+        struct pending_page *p = &q->pend[q->pend_head];
+        bool taken = q->tail_count == 0 || p->seq < q->tail_next_seq;
+        if (!taken && !persist_committed(p->batch))
+            break;
+        message_unref(&p->msg);
+        q->pend_head++;
+    }
+    if (q->pend_head == q->pend_len)
+        q->pend_head = q->pend_len = 0;
+    else
+        persist_wait_queue(q);
+}
+
+static void
+pending_free(queue *q)
+{
+    for (size_t i = q->pend_head; i < q->pend_len; i++)
+        message_unref(&q->pend[i].msg);
+    free(q->pend);
+    q->pend = NULL;
+    q->pend_head = q->pend_len = q->pend_cap = 0;
+}
+
+void
+queue_store_progress(queue *q)
+{
+    pending_prune(q);
+    queue_dispatch(q);
 }
 
 void
@@ -203,12 +266,29 @@ queue_requeue(queue *q, message *m, uint64_t seq, uint32_t flags)
     ring_insert_ordered(&q->ready, (qentry){ m, seq, flags | QE_REDELIVERED });
 }
 
-/* Reads the tail back while the ring runs low. */
+/* Reads the tail back while the ring runs low: from disk below the first
+ * pending entry, then from the pending list itself. */
 static void
 queue_fill(queue *q)
 {
-    if (q->tail_count && q->ready.count < PAGE_BATCH / 2)
-        persist_page_in(q, PAGE_BATCH);
+    if (q->tail_count == 0 || q->ready.count >= PAGE_BATCH / 2)
+        return;
+    pending_prune(q);
+    uint64_t limit = q->pend_head < q->pend_len ? q->pend[q->pend_head].seq : UINT64_MAX;
+    size_t n = persist_page_in(q, PAGE_BATCH, limit);
+    for (size_t i = q->pend_head; n < PAGE_BATCH && q->tail_count && i < q->pend_len; i++) {
+        struct pending_page *p = &q->pend[i];
+        if (p->seq < q->tail_next_seq)
+            continue;
+        if (p->seq != q->tail_next_seq && q->tail_next_seq < limit)
+            break;                 /* disk entries before it still unread */
+        /* The ring entry now answers for the on-disk entry being written. */
+        p->msg->disk_refs++;
+        queue_push_paged(q, p->msg, p->seq, QE_ON_DISK);
+        q->tail_next_seq = p->seq + 1;
+        q->tail_count--;
+        n++;
+    }
 }
 
 static qentry
@@ -271,6 +351,7 @@ queue_clear(queue *q, bool forget_disk)
     if (forget_disk && q->tail_count)
         persist_drop_queue_entries(q, false);
     q->tail_count = 0;
+    pending_free(q);
     q->mem_bytes = 0;
     return n;
 }
