@@ -42,6 +42,15 @@
 
 static void conn_process(conn *c);
 
+/* Not reading frames now: a resource alarm, a definition being committed,
+ * or flow control. */
+static inline bool
+conn_paused(const conn *c)
+{
+    return c->blocked || c->stalled || c->flow;
+}
+
+
 static ev_prepare flush_watcher;
 static ev_check reap_watcher;
 static conn *flush_list;
@@ -424,11 +433,28 @@ conn_store_progress(conn *c)
         return;
     }
     conn_send_method(c, c->deferred_channel, &c->deferred);
-    if (!c->blocked && !c->reading) {
+    if (!conn_paused(c) && !c->reading) {
         ev_io_start(B.loop, &c->rio);
         c->reading = true;
     }
     conn_process(c);
+}
+
+void
+conn_flow_resume(void)
+{
+    for (conn *c = B.conns; c; c = c->next) {
+        if (!c->flow)
+            continue;
+        c->flow = false;
+        if (c->state != CONN_OPEN || conn_paused(c))
+            continue;
+        if (!c->reading) {
+            ev_io_start(B.loop, &c->rio);
+            c->reading = true;
+        }
+        conn_process(c);
+    }
 }
 
 void
@@ -447,7 +473,7 @@ conn_alarm_changed(bool alarm)
             amqp_method u = { .id = AMQP_CONNECTION_UNBLOCKED };
             conn_send_method(c, 0, &u);
         }
-        if (!c->reading) {
+        if (!conn_paused(c) && !c->reading) {
             ev_io_start(B.loop, &c->rio);
             c->reading = true;
         }
@@ -822,6 +848,8 @@ conn_gate(conn *c, uint16_t chan, const amqp_method *m)
     }
     if (info->flags & AMQP_MF_CONTENT) {
         const amqp_basic_publish *p = &m->a.basic_publish;
+        if (persist_flow_blocked())
+            c->flow = true;        /* pause after this publish */
         if (B.disk_alarm && !c->blocked) {
             /* As RabbitMQ: a publisher is stopped at its first publish
              * under the alarm; this message waits in the buffer. */
@@ -992,7 +1020,7 @@ conn_process(conn *c)
 {
     if (c->state == CONN_HEADER)
         conn_protocol_header(c);
-    while (c->state != CONN_HEADER && c->state < CONN_DRAINING && !c->blocked && !c->stalled) {
+    while (c->state != CONN_HEADER && c->state < CONN_DRAINING && !conn_paused(c)) {
         amqp_frame f;
         size_t used;
         uint32_t fmax = c->state < CONN_OPENING ? AMQP_FRAME_MIN_SIZE : c->frame_max;
@@ -1025,7 +1053,7 @@ conn_process(conn *c)
         persist_definition_batch = 0;
         conn_frame(c, &f);
         buf_consume(&c->in, used);
-        if ((c->blocked || c->stalled) && c->state == CONN_OPEN)
+        if (conn_paused(c) && c->state == CONN_OPEN)
             break;                 /* leave what follows unread for now */
     }
     /* coalesced publisher confirms, one ack for a batch */
@@ -1043,13 +1071,12 @@ read_cb(struct ev_loop *loop, ev_io *w, int revents)
     (void)loop; (void)revents;
     conn *c = (conn *)((char *)w - offsetof(conn, rio));
     size_t budget = READ_BUDGET;
-    if ((c->blocked || c->stalled) && c->state == CONN_OPEN) {
+    if (conn_paused(c) && c->state == CONN_OPEN) {
         ev_io_stop(B.loop, &c->rio);
         c->reading = false;
         return;
     }
-    while (budget > 0 && c->state != CONN_DEAD &&
-           !((c->blocked || c->stalled) && c->state == CONN_OPEN)) {
+    while (budget > 0 && c->state != CONN_DEAD && !(conn_paused(c) && c->state == CONN_OPEN)) {
         uint8_t *dst = buf_reserve(&c->in, READ_CHUNK);
         ssize_t n = c->tr->read(c, dst, c->in.cap - c->in.len);
         if (n < 0) {
@@ -1097,7 +1124,7 @@ timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
     case CONN_OPEN:
         if (c->heartbeat == 0)
             return;
-        if (c->blocked || c->stalled)
+        if (conn_paused(c))
             c->last_recv = now;    /* we are the ones not reading */
         if (now - c->last_recv > 2.0 * c->heartbeat) {
             log_warning("closing AMQP connection %s: missed heartbeats from client, timeout: %us",

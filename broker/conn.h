@@ -136,6 +136,7 @@ typedef struct conn {
     bool blocked_by_output;        /* consumers paused by the high-water mark */
     bool blocked;                  /* a publisher stopped by a resource alarm */
     bool stalled;                  /* waiting for a definition to commit */
+    bool flow;                     /* a publisher paused while the store catches up */
     amqp_method deferred;          /* the reply sent once it has */
     uint16_t deferred_channel;
     uint64_t deferred_batch;
@@ -193,6 +194,8 @@ void conn_reply(conn *c, uint16_t ch, const amqp_method *m);
 /* The store made progress: send a deferred reply that is now due and
  * go on with the frames that waited. */
 void conn_store_progress(conn *c);
+/* The store caught up: publishers paused by flow control read again. */
+void conn_flow_resume(void);
 /* Sends connection.close 320 to every connection (shutdown). */
 void conn_close_all(const char *reason);
 /* Closes immediately (socket error, EOF, timeout): no more frames. */

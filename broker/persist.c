@@ -30,6 +30,44 @@ static channel *waiters;
 static conn *conn_waiters;
 static queue *page_waiters;
 static uint64_t committed;
+
+/* Bytes written per batch not yet done, for flow control: a small ring of
+ * (batch, bytes), oldest first. */
+static struct { uint64_t batch, bytes; } inflight[256];
+static size_t inflight_head, inflight_n;
+static uint64_t inflight_bytes;
+
+static void
+inflight_add(uint64_t bytes)
+{
+    uint64_t batch = store_batch_id(B.store);
+    size_t last = (inflight_head + inflight_n - 1) % 256;
+    if (inflight_n && inflight[last].batch == batch) {
+        inflight[last].bytes += bytes;
+    } else if (inflight_n < 256) {
+        inflight[(inflight_head + inflight_n++) % 256].batch = batch;
+        inflight[(inflight_head + inflight_n - 1) % 256].bytes = bytes;
+    } else {
+        inflight[last].bytes += bytes;      /* full: charge the newest */
+    }
+    inflight_bytes += bytes;
+}
+
+static void
+inflight_done(uint64_t batch)
+{
+    while (inflight_n && inflight[inflight_head].batch <= batch) {
+        inflight_bytes -= inflight[inflight_head].bytes;
+        inflight_head = (inflight_head + 1) % 256;
+        inflight_n--;
+    }
+}
+
+bool
+persist_flow_blocked(void)
+{
+    return inflight_bytes > PERSIST_FLOW_HIGH;
+}
 static uint64_t failed[64];          /* recent failed batch ids, a ring */
 static size_t nfailed;
 
@@ -160,6 +198,9 @@ done_cb(struct ev_loop *loop, ev_async *w, int revents)
                 committed = d[i].batch_id;
         }
     }
+    inflight_done(committed);
+    if (inflight_bytes < PERSIST_FLOW_LOW)
+        conn_flow_resume();
     /* Each waiter re-registers if it still waits. */
     conn *cl = conn_waiters;
     conn_waiters = NULL;
@@ -297,6 +338,7 @@ persist_publish(message *m, queue *const *q, const uint64_t *seq, size_t n)
     for (size_t i = 0; i < n; i++)
         e[i] = (store_qentry){ q[i]->id, seq[i], m->id, 0 };
     store_message r = message_record(m);
+    inflight_add(m->body_size + m->props_len + 64 * n);
     if (m->disk_refs == 0)
         store_put_message(B.store, &r, e, n);
     else
@@ -323,8 +365,11 @@ persist_page_out(queue *q, message *m, uint64_t seq)
     if (m->disk_refs == 0) {
         store_message r = message_record(m);
         store_put_message(B.store, &r, &e, 1);
+        /* twice: the batch's copy and the pending list's reference */
+        inflight_add(2 * (m->body_size + m->props_len) + 64);
     } else {
         store_put_qentry(B.store, &e);
+        inflight_add(m->body_size + 64);
     }
     q->paged = true;
 }

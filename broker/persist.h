@@ -59,6 +59,13 @@ void persist_wait_queue(queue *q);
 void persist_wait_conn(conn *c);
 void persist_unwait_conn(conn *c);
 
+/* Flow control: bytes queued for the store and not yet committed. Above
+ * the high mark publishers pause (conn_flow); below the low mark the
+ * store wakes them. */
+#define PERSIST_FLOW_HIGH (16u << 20)
+#define PERSIST_FLOW_LOW (8u << 20)
+bool persist_flow_blocked(void);
+
 /* Disk alarm: checks free space now; true while below the limit. */
 bool persist_disk_check(void);
 

@@ -390,13 +390,18 @@ apply_del_qrange(store *s, MDB_txn *t, const uint8_t *p)
     return rc == MDB_NOTFOUND ? 0 : rc;
 }
 
-/* Runs every op of a batch in transaction t. */
+/* The most one write transaction applies; see batch_apply. */
+#define CHUNK_OPS 4096
+#define CHUNK_BYTES (8u << 20)
+
+/* Runs the ops at p in transaction t, up to the chunk limits; *end is
+ * where it stopped. */
 static int
-ops_run(store *s, MDB_txn *t, const uint8_t *p, size_t len)
+ops_run(store *s, MDB_txn *t, const uint8_t *p, size_t len, size_t *end)
 {
-    size_t off = 0;
+    size_t off = 0, nops = 0;
     int rc = 0;
-    while (rc == 0 && off < len) {
+    while (rc == 0 && off < len && nops++ < CHUNK_OPS && off < CHUNK_BYTES) {
         const uint8_t *o = p + off + 1;
         size_t used = 0;
         switch ((enum op)p[off]) {
@@ -437,6 +442,7 @@ ops_run(store *s, MDB_txn *t, const uint8_t *p, size_t len)
         }
         off += 1 + used;
     }
+    *end = off;
     return rc;
 }
 
@@ -450,6 +456,7 @@ ops_run(store *s, MDB_txn *t, const uint8_t *p, size_t len)
  * thread resizes the map, so the range is stable here.
  */
 #define MAP_TRIM_EVERY (8u << 20)
+
 
 static void
 map_trim(store *s, size_t written)
@@ -481,32 +488,47 @@ map_trim(store *s, size_t written)
     fclose(f);
 }
 
-/* Applies a whole batch in one transaction, growing the map and replaying
- * as often as LMDB reports it full. Returns 0 or a STORE_E*. */
+/* Applies a whole batch, growing the map and replaying as often as LMDB
+ * reports it full. Returns 0 or a STORE_E*. A big batch goes in several
+ * transactions of at most CHUNK_OPS operations: LMDB holds a private copy
+ * of every page a write transaction touches and keeps those copies for
+ * reuse ever after, so the largest transaction sets the store's memory.
+ * The batch is reported done after its last transaction; a crash between
+ * two leaves a prefix, which is no promise broken, since nothing in the
+ * batch was confirmed yet. */
 static int
 batch_apply(store *s, const uint8_t *ops, size_t len)
 {
     int rc = 0;
-    for (int tries = 0; tries <= MAX_GROWS; tries++) {
-        MDB_txn *t;
-        rc = mdb_txn_begin(s->env, NULL, 0, &t);
-        if (rc == 0) {
-            rc = ops_run(s, t, ops, len);
-            if (rc == 0)
-                rc = mdb_txn_commit(t);   /* frees t either way */
-            else
-                mdb_txn_abort(t);
+    size_t off = 0;
+    while (off < len) {
+        size_t end = 0;
+        for (int tries = 0; tries <= MAX_GROWS; tries++) {
+            MDB_txn *t;
+            rc = mdb_txn_begin(s->env, NULL, 0, &t);
+            if (rc == 0) {
+                rc = ops_run(s, t, ops + off, len - off, &end);
+                if (rc == 0)
+                    rc = mdb_txn_commit(t);   /* frees t either way */
+                else
+                    mdb_txn_abort(t);
+            }
+            if (rc == 0) {
+                refs_keep(&s->refs);
+                atomic_fetch_add(&s->commits, 1);
+                map_trim(s, end);
+                break;
+            }
+            refs_undo(&s->refs);
+            if (rc != MDB_MAP_FULL || map_grow(s) != 0)
+                break;
         }
-        if (rc == 0) {
-            refs_keep(&s->refs);
-            atomic_fetch_add(&s->commits, 1);
-            map_trim(s, len);
-            return 0;
-        }
-        refs_undo(&s->refs);
-        if (rc != MDB_MAP_FULL || map_grow(s) != 0)
+        if (rc != 0)
             break;
+        off += end;
     }
+    if (rc == 0)
+        return 0;
     fprintf(stderr, "coney: storage: batch failed: %s\n", mdb_strerror(rc));
     /* A write cut short by a full disk reaches us from LMDB as EIO, not
      * ENOSPC; the disk's free space tells the two apart. */
