@@ -6,6 +6,7 @@ import os
 import shutil
 import signal
 import socket
+import struct
 import subprocess
 import tempfile
 import time
@@ -281,3 +282,237 @@ def skip_if_rabbitmq_before(rabbitmq, version, why):
     the suite is being validated against."""
     if rabbitmq is not None and rabbitmq[1] < version:
         pytest.skip("RabbitMQ %s differs here: %s" % (".".join(map(str, rabbitmq[1])), why))
+
+
+# ------------------------------------------------------------ durable state
+# Restarting a broker on the same data dir and port, killing it, reading its
+# memory. These mutate the Broker in place (new process, same everything
+# else), so a fixture that holds it still stops and cleans up the live one.
+
+def kill_broker(b):
+    """SIGKILL the broker and reap it; nothing is flushed, nothing runs."""
+    assert b.controlled, "kill_broker needs a broker the tests started"
+    rc = b.stop(signal.SIGKILL)
+    assert rc == -signal.SIGKILL, "broker exited with %r before SIGKILL\n--- log tail ---\n%s" % (
+        rc, b.log_tail())
+
+
+def start_again(b, wait=True, note="start again"):
+    """Start the command line b was started with (same port, data dir,
+    config) after it has exited; its log is appended to. Returns the
+    seconds from spawn until the port accepted, or None with wait=False."""
+    assert b.controlled and b.proc.poll() is not None, "start_again: broker still running"
+    args = list(b.proc.args)
+    penv = dict(os.environ)
+    penv.setdefault("ASAN_OPTIONS", "detect_leaks=1:abort_on_error=0")
+    penv.setdefault("UBSAN_OPTIONS", "print_stacktrace=1")
+    logf = open(b.log_path, "ab")
+    logf.write(("==== coney-tests: %s ====\n" % note).encode())
+    logf.flush()
+    t0 = time.monotonic()
+    proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=logf, stderr=logf,
+                            cwd=b.workdir, env=penv)
+    logf.close()
+    b.proc = proc
+    b.stopped = False
+    if not wait:
+        return None
+    if not wait_port(b.host, b.port, 60 * SLOW, proc):
+        raise AssertionError("broker did not accept on port %d after %s (exit %r)\n--- log ---\n%s"
+                             % (b.port, note, proc.poll(), b.log_tail()))
+    return time.monotonic() - t0
+
+
+def restart_broker(b, sig=signal.SIGTERM, wait=True):
+    """Stop b with sig and start it again on the same data dir and port.
+    SIGTERM must end in a clean exit (0, no sanitizer report); SIGKILL is
+    kill_broker. Returns start_again's seconds-until-accepting."""
+    if sig == signal.SIGKILL:
+        kill_broker(b)
+    else:
+        rc = b.stop(sig)
+        b.check_clean_exit(rc)
+    return start_again(b, wait=wait, note="restart after %s" % signal.Signals(sig).name)
+
+
+def broker_memory(b):
+    """The broker's memory from /proc/PID/status, in bytes: VmRSS, VmHWM
+    (peak RSS), RssAnon (heap, stacks), RssFile (file mappings such as an
+    LMDB map: page cache, reclaimable) and RssShmem."""
+    out = {}
+    with open("/proc/%d/status" % b.proc.pid) as f:
+        for line in f:
+            key, _, rest = line.partition(":")
+            if key in ("VmRSS", "VmHWM", "RssAnon", "RssFile", "RssShmem"):
+                out[key] = int(rest.split()[0]) * 1024
+    return out
+
+
+class BulkChannel:
+    """Raw AMQP for volume (paging, crash and many-queue tests): one
+    connection with channel 1 open, pipelined publishes, and a frame reader
+    that parses by offset (coney_raw's reader copies its buffer per frame,
+    too slow for 100,000 deliveries). Any method it does not expect, such as
+    channel.close, fails the test with the method's arguments."""
+
+    def __init__(self, broker, timeout=TIMEOUT):
+        import coney_raw
+        self.R = coney_raw
+        self.raw = coney_raw.RawConnection(broker.host, broker.port, timeout=timeout).open()
+        self.raw.open_channel(1)
+        self.sock = self.raw.sock
+        self.buf = bytearray(self.raw.buf)
+        self.raw.buf = b""
+        self.off = 0
+        self.timeout = timeout
+        self.frame_max = self.raw.frame_max
+        self.confirming = False
+        self.published = 0           # delivery tags handed out in confirm mode
+        self.confirm = bytearray(1)  # per tag: 0 pending, 1 acked, 2 nacked
+        self.low = 1                 # every tag below this one is resolved
+
+    def close(self):
+        self.raw.close()
+
+    # -- sending
+    def send(self, data):
+        self.sock.settimeout(self.timeout)
+        self.sock.sendall(data)
+
+    def publish_bytes(self, exchange, routing_key, body, props=b"", flags=0):
+        """The frames of one basic.publish on channel 1 (props: the encoded
+        property list that `flags` describes). In confirm mode each call takes
+        the next delivery tag, so build messages in the order they are sent."""
+        R = self.R
+        out = [R.method_frame(1, "basic.publish", exchange=exchange, routing_key=routing_key),
+               struct.pack("!BHIHHQH", R.FRAME_HEADER, 1, 14 + len(props), 60, 0,
+                           len(body), flags) + props + b"\xce"]
+        step = self.frame_max - 8
+        for off in range(0, len(body), step):
+            chunk = body[off:off + step]
+            out.append(struct.pack("!BHI", R.FRAME_BODY, 1, len(chunk)) + chunk + b"\xce")
+        if self.confirming:
+            self.published += 1
+            self.confirm.append(0)
+        return b"".join(out)
+
+    def rpc(self, name, reply, **values):
+        self.send(self.R.method_frame(1, name, **values))
+        return self.expect(reply)
+
+    def confirm_select(self):
+        self.rpc("confirm.select", "confirm.select-ok")
+        self.confirming = True
+
+    # -- receiving
+    def _fill(self, deadline):
+        if self.off > (1 << 20):
+            del self.buf[:self.off]
+            self.off = 0
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError("no frame from the broker within the deadline")
+        self.sock.settimeout(left)
+        try:
+            chunk = self.sock.recv(1 << 20)
+        except socket.timeout:
+            raise TimeoutError("no frame from the broker within the deadline")
+        except ConnectionResetError:
+            chunk = b""
+        if not chunk:
+            raise EOFError("broker closed the connection")
+        self.buf += chunk
+
+    def frame(self, timeout=None):
+        """(type, channel, payload) of the next frame that is not a heartbeat."""
+        deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
+        while True:
+            avail = len(self.buf) - self.off
+            if avail >= 7:
+                ftype, chan, size = struct.unpack_from("!BHI", self.buf, self.off)
+                if avail >= size + 8:
+                    start = self.off + 7
+                    payload = bytes(self.buf[start:start + size])
+                    if self.buf[start + size] != 0xCE:
+                        raise AssertionError("frame without frame-end")
+                    self.off = start + size + 1
+                    if ftype == self.R.FRAME_HEARTBEAT:
+                        continue
+                    return ftype, chan, payload
+            self._fill(deadline)
+
+    def poll(self, timeout=None):
+        """Reads one method frame. A basic.ack/nack in confirm mode is
+        recorded and gives None; anything else gives (name, args)."""
+        ftype, chan, payload = self.frame(timeout)
+        if ftype != self.R.FRAME_METHOD:
+            raise AssertionError("expected a method frame, got type %d" % ftype)
+        cm = struct.unpack_from("!HH", payload)
+        if self.confirming and (cm == (60, 80) or cm == (60, 120)):
+            tag, bits = struct.unpack_from("!QB", payload, 4)
+            self._resolve(tag, bool(bits & 1), 1 if cm == (60, 80) else 2)
+            return None
+        name, fields = self.R.METHODS.get(cm, ("%d.%d" % cm, []))
+        return name, self.R.decode_args(fields, payload[4:])
+
+    def method(self, timeout=None):
+        """(name, args) of the next method frame that is not a confirm."""
+        deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
+        while True:
+            r = self.poll(max(0.0, deadline - time.monotonic()))
+            if r is not None:
+                return r
+
+    def expect(self, name, timeout=None):
+        got, args = self.method(timeout)
+        if got != name:
+            raise AssertionError("expected %s, got %s %r" % (name, got, args))
+        return args
+
+    def _resolve(self, tag, multiple, status):
+        if tag > self.published:
+            raise AssertionError("confirm for tag %d, only %d published" % (tag, self.published))
+        lo = self.low if multiple else tag
+        for t in range(lo, tag + 1):
+            if self.confirm[t] == 0:
+                self.confirm[t] = status
+        while self.low <= self.published and self.confirm[self.low]:
+            self.low += 1
+
+    def unresolved(self):
+        """An upper bound on the published messages not yet acked or nacked."""
+        return self.published - self.low + 1
+
+    def wait_confirms(self, timeout=None):
+        """Read until every published message is acked or nacked."""
+        deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
+        while self.low <= self.published:
+            r = self.poll(max(0.0, deadline - time.monotonic()))
+            if r is not None:
+                raise AssertionError("unexpected %s %r while waiting for confirms" % r)
+
+    def delivery(self, timeout=None):
+        """The next basic.deliver on channel 1 with its content:
+        (delivery_tag, redelivered, property flags, property bytes, body)."""
+        ftype, chan, payload = self.frame(timeout)
+        if ftype != self.R.FRAME_METHOD or payload[:4] != b"\x00\x3c\x00\x3c":
+            if ftype == self.R.FRAME_METHOD:
+                cm = struct.unpack_from("!HH", payload)
+                name, fields = self.R.METHODS.get(cm, ("%d.%d" % cm, []))
+                raise AssertionError("expected basic.deliver, got %s %r"
+                                     % (name, self.R.decode_args(fields, payload[4:])))
+            raise AssertionError("expected basic.deliver, got frame type %d" % ftype)
+        n = payload[4]
+        tag, bits = struct.unpack_from("!QB", payload, 5 + n)
+        ftype, chan, header = self.frame(timeout)
+        assert ftype == self.R.FRAME_HEADER, "expected a content header, got type %d" % ftype
+        size, flags = struct.unpack_from("!QH", header, 4)
+        props = header[14:]
+        parts = []
+        got = 0
+        while got < size:
+            ftype, chan, body = self.frame(timeout)
+            assert ftype == self.R.FRAME_BODY, "expected a body frame, got type %d" % ftype
+            parts.append(body)
+            got += len(body)
+        return tag, bool(bits & 1), flags, props, b"".join(parts)
