@@ -275,13 +275,16 @@ queue_fill(queue *q)
         return;
     pending_prune(q);
     uint64_t limit = q->pend_head < q->pend_len ? q->pend[q->pend_head].seq : UINT64_MAX;
+    size_t want = q->tail_count < PAGE_BATCH ? (size_t)q->tail_count : PAGE_BATCH;
     size_t n = persist_page_in(q, PAGE_BATCH, limit);
+    /* Fewer than asked: the disk holds nothing more below the pending
+     * list (a gap there is a write that failed), so go on from memory. */
+    if (n == want)
+        return;
     for (size_t i = q->pend_head; n < PAGE_BATCH && q->tail_count && i < q->pend_len; i++) {
         struct pending_page *p = &q->pend[i];
         if (p->seq < q->tail_next_seq)
             continue;
-        if (p->seq != q->tail_next_seq && q->tail_next_seq < limit)
-            break;                 /* disk entries before it still unread */
         /* The ring entry now answers for the on-disk entry being written. */
         p->msg->disk_refs++;
         queue_push_paged(q, p->msg, p->seq, QE_ON_DISK);
