@@ -4,6 +4,7 @@
 #               same tests against an AddressSanitizer+UBSan build
 #   make asan   build the sanitizer binaries under build/asan
 #   make soak   the long kill -9 crash test
+#   make bench  Coney and RabbitMQ side by side (installs rabbitmq-server)
 
 CC      ?= gcc
 PKGS    := openssl lmdb
@@ -28,23 +29,30 @@ VERSION := $(shell cat VERSION 2>/dev/null || echo 0.0.0)
 CORE_SRC   := $(wildcard protocol/*.c routing/*.c storage/*.c)
 BROKER_SRC := $(wildcard broker/*.c)
 UNIT_SRC   := $(wildcard tests/unit/*.c)
+PERF_SRC   := $(wildcard tools/perf/*.c)
 
 CORE_OBJ   := $(CORE_SRC:%.c=$(BUILD)/%.o)
 BROKER_OBJ := $(BROKER_SRC:%.c=$(BUILD)/%.o)
 UNIT_OBJ   := $(UNIT_SRC:%.c=$(BUILD)/%.o)
+PERF_OBJ   := $(PERF_SRC:%.c=$(BUILD)/%.o)
 
 PYTHON  := /usr/bin/python3
 PORT    ?= 5672
 
-.PHONY: all run test unit integration asan asan-test soak deps clean
+.PHONY: all run test unit integration asan asan-test soak bench deps clean
 
-all: $(BUILD)/coney $(BUILD)/unit-tests
+all: $(BUILD)/coney $(BUILD)/unit-tests $(if $(PERF_SRC),$(BUILD)/coney-perf)
 
 $(BUILD)/coney: $(BROKER_OBJ) $(CORE_OBJ)
 	$(CC) -o $@ $^ $(ALL_LDFLAGS) $(LDLIBS)
 
 $(BUILD)/unit-tests: $(UNIT_OBJ) $(CORE_OBJ)
 	$(CC) -o $@ $^ $(ALL_LDFLAGS) $(CHECK_LIBS) $(LDLIBS)
+
+# The load tool speaks AMQP through rabbitmq-c and shares no code with
+# the broker it measures.
+$(BUILD)/coney-perf: $(PERF_OBJ)
+	$(CC) -o $@ $^ $(ALL_LDFLAGS) -lrabbitmq -pthread -lm
 
 $(BUILD)/tests/unit/%.o: tests/unit/%.c
 	@mkdir -p $(dir $@)
@@ -81,6 +89,12 @@ test: deps
 	@$(MAKE) --no-print-directory integration
 	@$(MAKE) --no-print-directory asan-test
 
+# Coney against RabbitMQ, side by side, same scenarios, medians.
+bench: deps
+	@$(MAKE) --no-print-directory $(BUILD)/coney $(BUILD)/coney-perf
+	scripts/deps.sh bench
+	BUILD=$(BUILD) scripts/bench.sh
+
 # The long crash test: many kill -9 cycles under confirmed publishing.
 soak: deps $(BUILD)/coney
 	CONEY_BIN=$(abspath $(BUILD)/coney) scripts/soak.sh
@@ -88,4 +102,4 @@ soak: deps $(BUILD)/coney
 clean:
 	rm -rf build
 
--include $(CORE_OBJ:.o=.d) $(BROKER_OBJ:.o=.d) $(UNIT_OBJ:.o=.d)
+-include $(CORE_OBJ:.o=.d) $(BROKER_OBJ:.o=.d) $(UNIT_OBJ:.o=.d) $(PERF_OBJ:.o=.d)

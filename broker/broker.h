@@ -137,6 +137,11 @@ void queue_unref(queue *q);
  * the caller already wrote its qidx entry. Past the queue's memory budget
  * the message goes to the on-disk tail instead of the ring. */
 void queue_publish(queue *q, message *m, uint64_t seq, uint32_t flags);
+/* Hands m straight to a no-ack consumer if the queue is empty and one is
+ * ready; true if it did. A persistent message consumed this way needs no
+ * write: it is gone before it could reach the disk (RabbitMQ confirms such
+ * messages as consumed too). */
+bool queue_deliver_noack(queue *q, message *m);
 /* Puts an unacked message back in seq order, redelivered; takes over the
  * caller's reference. Drops it if the queue was deleted. */
 void queue_requeue(queue *q, message *m, uint64_t seq, uint32_t flags);

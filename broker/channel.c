@@ -650,28 +650,37 @@ publish_route(channel *ch, exchange *x, message *m, bool mandatory)
     }
     static uint64_t *dseq;
     static queue **durable;
+    static uint8_t *done;
     static size_t cap;
     if (r->n > cap) {
         cap = r->n * 2;
         dseq = realloc(dseq, cap * sizeof *dseq);
         durable = realloc(durable, cap * sizeof *durable);
-        if (!dseq || !durable)
+        done = realloc(done, cap);
+        if (!dseq || !durable || !done)
             abort();
     }
     size_t nd = 0;
+    memset(done, 0, r->n);
     if (m->delivery_mode == 2) {
         for (size_t i = 0; i < r->n; i++) {
             queue *q = r->q[i];
-            if (q->durable && !q->exclusive) {
-                durable[nd] = q;
-                dseq[nd++] = ++q->next_seq;
+            if (!q->durable || q->exclusive)
+                continue;
+            if (queue_deliver_noack(q, m)) {
+                done[i] = 1;
+                continue;
             }
+            durable[nd] = q;
+            dseq[nd++] = ++q->next_seq;
         }
     }
     uint64_t batch = persist_publish(m, durable, dseq, nd);
     size_t di = 0;
     for (size_t i = 0; i < r->n; i++) {
         queue *q = r->q[i];
+        if (done[i])
+            continue;
         if (di < nd && durable[di] == q)
             queue_publish(q, m, dseq[di++], QE_ON_DISK);
         else

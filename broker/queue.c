@@ -152,6 +152,22 @@ queue_next_consumer(queue *q)
     return NULL;
 }
 
+bool
+queue_deliver_noack(queue *q, message *m)
+{
+    if (q->ready.count || q->tail_count || !q->nconsumers || q->dispatching)
+        return false;
+    consumer *c = q->consumers;
+    for (uint32_t i = 0; i < q->nconsumers; i++, c = c->next) {
+        if (c->no_ack && channel_consumer_ready(c->ch, c)) {
+            q->consumers = c->next;
+            channel_deliver(c->ch, c, message_ref(m), ++q->next_seq, 0);
+            return true;
+        }
+    }
+    return false;
+}
+
 void
 queue_publish(queue *q, message *m, uint64_t seq, uint32_t flags)
 {

@@ -7,11 +7,17 @@ PACKAGES=(
   # build
   gcc make pkg-config libc6-dev
   libssl-dev liblmdb-dev libev-dev check
+  librabbitmq-dev     # coney-perf, the load tool (shares no code with the broker)
   # tests: real AMQP clients against a real broker
   python3 python3-pytest python3-pika amqp-tools
   iproute2            # a network namespace as a second host (loopback_users)
   # sanitizer runtime comes with gcc (libasan, libubsan)
 )
+
+# `deps.sh bench` adds what `make bench` compares against.
+if [ "${1:-}" = bench ]; then
+  PACKAGES=(rabbitmq-server)
+fi
 
 missing=()
 for p in "${PACKAGES[@]}"; do
