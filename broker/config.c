@@ -27,7 +27,7 @@ config_defaults(config *c)
     c->log_level = LOG_INFO;
     c->storage_sync = 0;
     c->storage_sync_interval = 200;
-    c->queue_memory_budget = 64u * 1000 * 1000;
+    c->queue_memory_budget = 16u * 1000 * 1000;
     c->disk_free_limit = 50u * 1000 * 1000;
 }
 

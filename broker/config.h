@@ -21,7 +21,7 @@ typedef struct config {
     int log_level;                 /* log.console.level, info */
     int storage_sync;              /* storage.sync: always (0), batch (1), none (2) */
     unsigned storage_sync_interval;/* storage.sync_interval, ms, 200 */
-    uint64_t queue_memory_budget;  /* queue_memory_budget, bytes, 64 MB */
+    uint64_t queue_memory_budget;  /* queue_memory_budget, bytes, 16 MB */
     uint64_t disk_free_limit;      /* disk_free_limit.absolute, bytes, 50 MB */
 } config;
 

@@ -82,6 +82,73 @@ str_read(const uint8_t *p, size_t len, size_t *off, size_t prefix,
     return AMQP_OK;
 }
 
+/*
+ * Hand-written paths for the methods of every message: basic.publish in,
+ * basic.deliver and basic.ack out. They must agree byte for byte with the
+ * table walk, which the unit tests check for every method.
+ */
+static int
+decode_publish(const uint8_t *p, size_t len, amqp_method *out)
+{
+    amqp_basic_publish *a = &out->a.basic_publish;
+    size_t off = 4;
+    out->id = AMQP_BASIC_PUBLISH;
+    if (3 > len - off)
+        return AMQP_ERR_MALFORMED;
+    a->reserved_1 = amqp_get16(p + off);
+    off += 2;
+    uint8_t n = p[off++];
+    if ((size_t)n + 1 > len - off)
+        return AMQP_ERR_MALFORMED;
+    a->exchange = (amqp_bytes){ (const char *)p + off, n };
+    off += n;
+    n = p[off++];
+    if ((size_t)n + 1 > len - off)
+        return AMQP_ERR_MALFORMED;
+    a->routing_key = (amqp_bytes){ (const char *)p + off, n };
+    off += n;
+    a->mandatory = p[off] & 1;
+    a->immediate = (p[off] >> 1) & 1;
+    return AMQP_OK;
+}
+
+static size_t
+deliver_size(const amqp_basic_deliver *d)
+{
+    return 4 + 1 + d->consumer_tag.len + 8 + 1 + 1 + d->exchange.len + 1 + d->routing_key.len;
+}
+
+static size_t
+encode_deliver(const amqp_basic_deliver *d, uint8_t *p)
+{
+    uint8_t *start = p;
+    amqp_put32(p, AMQP_BASIC_DELIVER);
+    p += 4;
+    assert(d->consumer_tag.len <= 255 && d->exchange.len <= 255 && d->routing_key.len <= 255);
+    *p++ = (uint8_t)d->consumer_tag.len;
+    memcpy(p, d->consumer_tag.data, d->consumer_tag.len);
+    p += d->consumer_tag.len;
+    amqp_put64(p, d->delivery_tag);
+    p += 8;
+    *p++ = d->redelivered ? 1 : 0;
+    *p++ = (uint8_t)d->exchange.len;
+    memcpy(p, d->exchange.data, d->exchange.len);
+    p += d->exchange.len;
+    *p++ = (uint8_t)d->routing_key.len;
+    memcpy(p, d->routing_key.data, d->routing_key.len);
+    p += d->routing_key.len;
+    return (size_t)(p - start);
+}
+
+static size_t
+encode_ack(const amqp_basic_ack *a, uint8_t *p)
+{
+    amqp_put32(p, AMQP_BASIC_ACK);
+    amqp_put64(p + 4, a->delivery_tag);
+    p[12] = a->multiple ? 1 : 0;
+    return 13;
+}
+
 int
 amqp_method_decode(const uint8_t *payload, size_t len, amqp_method *out,
                    amqp_pool *pool)
@@ -89,6 +156,8 @@ amqp_method_decode(const uint8_t *payload, size_t len, amqp_method *out,
     if (len < 4)
         return AMQP_ERR_MALFORMED;
     uint32_t id = amqp_get32(payload);
+    if (id == AMQP_BASIC_PUBLISH)
+        return decode_publish(payload, len, out);
     const amqp_method_info *info = amqp_method_info_get(id);
     if (info == NULL)
         return AMQP_ERR_UNKNOWN_METHOD;
@@ -176,6 +245,10 @@ info_for_encode(const amqp_method *m)
 size_t
 amqp_method_size(const amqp_method *m)
 {
+    if (m->id == AMQP_BASIC_DELIVER)
+        return deliver_size(&m->a.basic_deliver);
+    if (m->id == AMQP_BASIC_ACK)
+        return 13;
     const amqp_method_info *info = info_for_encode(m);
     const char *base = (const char *)&m->a;
     size_t n = 4;
@@ -220,6 +293,10 @@ amqp_method_size(const amqp_method *m)
 size_t
 amqp_method_encode(const amqp_method *m, uint8_t *out)
 {
+    if (m->id == AMQP_BASIC_DELIVER)
+        return encode_deliver(&m->a.basic_deliver, out);
+    if (m->id == AMQP_BASIC_ACK)
+        return encode_ack(&m->a.basic_ack, out);
     const amqp_method_info *info = info_for_encode(m);
     const char *base = (const char *)&m->a;
     size_t expect = amqp_method_size(m);

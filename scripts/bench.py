@@ -57,6 +57,18 @@ SCENARIOS = [
          title="1→1, 16 B, persistent, durable queue, confirms (window 100)",
          args="-x 1 -y 1 -s 16 -t direct --queues 1 -f persistent -c 100 -a",
          metrics=[("confirm_rate", "confirmed msg/s", "hi")]),
+    # Every confirm below waits for a commit: a manual-ack consumer holds
+    # messages that must survive a crash; with no consumer every message
+    # is stored. (Above, an auto-ack consumer may take a message before it
+    # reaches the disk; both brokers then confirm it as consumed.)
+    dict(name="confirm-ack",
+         title="1→1, 16 B, persistent, confirms (window 100), manual ack, prefetch 100",
+         args="-x 1 -y 1 -s 16 -t direct --queues 1 -f persistent -c 100 -q 100",
+         metrics=[("confirm_rate", "confirmed msg/s", "hi")]),
+    dict(name="confirm-store",
+         title="16 B, persistent, confirms (window 100), no consumer: every message stored",
+         args="-x 1 -y 0 -s 16 -t direct --queues 1 -f persistent -c 100",
+         metrics=[("confirm_rate", "confirmed msg/s", "hi")]),
     dict(name="fanout-10", title="fan-out: 1 producer → fanout exchange → 10 queues, 10 consumers",
          args="-x 1 -y 10 -s 16 -t fanout --queues 10 -a",
          metrics=[("recv_rate", "deliveries/s", "hi"), SENT]),
