@@ -118,6 +118,16 @@ deliver_size(const amqp_basic_deliver *d)
     return 4 + 1 + d->consumer_tag.len + 8 + 1 + 1 + d->exchange.len + 1 + d->routing_key.len;
 }
 
+/* An empty string may have a NULL pointer: memcpy must not see it. */
+static uint8_t *
+put_shortstr(uint8_t *p, amqp_bytes b)
+{
+    *p++ = (uint8_t)b.len;
+    if (b.len)
+        memcpy(p, b.data, b.len);
+    return p + b.len;
+}
+
 static size_t
 encode_deliver(const amqp_basic_deliver *d, uint8_t *p)
 {
@@ -125,18 +135,12 @@ encode_deliver(const amqp_basic_deliver *d, uint8_t *p)
     amqp_put32(p, AMQP_BASIC_DELIVER);
     p += 4;
     assert(d->consumer_tag.len <= 255 && d->exchange.len <= 255 && d->routing_key.len <= 255);
-    *p++ = (uint8_t)d->consumer_tag.len;
-    memcpy(p, d->consumer_tag.data, d->consumer_tag.len);
-    p += d->consumer_tag.len;
+    p = put_shortstr(p, d->consumer_tag);
     amqp_put64(p, d->delivery_tag);
     p += 8;
     *p++ = d->redelivered ? 1 : 0;
-    *p++ = (uint8_t)d->exchange.len;
-    memcpy(p, d->exchange.data, d->exchange.len);
-    p += d->exchange.len;
-    *p++ = (uint8_t)d->routing_key.len;
-    memcpy(p, d->routing_key.data, d->routing_key.len);
-    p += d->routing_key.len;
+    p = put_shortstr(p, d->exchange);
+    p = put_shortstr(p, d->routing_key);
     return (size_t)(p - start);
 }
 
