@@ -334,6 +334,18 @@ parse_opts(int argc, char **argv, perf_opts *o)
 
 /* ---- topology -------------------------------------------------------- */
 
+/* Generated names live until exit; freed then so leak checkers stay quiet. */
+static const char **generated_names;
+static int generated_count;
+
+static void
+free_generated_names(void)
+{
+    for (int i = 0; i < generated_count; i++)
+        free((char *)generated_names[i]);
+    free(generated_names);
+}
+
 static void
 make_queue_names(perf_opts *o)
 {
@@ -351,6 +363,9 @@ make_queue_names(perf_opts *o)
         names[i] = strdup(buf);
     }
     o->queue_names = names;
+    generated_names = names;
+    generated_count = o->queues;
+    atexit(free_generated_names);
 }
 
 static int
