@@ -473,6 +473,17 @@ assign_queues(const perf_opts *o, int i, int n, const char ***qs, int *nq)
     *nq = k;
 }
 
+/* The list assign_queues made, if it made one (it points into queue_names
+ * otherwise). */
+static void
+free_queue_list(const perf_opts *o, const char **qs)
+{
+    for (int i = 0; qs && i < o->queues; i++)
+        if (qs == &o->queue_names[i])
+            return;
+    free(qs);
+}
+
 /* Deliveries the consumers should see when every producer sends `count`:
  * every queue has a consumer, and fanout copies to each queue. */
 static uint64_t
@@ -819,6 +830,10 @@ main(int argc, char **argv)
     }
     free(lat);
     free(conf);
+    for (int i = 0; ps && i < o.producers; i++)
+        free_queue_list(&o, ps[i].queues);
+    for (int i = 0; cs && i < o.consumers; i++)
+        free_queue_list(&o, cs[i].queues);
     free(ps);
     free(cs);
     return failed ? 1 : 0;
