@@ -38,16 +38,10 @@ message_new(amqp_bytes exchange_name, amqp_bytes routing_key, uint16_t prop_flag
     m->body = p;
 
     /* delivery mode and priority steer storage and (later) priority queues:
-     * read them once here. */
-    if (prop_flags & (AMQP_BASIC_DELIVERY_MODE | AMQP_BASIC_PRIORITY)) {
-        amqp_pool pool = { 0 };
-        amqp_basic_props bp;
-        if (amqp_props_decode(prop_flags, props, props_len, &bp, &pool) == AMQP_OK) {
-            m->delivery_mode = bp.delivery_mode;
-            m->priority = bp.priority;
-        }
-        amqp_pool_free(&pool);
-    }
+     * read them once here, without decoding the rest. */
+    if (prop_flags & (AMQP_BASIC_DELIVERY_MODE | AMQP_BASIC_PRIORITY) &&
+        amqp_props_peek(prop_flags, props, props_len, &m->delivery_mode, &m->priority) != AMQP_OK)
+        m->delivery_mode = m->priority = 0;
     return m;
 }
 

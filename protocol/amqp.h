@@ -473,6 +473,12 @@ typedef struct amqp_basic_props {
  * flags. Strings borrow from props; the headers table's arrays from pool. */
 int amqp_props_decode(uint16_t flags, const uint8_t *props, size_t len,
                       amqp_basic_props *out, amqp_pool *pool);
+/* Reads only delivery-mode and priority (0 when absent) from a property
+ * list, skipping what precedes them by its lengths: no table is decoded,
+ * nothing is allocated. For the publish path. AMQP_OK or
+ * AMQP_ERR_MALFORMED. */
+int amqp_props_peek(uint16_t flags, const uint8_t *props, size_t len,
+                    uint8_t *delivery_mode, uint8_t *priority);
 /* Encoded size of the property list for p->flags (without the flags word). */
 size_t amqp_props_size(const amqp_basic_props *p);
 /* Writes the property list; returns amqp_props_size(p). */

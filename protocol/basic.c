@@ -260,6 +260,37 @@ amqp_props_decode(uint16_t flags, const uint8_t *props, size_t len,
     return AMQP_OK;
 }
 
+int
+amqp_props_peek(uint16_t flags, const uint8_t *props, size_t len,
+                uint8_t *delivery_mode, uint8_t *priority)
+{
+    size_t off = 0;
+    *delivery_mode = *priority = 0;
+    for (uint16_t f = AMQP_BASIC_CONTENT_TYPE; f >= AMQP_BASIC_CONTENT_ENCODING; f >>= 1) {
+        if (!(flags & f))
+            continue;
+        if (1 > len - off || props[off] > len - off - 1)
+            return AMQP_ERR_MALFORMED;
+        off += 1 + (size_t)props[off];
+    }
+    if (flags & AMQP_BASIC_HEADERS) {
+        if (4 > len - off || amqp_get32(props + off) > len - off - 4)
+            return AMQP_ERR_MALFORMED;
+        off += 4 + (size_t)amqp_get32(props + off);
+    }
+    if (flags & AMQP_BASIC_DELIVERY_MODE) {
+        if (1 > len - off)
+            return AMQP_ERR_MALFORMED;
+        *delivery_mode = props[off++];
+    }
+    if (flags & AMQP_BASIC_PRIORITY) {
+        if (1 > len - off)
+            return AMQP_ERR_MALFORMED;
+        *priority = props[off];
+    }
+    return AMQP_OK;
+}
+
 size_t
 amqp_props_size(const amqp_basic_props *p)
 {

@@ -101,6 +101,37 @@ START_TEST(test_every_flag_subset)
 }
 END_TEST
 
+/* The publish path's peek agrees with the full decoder for every flag
+ * subset, and never reads past a truncated list. */
+START_TEST(test_peek_mode_and_priority)
+{
+    amqp_basic_props full = full_props(), d;
+    uint8_t buf[512];
+    amqp_pool pool = {0};
+    for (uint32_t flags = 0; flags <= ALL_PROPS; flags += 4) {
+        amqp_basic_props p = full;
+        p.flags = (uint16_t)flags;
+        size_t n = amqp_props_encode(&p, buf);
+        ck_assert_int_eq(amqp_props_decode(p.flags, buf, n, &d, &pool), AMQP_OK);
+        uint8_t mode = 99, prio = 99;
+        ck_assert_int_eq(amqp_props_peek(p.flags, buf, n, &mode, &prio), AMQP_OK);
+        ck_assert_uint_eq(mode, d.delivery_mode);
+        ck_assert_uint_eq(prio, d.priority);
+        amqp_pool_reset(&pool);
+    }
+    /* truncated inside the headers or before priority: malformed */
+    amqp_basic_props p = full;
+    p.flags = AMQP_BASIC_CONTENT_TYPE | AMQP_BASIC_HEADERS | AMQP_BASIC_DELIVERY_MODE |
+              AMQP_BASIC_PRIORITY;
+    size_t n = amqp_props_encode(&p, buf);
+    for (size_t cut = 0; cut < n; cut++) {
+        uint8_t mode, prio;
+        ck_assert_int_eq(amqp_props_peek(p.flags, buf, cut, &mode, &prio), AMQP_ERR_MALFORMED);
+    }
+    amqp_pool_free(&pool);
+}
+END_TEST
+
 START_TEST(test_hand_bytes)
 {
     /* content-type text/plain and delivery-mode 2 on a 5-byte body. */
@@ -243,6 +274,7 @@ suite_props(void)
     Suite *s = suite_create("props");
     TCase *tc = tcase_create("props");
     tcase_add_test(tc, test_all_props_round_trip);
+    tcase_add_test(tc, test_peek_mode_and_priority);
     tcase_add_test(tc, test_every_flag_subset);
     tcase_add_test(tc, test_hand_bytes);
     tcase_add_test(tc, test_header_frame_no_props);
