@@ -73,3 +73,25 @@ buf_free(buf *b)
     b->data = NULL;
     b->off = b->len = b->cap = 0;
 }
+
+void *
+buf_array_room(void *base, size_t elem, size_t *head, size_t *len, size_t *cap)
+{
+    if (*len < *cap)
+        return base;
+    size_t h = head ? *head : 0;
+    if (h > *cap / 2) {
+        memmove(base, (char *)base + h * elem, (*len - h) * elem);
+        *len -= h;
+        *head = 0;
+        return base;
+    }
+    size_t ncap = *cap ? *cap * 2 : 16;
+    void *n = realloc(base, ncap * elem);
+    if (!n) {
+        fprintf(stderr, "coney: out of memory (%zu bytes)\n", ncap * elem);
+        abort();
+    }
+    *cap = ncap;
+    return n;
+}

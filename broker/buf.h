@@ -24,4 +24,11 @@ void buf_consume(buf *b, size_t n);
 void buf_compact(buf *b);
 void buf_free(buf *b);
 
+/* Makes room for one more element at the end of an array whose live part
+ * is base[*head .. *len) (head may be NULL: always 0). Slides the live part
+ * to the front when more than half the array is dead, else doubles it, so
+ * pushes stay amortised O(1) while the front is consumed. Returns the
+ * (possibly moved) array; aborts if memory runs out. */
+void *buf_array_room(void *base, size_t elem, size_t *head, size_t *len, size_t *cap);
+
 #endif

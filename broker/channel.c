@@ -245,20 +245,7 @@ channel_new(conn *c, uint16_t id)
 static delivery *
 ua_push(channel *ch)
 {
-    if (ch->ua_len == ch->ua_cap) {
-        if (ch->ua_head > ch->ua_cap / 2) {
-            memmove(ch->ua, ch->ua + ch->ua_head, (ch->ua_len - ch->ua_head) * sizeof *ch->ua);
-            ch->ua_len -= ch->ua_head;
-            ch->ua_head = 0;
-        } else {
-            size_t cap = ch->ua_cap ? ch->ua_cap * 2 : 64;
-            delivery *d = realloc(ch->ua, cap * sizeof *d);
-            if (!d)
-                abort();
-            ch->ua = d;
-            ch->ua_cap = cap;
-        }
-    }
+    ch->ua = buf_array_room(ch->ua, sizeof *ch->ua, &ch->ua_head, &ch->ua_len, &ch->ua_cap);
     return &ch->ua[ch->ua_len++];
 }
 
@@ -546,19 +533,7 @@ mark_confirm(channel *ch)
 static void
 confirm_push(channel *ch, uint64_t seq, uint64_t batch)
 {
-    if (ch->cp_len == ch->cp_cap) {
-        if (ch->cp_head > 0) {
-            memmove(ch->cp, ch->cp + ch->cp_head, (ch->cp_len - ch->cp_head) * sizeof *ch->cp);
-            ch->cp_len -= ch->cp_head;
-            ch->cp_head = 0;
-        }
-        if (ch->cp_len == ch->cp_cap) {
-            ch->cp_cap = ch->cp_cap ? ch->cp_cap * 2 : 64;
-            ch->cp = realloc(ch->cp, ch->cp_cap * sizeof *ch->cp);
-            if (!ch->cp)
-                abort();
-        }
-    }
+    ch->cp = buf_array_room(ch->cp, sizeof *ch->cp, &ch->cp_head, &ch->cp_len, &ch->cp_cap);
     ch->cp[ch->cp_len++] = (confirm_pending){ seq, batch };
     mark_confirm(ch);
 }
@@ -719,12 +694,8 @@ channel_content_done(channel *ch)
         return;
     }
     if (ch->tx) {
-        if (ch->tx_npubs == ch->tx_cap) {
-            ch->tx_cap = ch->tx_cap ? ch->tx_cap * 2 : 16;
-            ch->tx_pubs = realloc(ch->tx_pubs, ch->tx_cap * sizeof *ch->tx_pubs);
-            if (!ch->tx_pubs)
-                abort();
-        }
+        ch->tx_pubs = buf_array_room(ch->tx_pubs, sizeof *ch->tx_pubs, NULL, &ch->tx_npubs,
+                                     &ch->tx_cap);
         ch->tx_pubs[ch->tx_npubs++] = (tx_pub){ m, ch->pub_mandatory };
         return;
     }
@@ -1118,12 +1089,8 @@ basic_get(channel *ch, const amqp_basic_get *a)
 static void
 tx_record(channel *ch, uint8_t kind, uint64_t tag, bool multiple, bool requeue)
 {
-    if (ch->tx_nops == ch->tx_opcap) {
-        ch->tx_opcap = ch->tx_opcap ? ch->tx_opcap * 2 : 16;
-        ch->tx_ops = realloc(ch->tx_ops, ch->tx_opcap * sizeof *ch->tx_ops);
-        if (!ch->tx_ops)
-            abort();
-    }
+    ch->tx_ops = buf_array_room(ch->tx_ops, sizeof *ch->tx_ops, NULL, &ch->tx_nops,
+                                &ch->tx_opcap);
     ch->tx_ops[ch->tx_nops++] = (tx_op){ kind, multiple, requeue, tag };
 }
 

@@ -203,19 +203,7 @@ queue_publish(queue *q, message *m, uint64_t seq, uint32_t flags)
 static void
 pending_push(queue *q, message *m, uint64_t seq)
 {
-    if (q->pend_len == q->pend_cap) {
-        if (q->pend_head > 0) {
-            memmove(q->pend, q->pend + q->pend_head, (q->pend_len - q->pend_head) * sizeof *q->pend);
-            q->pend_len -= q->pend_head;
-            q->pend_head = 0;
-        }
-        if (q->pend_len == q->pend_cap) {
-            q->pend_cap = q->pend_cap ? q->pend_cap * 2 : 64;
-            q->pend = realloc(q->pend, q->pend_cap * sizeof *q->pend);
-            if (!q->pend)
-                abort();
-        }
-    }
+    q->pend = buf_array_room(q->pend, sizeof *q->pend, &q->pend_head, &q->pend_len, &q->pend_cap);
     q->pend[q->pend_len++] = (struct pending_page){ message_ref(m), seq, persist_batch() };
     persist_wait_queue(q);
 }
