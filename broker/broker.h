@@ -225,7 +225,6 @@ typedef struct route_result {
     size_t n, cap;
 } route_result;
 void vhost_route(vhost *vh, exchange *x, message *m, route_result *out);
-void route_result_free(route_result *r);
 
 /* ---- the process --------------------------------------------------------- */
 

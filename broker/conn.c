@@ -344,9 +344,9 @@ conn_init_loop(void)
 /* ---- errors ------------------------------------------------------------- */
 
 static void
-send_close(conn *c, uint32_t id, int code, const char *text, uint32_t method_id)
+send_close(conn *c, int code, const char *text, uint32_t method_id)
 {
-    amqp_method m = { .id = id };
+    amqp_method m = { .id = AMQP_CONNECTION_CLOSE };
     m.a.connection_close.reply_code = (uint16_t)code;
     m.a.connection_close.reply_text = amqp_cstr(text);
     m.a.connection_close.class_id = AMQP_CLASS_OF(method_id);
@@ -376,7 +376,7 @@ conn_error(conn *c, int code, uint32_t method_id, const char *fmt, ...)
         conn_drain(c);
         return;
     }
-    send_close(c, AMQP_CONNECTION_CLOSE, code, text, method_id);
+    send_close(c, code, text, method_id);
     conn_release(c);
     c->state = CONN_CLOSING;
     c->deadline = ev_now(B.loop) + CLOSE_TIMEOUT;
@@ -503,7 +503,7 @@ conn_close_all(const char *reason)
             snprintf(text, sizeof text,
                      "CONNECTION_FORCED - broker forced connection closure with reason '%s'",
                      reason);
-            send_close(c, AMQP_CONNECTION_CLOSE, AMQP_CONNECTION_FORCED, text, 0);
+            send_close(c, AMQP_CONNECTION_FORCED, text, 0);
             conn_release(c);
             c->state = CONN_CLOSING;
             c->deadline = ev_now(B.loop) + 1.0;

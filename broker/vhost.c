@@ -152,8 +152,8 @@ dest_is_durable(void *dest)
 static void
 vhost_unbind_dest_everywhere(vhost *vh, void *dest)
 {
-    exchange *doomed[64];
-    size_t ndoomed = 0;
+    exchange **doomed = NULL;      /* auto-delete sources left unbound */
+    size_t ndoomed = 0, cap = 0;
     bool durable = B.store && dest_is_durable(dest);
     for (map_iter it = map_first(&vh->exchanges); it.e; map_next(&vh->exchanges, &it)) {
         exchange *x = it.e->value;
@@ -164,11 +164,14 @@ vhost_unbind_dest_everywhere(vhost *vh, void *dest)
             route_foreach(x->rt, forget_binding, &f);
         }
         size_t n = route_unbind_dest(x->rt, dest);
-        if (n && x->auto_delete && route_count(x->rt) == 0 && ndoomed < 64)
+        if (n && x->auto_delete && route_count(x->rt) == 0) {
+            doomed = buf_array_room(doomed, sizeof *doomed, NULL, &ndoomed, &cap);
             doomed[ndoomed++] = x;
+        }
     }
     for (size_t i = 0; i < ndoomed; i++)
         vhost_exchange_delete(vh, doomed[i]);
+    free(doomed);
 }
 
 static void
@@ -326,14 +329,6 @@ vhost_route(vhost *vh, exchange *x, message *m, route_result *out)
     out->n = 0;
     route_exchange(&w, x);
     amqp_pool_free(&w.pool);
-}
-
-void
-route_result_free(route_result *r)
-{
-    free(r->q);
-    r->q = NULL;
-    r->n = r->cap = 0;
 }
 
 vhost *

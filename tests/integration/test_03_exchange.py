@@ -389,3 +389,19 @@ def test_exchange_declare_nowait_raw(broker):
         raw.send_method(1, "exchange.declare", exchange=x, type="fanout", passive=True)
         raw.expect(1, "exchange.declare-ok")
         raw.rpc(1, "exchange.delete", "exchange.delete-ok", exchange=x)
+
+
+def test_deleting_a_queue_removes_every_auto_delete_exchange_left_unbound(conn, ch):
+    """RabbitMQ deletes an auto-delete exchange when its last binding goes,
+    however many go at once: here 70 lose their only binding together."""
+    q = ch.queue_declare("", exclusive=True).method.queue
+    names = [uname("x-ad") for _ in range(70)]
+    for x in names:
+        ch.exchange_declare(x, "fanout", auto_delete=True)
+        ch.queue_bind(q, x)
+    ch.queue_delete(q)
+    for x in names:
+        probe = conn.channel()
+        with pytest.raises(pika.exceptions.ChannelClosedByBroker) as ei:
+            probe.exchange_declare(x, "fanout", passive=True)
+        assert ei.value.reply_code == 404, x
