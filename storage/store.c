@@ -98,6 +98,11 @@ struct store {
     /* storage thread only (store_recover runs before any write) */
     refs refs;
     bool dirty;                   /* STORE_SYNC_BATCH: commits since the last sync */
+    /* At or above the greatest qidx key (deletes only lower the real
+     * one), so a key above it can be appended; learnt lazily, forgotten
+     * when a transaction aborts. */
+    uint8_t qidx_top[REC_QE_KEY_LEN];
+    bool qidx_top_known;
     struct timespec dirty_since;  /* the first of them */
 };
 
@@ -234,27 +239,54 @@ qe_write(store *s, MDB_txn *t, uint64_t queue, uint64_t seq, uint64_t msg, uint8
 {
     uint8_t k[REC_QE_KEY_LEN], v[REC_QENTRY_LEN];
     rec_qentry_key(queue, seq, k);
-    MDB_val key = val(k, sizeof k), old;
-    int rc = mdb_get(t, s->dbi[REC_DB_QIDX], &key, &old);
+    rec_qentry_encode(msg, flags, v);
+    MDB_val key = val(k, sizeof k), data = val(v, sizeof v);
     *added = true;
+    /* Nearly every entry is new, and with one busy queue beyond every
+     * other key: then it is appended (no search, full pages). Otherwise
+     * one descent inserts it, and only when the key is taken (LMDB then
+     * hands back the old value) does a second one follow. */
+    int rc;
+    if (!s->qidx_top_known) {
+        MDB_cursor *c;
+        MDB_val lk, lv;
+        rc = mdb_cursor_open(t, s->dbi[REC_DB_QIDX], &c);
+        if (rc != 0)
+            return rc;
+        rc = mdb_cursor_get(c, &lk, &lv, MDB_LAST);
+        mdb_cursor_close(c);
+        if (rc == 0 && lk.mv_size == REC_QE_KEY_LEN)
+            memcpy(s->qidx_top, lk.mv_data, REC_QE_KEY_LEN);
+        else if (rc == MDB_NOTFOUND)
+            memset(s->qidx_top, 0, REC_QE_KEY_LEN);
+        else
+            return rc == 0 ? MDB_CORRUPTED : rc;
+        s->qidx_top_known = true;
+    }
+    if (memcmp(k, s->qidx_top, sizeof k) > 0) {
+        rc = mdb_put(t, s->dbi[REC_DB_QIDX], &key, &data, MDB_APPEND);
+        if (rc == 0)
+            memcpy(s->qidx_top, k, sizeof k);
+        if (rc != MDB_KEYEXIST)
+            return rc;
+        data = val(v, sizeof v);
+    }
+    rc = mdb_put(t, s->dbi[REC_DB_QIDX], &key, &data, MDB_NOOVERWRITE);
+    if (rc != MDB_KEYEXIST)
+        return rc;
     bool unref_old = false;
     store_qentry oe;
-    if (rc == 0) {
-        int err = rec_qentry_decode(old.mv_data, old.mv_size, &oe);
-        if (err == 0 && oe.msg_id == msg) {
-            *added = false;
-            if (oe.flags == flags)
-                return 0;
-        } else if (err == 0) {
-            unref_old = true;
-        } else {
-            rec_log_bad("qidx", k, sizeof k, err);
-        }
-    } else if (rc != MDB_NOTFOUND) {
-        return rc;
+    int err = rec_qentry_decode(data.mv_data, data.mv_size, &oe);
+    if (err == 0 && oe.msg_id == msg) {
+        *added = false;
+        if (oe.flags == flags)
+            return 0;
+    } else if (err == 0) {
+        unref_old = true;
+    } else {
+        rec_log_bad("qidx", k, sizeof k, err);
     }
-    rec_qentry_encode(msg, flags, v);
-    MDB_val data = val(v, sizeof v);
+    data = val(v, sizeof v);
     rc = mdb_put(t, s->dbi[REC_DB_QIDX], &key, &data, 0);
     if (rc == 0 && unref_old)
         rc = msg_unref(s, t, oe.msg_id);
@@ -283,20 +315,28 @@ apply_put_msg(store *s, MDB_txn *t, const uint8_t *p, size_t *used)
     const uint8_t *v = p + 16, *e = v + vlen;
     *used = 16 + (size_t)vlen + (size_t)n * QE_OP_LEN;
 
-    int rc;
-    bool existed = msg_exists(s, t, id, &rc);
-    if (rc != 0)
-        return rc;
-    uint32_t before = 0;
-    if (existed) {
-        before = refs_get(&s->refs, id);
-        if (before == 0)
-            before = 1;
-    }
     uint8_t k[REC_MSG_KEY_LEN];
     rec_put_u64(k, id);
     MDB_val key = val(k, sizeof k), data = val(v, vlen);
-    rc = mdb_put(t, s->dbi[REC_DB_MSGS], &key, &data, 0);
+    /* Message ids only grow, so a new message goes at the end of the
+     * tree: MDB_APPEND skips the search and fills pages to the brim
+     * (a plain insert splits them half full). An id at or below the last
+     * one (a message stored before, gaining references) takes the long
+     * way. */
+    uint32_t before = 0;
+    int rc = mdb_put(t, s->dbi[REC_DB_MSGS], &key, &data, MDB_APPEND);
+    if (rc == MDB_KEYEXIST) {
+        bool existed = msg_exists(s, t, id, &rc);
+        if (rc != 0)
+            return rc;
+        if (existed) {
+            before = refs_get(&s->refs, id);
+            if (before == 0)
+                before = 1;
+        }
+        data = val(v, vlen);
+        rc = mdb_put(t, s->dbi[REC_DB_MSGS], &key, &data, 0);
+    }
     uint32_t added = 0;
     for (uint32_t i = 0; rc == 0 && i < n; i++, e += QE_OP_LEN) {
         bool a;
@@ -520,6 +560,7 @@ batch_apply(store *s, const uint8_t *ops, size_t len)
                 break;
             }
             refs_undo(&s->refs);
+            s->qidx_top_known = false;
             if (rc != MDB_MAP_FULL || map_grow(s) != 0)
                 break;
         }

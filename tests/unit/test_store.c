@@ -996,6 +996,41 @@ START_TEST(test_reopen)
 }
 END_TEST
 
+/* Appends go at the end of a tree only when the key is beyond its last
+ * one, which a reopened store must learn from the file: entries and
+ * messages below, between and above what is stored all land. */
+START_TEST(test_append_after_reopen)
+{
+    store_config cfg = { .dir = tmpdir, .sync = STORE_SYNC_ALWAYS };
+    store *s = open_cfg(&cfg);
+    put_msg(s, 20, "a", (store_qentry[]){ { 5, 10, 20, 0 } }, 1);
+    store_close(s);
+
+    s = open_cfg(&cfg);
+    put_msg(s, 10, "b", (store_qentry[]){ { 5, 3, 10, 0 } }, 1);    /* both below */
+    put_msg(s, 30, "c", (store_qentry[]){ { 5, 11, 30, 0 } }, 1);   /* both above */
+    put_msg(s, 25, "d", (store_qentry[]){ { 4, 99, 25, 0 }, { 6, 1, 25, 0 } }, 2);
+    put_msg(s, 20, "a", (store_qentry[]){ { 6, 2, 20, 0 } }, 1);    /* stored again */
+    settle(s);
+    qlist l = entries(s, 5, 0, 0);
+    ck_assert_uint_eq(l.n, 3);
+    ck_assert_uint_eq(l.e[0].seq, 3);
+    ck_assert_uint_eq(l.e[1].seq, 10);
+    ck_assert_uint_eq(l.e[2].seq, 11);
+    ck_assert_uint_eq(entries(s, 4, 0, 0).n, 1);
+    ck_assert_uint_eq(entries(s, 6, 0, 0).n, 2);
+    ck_assert_uint_eq(count_messages(s), 4);
+    /* message 20 has two entries now: one delete keeps it */
+    store_del_qentry(s, 5, 10);
+    settle(s);
+    ck_assert(msg_exists(s, 20));
+    store_del_qentry(s, 6, 2);
+    settle(s);
+    ck_assert(!msg_exists(s, 20));
+    store_close(s);
+}
+END_TEST
+
 /* ---- fixtures and corrupt records ------------------------------------------------------- */
 
 /* Looks for tests/unit/fixtures/name in dir and each directory above it. */
@@ -1317,6 +1352,7 @@ suite_store(void)
     tcase_add_test(tc, test_batches_group);
     tcase_add_test(tc, test_wait_and_drain);
     tcase_add_test(tc, test_reopen);
+    tcase_add_test(tc, test_append_after_reopen);
     suite_add_tcase(s, tc);
     return s;
 }
