@@ -37,7 +37,7 @@ enum {
     OPT_HOST = 256, OPT_PORT, OPT_USER, OPT_PASSWORD, OPT_VHOST, OPT_QUEUES,
     OPT_QUEUE, OPT_QUEUE_PREFIX, OPT_QUEUE_ARG, OPT_MULTI_ACK, OPT_INTERVAL,
     OPT_JSON, OPT_KEEP, OPT_PREDECLARED, OPT_MANDATORY, OPT_PERSISTENT,
-    OPT_DRAIN_TIMEOUT, OPT_WRITE_BATCH, OPT_HELP,
+    OPT_DRAIN_TIMEOUT, OPT_WRITE_BATCH, OPT_PACE_US, OPT_HELP,
 };
 
 static const struct option long_opts[] = {
@@ -71,6 +71,7 @@ static const struct option long_opts[] = {
     {"predeclared", no_argument, NULL, OPT_PREDECLARED},
     {"drain-timeout", required_argument, NULL, OPT_DRAIN_TIMEOUT},
     {"write-batch", required_argument, NULL, OPT_WRITE_BATCH},
+    {"pace-us", required_argument, NULL, OPT_PACE_US},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
 };
@@ -132,6 +133,7 @@ usage(FILE *f)
 "      --drain-timeout SECONDS with -C, how long to wait without progress for\n"
 "                              confirms and deliveries before failing (10)\n"
 "      --write-batch N         messages per write() at most (64)\n"
+"      --pace-us N             with -r: bursts at least N us apart (100)\n"
 "  -h, --help                  this text\n", f);
 }
 
@@ -177,7 +179,7 @@ parse_opts(int argc, char **argv, perf_opts *o)
         .password = "guest", .vhost = "/", .producers = 1, .consumers = 1,
         .size = 16, .exchange_type = "direct", .queues = 1,
         .multi_ack = 1, .interval = 1, .drain_timeout = 10,
-        .write_batch = 64, .qargs = qargs,
+        .write_batch = 64, .pace_us = 100, .qargs = qargs,
     };
     int c;
     while ((c = getopt_long(argc, argv, "x:y:s:z:C:t:e:f:c:q:ar:h", long_opts,
@@ -289,6 +291,11 @@ parse_opts(int argc, char **argv, perf_opts *o)
             if (parse_int(optarg, "--write-batch", 1, 1 << 20, &u) < 0)
                 return -1;
             o->write_batch = (unsigned)u;
+            break;
+        case OPT_PACE_US:
+            if (parse_int(optarg, "--pace-us", 0, 1000000, &u) < 0)
+                return -1;
+            o->pace_us = (unsigned)u;
             break;
         case 'h':
             usage(stdout);

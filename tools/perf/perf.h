@@ -77,6 +77,7 @@ typedef struct perf_opts {
     double interval;
     double drain_timeout;
     unsigned write_batch;
+    unsigned pace_us;         /* with a rate: bursts at least this far apart */
     int json;
     int keep;
     int predeclared;

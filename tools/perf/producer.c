@@ -12,8 +12,9 @@
  * settle tags in any order, the ring's low end advances over settled ones,
  * and publishing waits while `window` tags are unsettled (or the ring would
  * wrap). With a rate, message k is due at t0 + k/rate on an absolute
- * schedule; the thread sleeps until the next one is due, then sends all
- * that are due, so pacing is even and a late wake-up does not lose rate.
+ * schedule; the thread sleeps until the next one is due (but at least
+ * --pace-us after the last burst), then sends all that are due, so pacing
+ * is even and a late wake-up does not lose rate.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -368,6 +369,7 @@ publish_loop(prod *s)
     uint64_t n = 0;
     unsigned flushes = 0;
     uint64_t t0 = perf_now_ns();
+    uint64_t burst_start = 0, pace_ns = (uint64_t)o->pace_us * 1000u;
     int r;
 
     while (!atomic_load_explicit(&s->run->stop, memory_order_relaxed) &&
@@ -377,11 +379,19 @@ publish_loop(prod *s)
             uint64_t now = perf_now_ns();
             uint64_t due_at = t0 + (uint64_t)((double)n * 1e9 / o->rate);
             if (due_at > now) {
+                /* Caught up: the next burst starts when a message is due,
+                 * but at least pace_ns after this one started. At
+                 * millions of messages a second, waking for every message
+                 * would cost the tool (and the broker, reading tiny
+                 * writes) more than the messages do. */
+                if (due_at < burst_start + pace_ns)
+                    due_at = burst_start + pace_ns;
                 if (o->confirm && drain(s, 0) < 0)
                     return -1;
                 /* Sleep in slices so a stop is noticed at low rates. */
                 uint64_t slice = now + 100000000u;
                 sleep_until(due_at < slice ? due_at : slice);
+                burst_start = perf_now_ns();
                 continue;
             }
             uint64_t due_n = (uint64_t)((double)(now - t0) * o->rate / 1e9) + 1;
