@@ -12,7 +12,8 @@
     X(topic)           /* test_topic.c:   topic key/pattern table, trie */ \
     X(headers)         /* test_headers.c: x-match all/any, typed equality */ \
     X(route)           /* test_route.c:   bind/unbind/match per type */ \
-    X(store)           /* test_store.c:   LMDB records, refcounts, batches */
+    X(store)           /* test_store.c:   LMDB records, refcounts, batches */ \
+    X(mqtt)            /* test_mqtt.c:    MQTT codec, framing, topics */
 
 #define UNIT_DECLARE(name) Suite *suite_##name(void);
 UNIT_SUITES(UNIT_DECLARE)
