@@ -172,6 +172,19 @@ rec_qentry_key(uint64_t queue_id, uint64_t seq, uint8_t out[REC_QE_KEY_LEN])
     rec_put_u64(out + 8, seq);
 }
 
+/* No kind byte: each of retained and sessions holds one record type, and
+ * the db already tells them apart. */
+void
+rec_kv_key(const uint8_t hkey[16], store_bytes vhost, store_bytes name,
+           uint8_t out[REC_KV_KEY_LEN])
+{
+    rec_sip h;
+    rec_sip_init(&h, hkey);
+    sip_field(&h, vhost);
+    sip_field(&h, name);
+    rec_sip_final(&h, out);
+}
+
 /* ---- encoding ----------------------------------------------------------------
  * The writer asserts instead of checking: sizes were computed first. */
 
@@ -325,6 +338,24 @@ rec_hashkey_encode(const uint8_t hkey[16], uint8_t out[REC_HASHKEY_LEN])
     out[0] = REC_VERSION;
     out[1] = REC_HASHKEY;
     memcpy(out + 2, hkey, 16);
+}
+
+size_t
+rec_kv_size(const store_kv *r)
+{
+    return 2 + SHORT(r->vhost) + SHORT(r->name) + LONG(r->data);
+}
+
+void
+rec_kv_encode(enum rec_type type, const store_kv *r, uint8_t *out)
+{
+    assert(type == REC_RETAINED || type == REC_SESSION);
+    wr w = { out, 0 };
+    wr_header(&w, type);
+    wr_short(&w, r->vhost);
+    wr_short(&w, r->name);
+    wr_long(&w, r->data);
+    assert(w.off == rec_kv_size(r));
 }
 
 /* ---- decoding ------------------------------------------------------------------
@@ -525,6 +556,19 @@ rec_hashkey_decode(const uint8_t *v, size_t len, uint8_t hkey[16])
         return STORE_ECORRUPT;
     memcpy(hkey, k.data, 16);
     return 0;
+}
+
+int
+rec_kv_decode(enum rec_type type, const uint8_t *v, size_t len, store_kv *out)
+{
+    rd r;
+    int rc = rd_begin(&r, v, len, type);
+    if (rc != 0)
+        return rc;
+    out->vhost = rd_short(&r);
+    out->name = rd_short(&r);
+    out->data = rd_long(&r);
+    return rd_end(&r);
 }
 
 void

@@ -10,7 +10,10 @@
  *
  * Meta keys are kind + SipHash-2-4-128 of the record's identity under a
  * per-environment random key, so a 255-byte vhost and a 255-byte name
- * (and a binding's args) never push a key past LMDB's 511 bytes.
+ * (and a binding's args) never push a key past LMDB's 511 bytes. The
+ * MQTT databases (retained, sessions) hold one record type each and key
+ * it by the bare hash of (vhost, name): a topic or client id may be
+ * 65535 bytes.
  */
 #ifndef CONEY_STORAGE_RECORD_H
 #define CONEY_STORAGE_RECORD_H
@@ -32,6 +35,8 @@ enum rec_type {
     REC_BINDING = 5,
     REC_MESSAGE = 16,     /* msgs */
     REC_QENTRY = 17,      /* qidx */
+    REC_RETAINED = 18,    /* retained */
+    REC_SESSION = 19,     /* sessions */
 };
 
 /* The first byte of a meta key. 5.. are free for users, permissions,
@@ -49,6 +54,7 @@ enum {
     REC_META_KEY_LEN = 1 + REC_HASH_LEN,
     REC_MSG_KEY_LEN = 8,
     REC_QE_KEY_LEN = 16,
+    REC_KV_KEY_LEN = REC_HASH_LEN, /* retained, sessions: no kind byte */
     REC_QENTRY_LEN = 11,          /* version, type, msg id, flags */
     REC_HASHKEY_LEN = 2 + REC_HASH_LEN,
     REC_SHORT_MAX = 0xffff,       /* a u16-prefixed string */
@@ -125,6 +131,10 @@ void rec_queue_key(const uint8_t hkey[16], store_bytes vhost, store_bytes name,
 void rec_binding_key(const uint8_t hkey[16], const store_binding *b,
                      uint8_t out[REC_META_KEY_LEN]);
 void rec_qentry_key(uint64_t queue_id, uint64_t seq, uint8_t out[REC_QE_KEY_LEN]);
+/* The key of a retained message (name = topic) or a session (name =
+ * client id): the hash of vhost and name, the same input as a queue's. */
+void rec_kv_key(const uint8_t hkey[16], store_bytes vhost, store_bytes name,
+                uint8_t out[REC_KV_KEY_LEN]);
 
 /* ---- values ---------------------------------------------------------------- */
 
@@ -143,6 +153,10 @@ size_t rec_message_size(const store_message *m);      /* m->id is the key, not h
 void rec_message_encode(const store_message *m, uint8_t *out);
 void rec_qentry_encode(uint64_t msg_id, uint8_t flags, uint8_t out[REC_QENTRY_LEN]);
 void rec_hashkey_encode(const uint8_t hkey[16], uint8_t out[REC_HASHKEY_LEN]);
+/* Retained messages and sessions share one layout; type is REC_RETAINED
+ * or REC_SESSION. */
+size_t rec_kv_size(const store_kv *r);
+void rec_kv_encode(enum rec_type type, const store_kv *r, uint8_t *out);
 
 /* Decoders: 0, STORE_ECORRUPT or STORE_EVERSION. The store_bytes of out
  * borrow from v (so, in the store, from the read transaction). A value
@@ -155,13 +169,16 @@ int rec_message_decode(const uint8_t *v, size_t len, store_message *out);
 /* Fills msg_id and flags; queue_id and seq are the key. */
 int rec_qentry_decode(const uint8_t *v, size_t len, store_qentry *out);
 int rec_hashkey_decode(const uint8_t *v, size_t len, uint8_t hkey[16]);
+int rec_kv_decode(enum rec_type type, const uint8_t *v, size_t len, store_kv *out);
 
 /* Logs a record that is being skipped: db name, key in hex, reason. */
 void rec_log_bad(const char *db, const uint8_t *key, size_t klen, int err);
 
 /* ---- test hook ------------------------------------------------------------- */
 
-enum rec_db { REC_DB_META, REC_DB_MSGS, REC_DB_QIDX };
+/* The named databases, in the order store_open opens them. */
+enum rec_db { REC_DB_META, REC_DB_MSGS, REC_DB_QIDX, REC_DB_RETAINED, REC_DB_SESSIONS,
+              REC_DB_COUNT };
 /* Queues a raw put of key/value into db, bypassing the encoders and the
  * reference counts: for tests that place corrupt records. key and val are
  * copied before it returns. */

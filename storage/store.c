@@ -66,8 +66,7 @@ typedef struct obuf {
 struct store {
     MDB_env *env;
     char *dir;                    /* owned copy of cfg->dir */
-    MDB_dbi dbi[3];               /* by enum rec_db */
-    MDB_dbi retained, sessions;   /* created empty, for MQTT */
+    MDB_dbi dbi[REC_DB_COUNT];    /* by enum rec_db */
     uint8_t hkey[16];
     enum store_sync sync;
     unsigned sync_ms;
@@ -172,6 +171,12 @@ val(const void *p, size_t n)
     MDB_val v = { n, (void *)p };
     return v;
 }
+
+/* The LMDB names of the databases, by enum rec_db. */
+static const char *const db_names[REC_DB_COUNT] = {
+    [REC_DB_META] = "meta", [REC_DB_MSGS] = "msgs", [REC_DB_QIDX] = "qidx",
+    [REC_DB_RETAINED] = "retained", [REC_DB_SESSIONS] = "sessions",
+};
 
 /* ---- the map ------------------------------------------------------------- */
 
@@ -741,10 +746,8 @@ open_dbs(store *s, char *err, size_t errlen)
         snprintf(err, errlen, "storage: begin: %s", mdb_strerror(rc));
         return store_err(rc);
     }
-    static const char *const names[5] = { "meta", "msgs", "qidx", "retained", "sessions" };
-    MDB_dbi *dbis[5] = { &s->dbi[0], &s->dbi[1], &s->dbi[2], &s->retained, &s->sessions };
-    for (int i = 0; i < 5 && rc == 0; i++)
-        rc = mdb_dbi_open(t, names[i], MDB_CREATE, dbis[i]);
+    for (int i = 0; i < REC_DB_COUNT && rc == 0; i++)
+        rc = mdb_dbi_open(t, db_names[i], MDB_CREATE, &s->dbi[i]);
     MDB_val key = val(rec_hashkey_key, sizeof rec_hashkey_key), data;
     if (rc == 0)
         rc = mdb_get(t, s->dbi[REC_DB_META], &key, &data);
@@ -1058,6 +1061,66 @@ store_del_binding(store *s, const store_binding *b)
     uint8_t k[REC_META_KEY_LEN];
     rec_binding_key(s->hkey, b, k);
     queue_del(s, REC_DB_META, k, sizeof k);
+}
+
+/* Retained messages and sessions: each in its own db, keyed by the hash
+ * of (vhost, name), so a put of the same pair overwrites. */
+static void
+enc_retained(const void *rec, uint8_t *out)
+{
+    rec_kv_encode(REC_RETAINED, rec, out);
+}
+
+static void
+enc_session(const void *rec, uint8_t *out)
+{
+    rec_kv_encode(REC_SESSION, rec, out);
+}
+
+static void
+kv_put(store *s, enum rec_db db, const store_kv *r, rec_encoder enc)
+{
+    size_t vlen = rec_kv_size(r);
+    if (r->vhost.len > REC_SHORT_MAX || r->name.len > REC_SHORT_MAX || vlen > UINT32_MAX) {
+        fprintf(stderr, "coney: storage: %s record of %zu bytes too large\n", db_names[db],
+                vlen);
+        abort();
+    }
+    uint8_t k[REC_KV_KEY_LEN];
+    rec_kv_key(s->hkey, r->vhost, r->name, k);
+    queue_put(s, db, k, sizeof k, vlen, enc, r, NULL);
+}
+
+static void
+kv_del(store *s, enum rec_db db, store_bytes vhost, store_bytes name)
+{
+    uint8_t k[REC_KV_KEY_LEN];
+    rec_kv_key(s->hkey, vhost, name, k);
+    queue_del(s, db, k, sizeof k);
+}
+
+void
+store_put_retained(store *s, const store_kv *r)
+{
+    kv_put(s, REC_DB_RETAINED, r, enc_retained);
+}
+
+void
+store_del_retained(store *s, store_bytes vhost, store_bytes topic)
+{
+    kv_del(s, REC_DB_RETAINED, vhost, topic);
+}
+
+void
+store_put_session(store *s, const store_kv *r)
+{
+    kv_put(s, REC_DB_SESSIONS, r, enc_session);
+}
+
+void
+store_del_session(store *s, store_bytes vhost, store_bytes client_id)
+{
+    kv_del(s, REC_DB_SESSIONS, vhost, client_id);
 }
 
 void
@@ -1426,6 +1489,89 @@ store_get_message(store_reader *r, uint64_t id, store_message *out)
     }
     out->id = id;
     return 0;
+}
+
+/* Decodes one retained or session record; like a meta record, it must
+ * hash to its own key, so one moved or damaged in place is caught rather
+ * than handed out under a wrong name. */
+static int
+kv_decode(const store *s, enum rec_type type, const MDB_val *k, const MDB_val *v,
+          store_kv *out)
+{
+    if (k->mv_size != REC_KV_KEY_LEN)
+        return STORE_ECORRUPT;
+    int err = rec_kv_decode(type, v->mv_data, v->mv_size, out);
+    if (err != 0)
+        return err;
+    uint8_t want[REC_KV_KEY_LEN];
+    rec_kv_key(s->hkey, out->vhost, out->name, want);
+    return memcmp(want, k->mv_data, sizeof want) == 0 ? 0 : STORE_ECORRUPT;
+}
+
+static int
+kv_each(store_reader *r, enum rec_db db, enum rec_type type,
+        int (*fn)(const store_kv *, void *), void *ctx)
+{
+    MDB_cursor *c;
+    int rc = mdb_cursor_open(r->txn, r->s->dbi[db], &c);
+    if (rc != 0)
+        return store_err(rc);
+    MDB_val k, v;
+    int result = 0;
+    for (rc = mdb_cursor_get(c, &k, &v, MDB_FIRST); rc == 0;
+         rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
+        store_kv kv;
+        int err = kv_decode(r->s, type, &k, &v, &kv);
+        result = err != 0 ? skip_bad(db_names[db], &k, err) : fn(&kv, ctx);
+        if (result != 0)
+            break;
+    }
+    mdb_cursor_close(c);
+    if (result != 0)
+        return result;
+    return rc == MDB_NOTFOUND ? 0 : store_err(rc);
+}
+
+static int
+kv_get(store_reader *r, enum rec_db db, enum rec_type type, store_bytes vhost,
+       store_bytes name, store_kv *out)
+{
+    uint8_t kb[REC_KV_KEY_LEN];
+    rec_kv_key(r->s->hkey, vhost, name, kb);
+    MDB_val k = val(kb, sizeof kb), v;
+    int rc = mdb_get(r->txn, r->s->dbi[db], &k, &v);
+    if (rc != 0)
+        return store_err(rc);
+    int err = kv_decode(r->s, type, &k, &v, out);
+    if (err != 0) {
+        rec_log_bad(db_names[db], kb, sizeof kb, err);
+        return err;
+    }
+    return 0;
+}
+
+int
+store_each_retained(store_reader *r, int (*fn)(const store_kv *, void *), void *ctx)
+{
+    return kv_each(r, REC_DB_RETAINED, REC_RETAINED, fn, ctx);
+}
+
+int
+store_each_session(store_reader *r, int (*fn)(const store_kv *, void *), void *ctx)
+{
+    return kv_each(r, REC_DB_SESSIONS, REC_SESSION, fn, ctx);
+}
+
+int
+store_get_retained(store_reader *r, store_bytes vhost, store_bytes topic, store_kv *out)
+{
+    return kv_get(r, REC_DB_RETAINED, REC_RETAINED, vhost, topic, out);
+}
+
+int
+store_get_session(store_reader *r, store_bytes vhost, store_bytes client_id, store_kv *out)
+{
+    return kv_get(r, REC_DB_SESSIONS, REC_SESSION, vhost, client_id, out);
 }
 
 /* ---- start-up ------------------------------------------------------------------ */

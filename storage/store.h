@@ -112,6 +112,15 @@ typedef struct store_qentry {
     uint8_t flags;
 } store_qentry;
 
+/* A record of the MQTT plugin: a retained message (name = the MQTT topic)
+ * or a session (name = the client id). vhost and name may each be up to
+ * 65535 bytes; data is the plugin's own encoding, opaque here (the plugin
+ * versions it). The whole encoded record must stay under 4 GiB: a longer
+ * field is a caller bug and aborts. */
+typedef struct store_kv {
+    store_bytes vhost, name, data;
+} store_kv;
+
 /* ---- writes (loop thread); each goes into the open batch --------------- */
 
 /* Id of the batch holding the latest write queued (before any write, the
@@ -129,6 +138,15 @@ void store_put_queue(store *s, const store_queue *q);
 void store_del_queue(store *s, store_bytes vhost, store_bytes name, uint64_t queue_id);
 void store_put_binding(store *s, const store_binding *b);
 void store_del_binding(store *s, const store_binding *b);
+
+/* Retained messages and MQTT sessions, one record per (vhost, name): a
+ * put replaces the record of the same vhost and name, a delete of one
+ * that does not exist does nothing. The bytes of r are copied before
+ * the call returns. */
+void store_put_retained(store *s, const store_kv *r);
+void store_del_retained(store *s, store_bytes vhost, store_bytes topic);
+void store_put_session(store *s, const store_kv *r);
+void store_del_session(store *s, store_bytes vhost, store_bytes client_id);
 
 /* Writes the message record and its first n queue index entries (all with
  * e[i].msg_id == m->id). */
@@ -163,7 +181,7 @@ int store_wait(store *s, uint64_t batch_id);
 
 typedef struct store_reader store_reader;
 
-/* A read transaction. Everything a callback or store_get_message hands
+/* A read transaction. Everything a callback or a store_get_* hands
  * out borrows from it and is valid until store_read_end. Keep it short:
  * the map cannot grow while one is open (so never hold one across
  * store_wait: a batch that needs a bigger map would wait for it). */
@@ -181,6 +199,18 @@ int store_each_binding(store_reader *r, int (*fn)(const store_binding *, void *)
 int store_each_qentry(store_reader *r, uint64_t queue_id, uint64_t from_seq, size_t max,
                       int (*fn)(const store_qentry *, void *), void *ctx);
 int store_get_message(store_reader *r, uint64_t id, store_message *out);
+
+/* Every retained message, or every session, in no useful order (the order
+ * of their hashed keys). The store_kv itself lives for the call only; the
+ * bytes it points to borrow from the reader, as above. */
+int store_each_retained(store_reader *r, int (*fn)(const store_kv *, void *), void *ctx);
+int store_each_session(store_reader *r, int (*fn)(const store_kv *, void *), void *ctx);
+/* One record by its vhost and name: 0 and *out filled (its bytes valid
+ * until store_read_end), STORE_ENOTFOUND, or STORE_ECORRUPT /
+ * STORE_EVERSION for a record that does not decode (logged). */
+int store_get_retained(store_reader *r, store_bytes vhost, store_bytes topic, store_kv *out);
+int store_get_session(store_reader *r, store_bytes vhost, store_bytes client_id,
+                      store_kv *out);
 
 /* ---- start-up ----------------------------------------------------------------- */
 

@@ -2,8 +2,9 @@
  * The store against a real LMDB environment in a temporary directory:
  * every record kind round-trips, the queue index keeps seq order, message
  * reference counts follow fan-out and deletes, the map grows, batches
- * complete in order and group, recovery cleans up after a crash, and the
- * byte layouts match the fixtures in tests/unit/fixtures/.
+ * complete in order and group, recovery cleans up after a crash, MQTT
+ * retained messages and sessions keep one record per vhost and name, and
+ * the byte layouts match the fixtures in tests/unit/fixtures/.
  */
 #include <ftw.h>
 #include <pthread.h>
@@ -421,6 +422,323 @@ START_TEST(test_callback_stops)
     ck_assert_int_eq(store_each_queue(r, stop_at_first, &calls), 7);
     store_read_end(r);
     ck_assert_int_eq(calls, 1);
+    store_close(s);
+}
+END_TEST
+
+/* ---- MQTT records: retained messages and sessions ------------------------------------- */
+
+/* What a walk over retained or sessions saw: "vhost|name=data" per record,
+ * a vhost or name longer than 20 bytes shown as "long<len>", data longer
+ * than 20 bytes as "big!". */
+typedef struct kvseen {
+    char buf[4096];
+    int count;
+} kvseen;
+
+static void
+kv_short(char out[32], store_bytes b)
+{
+    if (b.len > 20)
+        snprintf(out, 32, "long%u", b.len);
+    else
+        snprintf(out, 32, "%.*s", (int)b.len, (const char *)b.data);
+}
+
+static int
+collect_kv(const store_kv *kv, void *ctx)
+{
+    kvseen *seen = ctx;
+    char vhost[32], name[32];
+    kv_short(vhost, kv->vhost);
+    kv_short(name, kv->name);
+    size_t len = strlen(seen->buf);
+    int n = snprintf(seen->buf + len, sizeof seen->buf - len, "%s%s|%s=%.*s",
+                     len > 0 ? "," : "", vhost, name, kv->data.len > 20 ? 4 : (int)kv->data.len,
+                     kv->data.len > 20 ? "big!" : (const char *)kv->data.data);
+    ck_assert_int_lt(n, (int)(sizeof seen->buf - len));
+    seen->count++;
+    return 0;
+}
+
+static kvseen
+kv_walk(store *s, bool sessions)
+{
+    kvseen seen = { .count = 0 };
+    seen.buf[0] = '\0';
+    store_reader *r;
+    ck_assert_int_eq(store_read_begin(s, &r), 0);
+    if (sessions)
+        ck_assert_int_eq(store_each_session(r, collect_kv, &seen), 0);
+    else
+        ck_assert_int_eq(store_each_retained(r, collect_kv, &seen), 0);
+    store_read_end(r);
+    return seen;
+}
+
+/* Whether vhost and name have a record, got with store_get_*; one found
+ * must hold exactly data. */
+static bool
+kv_has(store *s, bool sessions, const char *vhost, const char *name, const char *data)
+{
+    store_reader *r;
+    store_kv kv;
+    ck_assert_int_eq(store_read_begin(s, &r), 0);
+    int rc = sessions ? store_get_session(r, B(vhost), B(name), &kv)
+                      : store_get_retained(r, B(vhost), B(name), &kv);
+    ck_assert(rc == 0 || rc == STORE_ENOTFOUND);
+    bool same = rc == 0 && beq(kv.vhost, vhost) && beq(kv.name, name) && beq(kv.data, data);
+    store_read_end(r);
+    if (rc == 0)
+        ck_assert_msg(same, "%s %s/%s: stored with other data", sessions ? "session" : "retained",
+                      vhost, name);
+    return rc == 0;
+}
+
+/* The walk's order is the hashed keys': compare as sets. */
+static void
+kv_expect(store *s, bool sessions, int count, const char *const *items)
+{
+    kvseen seen = kv_walk(s, sessions);
+    ck_assert_int_eq(seen.count, count);
+    for (int i = 0; i < count; i++)
+        ck_assert_msg(strstr(seen.buf, items[i]) != NULL, "%s not in %s", items[i], seen.buf);
+}
+
+START_TEST(test_retained_records)
+{
+    store *s = open_store();
+    store_kv a = { B("/"), B("home/kitchen/temp"), B("21.5") };
+    store_kv b = { B("/"), B("home/hall/light"), B("on") };
+    store_kv c = { B("site2"), B("home/kitchen/temp"), B("19") };   /* same topic, other vhost */
+    store_kv d = { B("/"), B("empty"), B("") };
+    store_put_retained(s, &a);
+    store_put_retained(s, &b);
+    store_put_retained(s, &c);
+    store_put_retained(s, &d);
+    settle(s);
+    kv_expect(s, false, 4, (const char *const[]){ "/|home/kitchen/temp=21.5", "/|home/hall/light=on",
+                                                  "site2|home/kitchen/temp=19", "/|empty=" });
+    ck_assert(kv_has(s, false, "/", "home/kitchen/temp", "21.5"));
+    ck_assert(kv_has(s, false, "site2", "home/kitchen/temp", "19"));
+    ck_assert(kv_has(s, false, "/", "empty", ""));
+    ck_assert(!kv_has(s, false, "/", "home/kitchen", ""));
+    ck_assert(!kv_has(s, false, "site3", "home/kitchen/temp", ""));
+    /* retained and sessions are separate: no session of that name */
+    ck_assert(!kv_has(s, true, "/", "home/kitchen/temp", ""));
+    ck_assert_int_eq(kv_walk(s, true).count, 0);
+
+    /* a put of the same vhost and topic replaces */
+    a.data = B("22.0");
+    store_put_retained(s, &a);
+    settle(s);
+    ck_assert(kv_has(s, false, "/", "home/kitchen/temp", "22.0"));
+    ck_assert(kv_has(s, false, "site2", "home/kitchen/temp", "19"));
+    ck_assert_int_eq(kv_walk(s, false).count, 4);
+
+    store_del_retained(s, B("/"), B("home/kitchen/temp"));
+    store_del_retained(s, B("/"), B("missing"));   /* deleting nothing is fine */
+    store_del_retained(s, B("/"), B("home/hall/light"));
+    settle(s);
+    kv_expect(s, false, 2, (const char *const[]){ "site2|home/kitchen/temp=19", "/|empty=" });
+    ck_assert(!kv_has(s, false, "/", "home/kitchen/temp", ""));
+    ck_assert(kv_has(s, false, "site2", "home/kitchen/temp", "19"));
+    /* a put and a delete in one batch apply in order */
+    store_put_retained(s, &b);
+    store_del_retained(s, B("/"), B("home/hall/light"));
+    store_put_retained(s, &a);
+    settle(s);
+    ck_assert(!kv_has(s, false, "/", "home/hall/light", ""));
+    ck_assert(kv_has(s, false, "/", "home/kitchen/temp", "22.0"));
+    store_close(s);
+}
+END_TEST
+
+START_TEST(test_session_records)
+{
+    store *s = open_store();
+    store_kv a = { B("/"), B("sensor-1"), B("\x01subs") };
+    store_kv b = { B("/"), B("sensor-2"), B("\x01none") };
+    store_kv c = { B("plant"), B("sensor-1"), B("\x01other") };
+    store_put_session(s, &a);
+    store_put_session(s, &b);
+    store_put_session(s, &c);
+    /* a retained message of the same vhost and name is another record */
+    store_kv r = { B("/"), B("sensor-1"), B("retained") };
+    store_put_retained(s, &r);
+    settle(s);
+    kv_expect(s, true, 3, (const char *const[]){ "/|sensor-1=\x01subs", "/|sensor-2=\x01none",
+                                                 "plant|sensor-1=\x01other" });
+    ck_assert(kv_has(s, true, "/", "sensor-1", "\x01subs"));
+    ck_assert(kv_has(s, true, "plant", "sensor-1", "\x01other"));
+    ck_assert(!kv_has(s, true, "/", "sensor-3", ""));
+    ck_assert(kv_has(s, false, "/", "sensor-1", "retained"));
+
+    /* the views of a get last until the reader ends, past other reads */
+    store_reader *rd;
+    store_kv got, other;
+    ck_assert_int_eq(store_read_begin(s, &rd), 0);
+    ck_assert_int_eq(store_get_session(rd, B("/"), B("sensor-2"), &got), 0);
+    ck_assert_int_eq(store_get_session(rd, B("plant"), B("sensor-1"), &other), 0);
+    ck_assert_int_eq(store_each_session(rd, collect_kv, &(kvseen){ .count = 0 }), 0);
+    ck_assert(beq(got.vhost, "/"));
+    ck_assert(beq(got.name, "sensor-2"));
+    ck_assert(beq(got.data, "\x01none"));
+    ck_assert(beq(other.data, "\x01other"));
+    store_read_end(rd);
+
+    a.data = B("\x01" "changed");
+    store_put_session(s, &a);
+    store_del_session(s, B("/"), B("sensor-2"));
+    store_del_session(s, B("nowhere"), B("sensor-2"));
+    settle(s);
+    kv_expect(s, true, 2, (const char *const[]){ "/|sensor-1=\x01" "changed",
+                                                 "plant|sensor-1=\x01other" });
+    ck_assert(!kv_has(s, true, "/", "sensor-2", ""));
+    /* deleting a session leaves the retained message of that name */
+    store_del_session(s, B("/"), B("sensor-1"));
+    settle(s);
+    ck_assert(!kv_has(s, true, "/", "sensor-1", ""));
+    ck_assert(kv_has(s, false, "/", "sensor-1", "retained"));
+    store_close(s);
+}
+END_TEST
+
+static int
+stop_kv(const store_kv *kv, void *ctx)
+{
+    (void)kv;
+    (*(int *)ctx)++;
+    return 9;
+}
+
+START_TEST(test_kv_callback_stops)
+{
+    store *s = open_store();
+    store_kv a = { B("/"), B("a"), B("1") }, b = { B("/"), B("b"), B("2") };
+    store_put_retained(s, &a);
+    store_put_retained(s, &b);
+    store_put_session(s, &a);
+    store_put_session(s, &b);
+    settle(s);
+    store_reader *r;
+    int calls = 0;
+    ck_assert_int_eq(store_read_begin(s, &r), 0);
+    ck_assert_int_eq(store_each_retained(r, stop_kv, &calls), 9);
+    ck_assert_int_eq(calls, 1);
+    ck_assert_int_eq(store_each_session(r, stop_kv, &calls), 9);
+    ck_assert_int_eq(calls, 2);
+    store_read_end(r);
+    store_close(s);
+}
+END_TEST
+
+/* An MQTT topic or client id may be 65535 bytes: far past LMDB's key
+ * limit, and the value carries it whole. */
+START_TEST(test_kv_long_names)
+{
+    store *s = open_store();
+    char *topic = malloc(65536), *topic2 = malloc(65536);
+    uint8_t *data = malloc(200000);
+    memset(topic, 't', 65535);
+    topic[65535] = '\0';
+    memcpy(topic2, topic, 65536);
+    topic2[65534] = 'u';                   /* differs in the last byte only */
+    for (size_t i = 0; i < 200000; i++)
+        data[i] = (uint8_t)(i * 13);
+    char *vhost = malloc(65536);
+    memset(vhost, 'v', 65535);
+    vhost[65535] = '\0';
+
+    store_kv r1 = { B("/"), B(topic), { data, 200000 } };
+    store_kv r2 = { B("/"), B(topic2), B("second") };
+    store_kv s1 = { B(vhost), B(topic), B("session") };
+    store_put_retained(s, &r1);
+    store_put_retained(s, &r2);
+    store_put_session(s, &s1);
+    settle(s);
+    kv_expect(s, false, 2, (const char *const[]){ "/|long65535=big!", "/|long65535=second" });
+    kv_expect(s, true, 1, (const char *const[]){ "long65535|long65535=session" });
+
+    store_reader *r;
+    store_kv got;
+    ck_assert_int_eq(store_read_begin(s, &r), 0);
+    ck_assert_int_eq(store_get_retained(r, B("/"), B(topic), &got), 0);
+    ck_assert_uint_eq(got.name.len, 65535);
+    ck_assert_mem_eq(got.name.data, topic, 65535);
+    ck_assert_uint_eq(got.data.len, 200000);
+    ck_assert_mem_eq(got.data.data, data, 200000);
+    ck_assert_int_eq(store_get_retained(r, B("/"), B(topic2), &got), 0);
+    ck_assert(beq(got.data, "second"));
+    ck_assert_int_eq(store_get_session(r, B(vhost), B(topic), &got), 0);
+    ck_assert_uint_eq(got.vhost.len, 65535);
+    ck_assert_mem_eq(got.vhost.data, vhost, 65535);
+    ck_assert(beq(got.data, "session"));
+    store_read_end(r);
+
+    store_del_retained(s, B("/"), B(topic));
+    store_del_session(s, B(vhost), B(topic));
+    settle(s);
+    kv_expect(s, false, 1, (const char *const[]){ "/|long65535=second" });
+    ck_assert_int_eq(kv_walk(s, true).count, 0);
+    free(topic);
+    free(topic2);
+    free(vhost);
+    free(data);
+    store_close(s);
+}
+END_TEST
+
+/* The key is FORMAT.md's: SipHash-2-4-128 of u32 len ‖ vhost ‖ u32 len ‖
+ * name, no kind byte. */
+START_TEST(test_kv_key)
+{
+    uint8_t hk[16], want[16], got[REC_KV_KEY_LEN], meta[REC_META_KEY_LEN];
+    for (int i = 0; i < 16; i++)
+        hk[i] = (uint8_t)(0xf0 ^ i);
+    static const uint8_t input[] = { 0, 0, 0, 1, '/', 0, 0, 0, 2, 'c', '1' };
+    rec_sip h;
+    rec_sip_init(&h, hk);
+    rec_sip_update(&h, input, sizeof input);
+    rec_sip_final(&h, want);
+    ck_assert_uint_eq(REC_KV_KEY_LEN, 16);
+    rec_kv_key(hk, B("/"), B("c1"), got);
+    ck_assert_mem_eq(got, want, 16);
+    /* the same input as a queue's key, without its kind byte */
+    rec_queue_key(hk, B("/"), B("c1"), meta);
+    ck_assert_mem_eq(meta + 1, got, 16);
+    /* ("/c", "1") is another identity */
+    rec_kv_key(hk, B("/c"), B("1"), want);
+    ck_assert(memcmp(got, want, 16) != 0);
+}
+END_TEST
+
+START_TEST(test_kv_reopen)
+{
+    store_config cfg = { .dir = tmpdir, .sync = STORE_SYNC_ALWAYS };
+    store *s = open_cfg(&cfg);
+    store_kv r = { B("/"), B("a/b"), B("kept") };
+    store_kv ses = { B("/"), B("client"), B("state") };
+    store_kv gone = { B("/"), B("gone"), B("x") };
+    store_put_retained(s, &r);
+    store_put_retained(s, &gone);
+    store_put_session(s, &ses);
+    store_del_retained(s, B("/"), B("gone"));
+    store_close(s);   /* commits what is queued */
+
+    s = open_cfg(&cfg);
+    kv_expect(s, false, 1, (const char *const[]){ "/|a/b=kept" });
+    kv_expect(s, true, 1, (const char *const[]){ "/|client=state" });
+    ck_assert(kv_has(s, true, "/", "client", "state"));
+    /* the same key after reopening: a put replaces, a delete finds it */
+    ses.data = B("newer");
+    store_put_session(s, &ses);
+    store_del_retained(s, B("/"), B("a/b"));
+    store_close(s);
+
+    s = open_cfg(&cfg);
+    ck_assert_int_eq(kv_walk(s, false).count, 0);
+    kv_expect(s, true, 1, (const char *const[]){ "/|client=newer" });
     store_close(s);
 }
 END_TEST
@@ -1152,6 +1470,26 @@ START_TEST(test_fixtures_valid)
     ck_assert_uint_eq(e.flags, STORE_QE_DELIVERED);
     rec_qentry_encode(7, STORE_QE_DELIVERED, enc);
     ck_assert_mem_eq(enc, v, n);
+
+    n = fixture("retained.bin", v, sizeof v);
+    store_kv kv;
+    ck_assert_int_eq(rec_kv_decode(REC_RETAINED, v, n, &kv), 0);
+    ck_assert(beq(kv.vhost, "/"));
+    ck_assert(beq(kv.name, "a/b"));
+    ck_assert(beq(kv.data, "hi"));
+    ck_assert_uint_eq(rec_kv_size(&kv), n);
+    rec_kv_encode(REC_RETAINED, &kv, enc);
+    ck_assert_mem_eq(enc, v, n);
+
+    n = fixture("session.bin", v, sizeof v);
+    ck_assert_int_eq(rec_kv_decode(REC_SESSION, v, n, &kv), 0);
+    ck_assert(beq(kv.vhost, "/"));
+    ck_assert(beq(kv.name, "c1"));
+    ck_assert_uint_eq(kv.data.len, 3);
+    ck_assert_mem_eq(kv.data.data, "\x01\x00\x05", 3);
+    ck_assert_uint_eq(rec_kv_size(&kv), n);
+    rec_kv_encode(REC_SESSION, &kv, enc);
+    ck_assert_mem_eq(enc, v, n);
 }
 END_TEST
 
@@ -1195,6 +1533,100 @@ START_TEST(test_fixtures_bad)
     v[2 + 3 + 6] = 9;
     store_binding b;
     ck_assert_int_eq(rec_binding_decode(v, n, &b), STORE_ECORRUPT);
+
+    /* MQTT records: a byte left over, a retained message read as a
+     * session, every prefix, a data length past the end */
+    store_kv kv;
+    n = fixture("session-trailing.bin", v, sizeof v);
+    ck_assert_int_eq(rec_kv_decode(REC_SESSION, v, n, &kv), STORE_ECORRUPT);
+    ck_assert_int_eq(rec_kv_decode(REC_SESSION, v, n - 1, &kv), 0);
+    n = fixture("retained.bin", v, sizeof v);
+    ck_assert_int_eq(rec_kv_decode(REC_SESSION, v, n, &kv), STORE_ECORRUPT);
+    for (size_t cut = 0; cut < n; cut++) {
+        uint8_t *copy = malloc(cut ? cut : 1);
+        memcpy(copy, v, cut);
+        ck_assert_int_eq(rec_kv_decode(REC_RETAINED, copy, cut, &kv), STORE_ECORRUPT);
+        free(copy);
+    }
+    v[2 + 3 + 5] = 0xff;   /* the data's u32 length */
+    ck_assert_int_eq(rec_kv_decode(REC_RETAINED, v, n, &kv), STORE_ECORRUPT);
+    n = fixture("retained.bin", v, sizeof v);
+    v[0] = REC_VERSION + 1;
+    ck_assert_int_eq(rec_kv_decode(REC_RETAINED, v, n, &kv), STORE_EVERSION);
+}
+END_TEST
+
+/* Damaged retained and session records are logged and skipped by the
+ * walks and refused by the gets; the good ones around them still come. */
+START_TEST(test_kv_corrupt_in_env)
+{
+    store *s = open_store();
+    uint8_t hk[16];
+    store_hash_key(s, hk);
+    store_kv a = { B("/"), B("a"), B("1") }, c = { B("/"), B("c"), B("3") };
+    store_put_retained(s, &a);
+    store_put_retained(s, &c);
+    store_put_session(s, &a);
+    store_put_session(s, &c);
+
+    uint8_t v[256], k[REC_KV_KEY_LEN];
+    size_t n;
+    /* garbage under the key of "/" "b" in both */
+    rec_kv_key(hk, B("/"), B("b"), k);
+    n = fixture("message-truncated.bin", v, sizeof v);
+    store_put_raw(s, REC_DB_RETAINED, k, sizeof k, v, n);
+    store_put_raw(s, REC_DB_SESSIONS, k, sizeof k, v, n);
+    /* a valid record (of "/" "a/b", "/" "c1") under the key of another name */
+    rec_kv_key(hk, B("/"), B("elsewhere"), k);
+    n = fixture("retained.bin", v, sizeof v);
+    store_put_raw(s, REC_DB_RETAINED, k, sizeof k, v, n);
+    n = fixture("session.bin", v, sizeof v);
+    store_put_raw(s, REC_DB_SESSIONS, k, sizeof k, v, n);
+    /* a key of the wrong length holding a valid value */
+    store_put_raw(s, REC_DB_SESSIONS, k, 5, v, n);
+    /* a session record in retained, under its right key */
+    rec_kv_key(hk, B("/"), B("c1"), k);
+    store_put_raw(s, REC_DB_RETAINED, k, sizeof k, v, n);
+    /* a session with a byte too many, under its right key */
+    n = fixture("session-trailing.bin", v, sizeof v);
+    store_put_raw(s, REC_DB_SESSIONS, k, sizeof k, v, n);
+    settle(s);
+
+    kv_expect(s, false, 2, (const char *const[]){ "/|a=1", "/|c=3" });
+    kv_expect(s, true, 2, (const char *const[]){ "/|a=1", "/|c=3" });
+    store_reader *r;
+    store_kv kv;
+    ck_assert_int_eq(store_read_begin(s, &r), 0);
+    ck_assert_int_eq(store_get_retained(r, B("/"), B("b"), &kv), STORE_ECORRUPT);
+    ck_assert_int_eq(store_get_session(r, B("/"), B("b"), &kv), STORE_ECORRUPT);
+    ck_assert_int_eq(store_get_retained(r, B("/"), B("elsewhere"), &kv), STORE_ECORRUPT);
+    ck_assert_int_eq(store_get_retained(r, B("/"), B("c1"), &kv), STORE_ECORRUPT);
+    ck_assert_int_eq(store_get_session(r, B("/"), B("c1"), &kv), STORE_ECORRUPT);
+    ck_assert_int_eq(store_get_session(r, B("/"), B("a"), &kv), 0);
+    store_read_end(r);
+
+    /* damaged records can be deleted, and a put over one repairs it */
+    store_del_retained(s, B("/"), B("b"));
+    store_kv c1 = { B("/"), B("c1"), B("fixed") };
+    store_put_session(s, &c1);
+    settle(s);
+    ck_assert(kv_has(s, true, "/", "c1", "fixed"));
+    kv_expect(s, true, 3, (const char *const[]){ "/|a=1", "/|c=3", "/|c1=fixed" });
+
+    /* a record of a newer version stops the walk and fails the get */
+    rec_kv_key(hk, B("/"), B("a/b"), k);
+    n = fixture("retained.bin", v, sizeof v);
+    v[0] = REC_VERSION + 1;
+    store_put_raw(s, REC_DB_RETAINED, k, sizeof k, v, n);
+    settle(s);
+    kvseen none = { .count = 0 };
+    none.buf[0] = '\0';
+    ck_assert_int_eq(store_read_begin(s, &r), 0);
+    ck_assert_int_eq(store_each_retained(r, collect_kv, &none), STORE_EVERSION);
+    ck_assert_int_eq(store_get_retained(r, B("/"), B("a/b"), &kv), STORE_EVERSION);
+    ck_assert_int_eq(store_each_session(r, collect_kv, &none), 0);
+    store_read_end(r);
+    store_close(s);
 }
 END_TEST
 
@@ -1327,6 +1759,12 @@ suite_store(void)
     tcase_add_test(tc, test_fixtures_valid);
     tcase_add_test(tc, test_fixtures_bad);
     tcase_add_test(tc, test_corrupt_in_env);
+    tcase_add_test(tc, test_retained_records);
+    tcase_add_test(tc, test_session_records);
+    tcase_add_test(tc, test_kv_callback_stops);
+    tcase_add_test(tc, test_kv_long_names);
+    tcase_add_test(tc, test_kv_key);
+    tcase_add_test(tc, test_kv_corrupt_in_env);
     tcase_add_test(tc, test_hashkey_persists);
     tcase_add_test(tc, test_open_errors);
     suite_add_tcase(s, tc);
@@ -1353,6 +1791,7 @@ suite_store(void)
     tcase_add_test(tc, test_wait_and_drain);
     tcase_add_test(tc, test_reopen);
     tcase_add_test(tc, test_append_after_reopen);
+    tcase_add_test(tc, test_kv_reopen);
     suite_add_tcase(s, tc);
     return s;
 }
