@@ -38,6 +38,7 @@ typedef struct message {
     uint8_t priority;
     uint32_t props_len;
     uint32_t disk_refs;            /* queue index entries of this object on disk */
+    uint32_t origin;               /* the MQTT session that published it, 0 = none */
     uint64_t id;                   /* unique, increasing: the msgs key */
     uint64_t body_size;
     uint64_t body_received;        /* while assembling from body frames */
@@ -84,10 +85,25 @@ typedef struct qring {
     size_t head, count, cap;       /* cap is a power of two */
 } qring;
 
+struct consumer;
+
+/* What a queue asks of whoever consumes from it: an AMQP channel or an
+ * MQTT session. */
+typedef struct consumer_ops {
+    /* True if the consumer may take one more message now. */
+    bool (*ready)(struct consumer *c);
+    /* Takes one message: the reference passes to the callee. */
+    void (*deliver)(struct consumer *c, message *m, uint64_t seq, uint32_t flags);
+    /* The queue went away; the callee must consumer_remove(c). */
+    void (*cancelled)(struct consumer *c);
+} consumer_ops;
+
 typedef struct consumer {
     struct consumer *next, *prev;  /* circular list on the queue */
     struct queue *q;
-    struct channel *ch;
+    const consumer_ops *ops;
+    void *owner;                   /* the channel or session; borrowed */
+    struct channel *ch;            /* AMQP consumers: the owner; else NULL */
     amqp_bytes tag;                /* owned */
     uint32_t unacked;
     uint16_t prefetch;             /* per-consumer limit, 0 = none */
@@ -167,7 +183,9 @@ static inline uint32_t queue_ready(const queue *q)
     return (uint32_t)(q->ready.count + q->tail_count);
 }
 
-consumer *consumer_add(queue *q, struct channel *ch, amqp_bytes tag,
+/* Adds a consumer at the end of q's round-robin circle. tag is copied;
+ * owner is borrowed and must outlive the consumer. */
+consumer *consumer_add(queue *q, const consumer_ops *ops, void *owner, amqp_bytes tag,
                        bool no_ack, bool exclusive, uint16_t prefetch);
 /* Removes the consumer; may auto-delete its queue. */
 void consumer_remove(consumer *c);
@@ -225,6 +243,10 @@ typedef struct route_result {
     size_t n, cap;
 } route_result;
 void vhost_route(vhost *vh, exchange *x, message *m, route_result *out);
+/* Routes m from x and queues it on every queue reached (*reached says how
+ * many); m keeps the caller's reference. Returns the store batch a
+ * confirm of m must wait for, or 0 if nothing was written. */
+uint64_t vhost_publish(vhost *vh, exchange *x, message *m, size_t *reached);
 
 /* ---- the process --------------------------------------------------------- */
 

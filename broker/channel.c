@@ -19,7 +19,6 @@
 #define BYTES_FMT "%.*s"
 #define BYTES_ARG(b) (int)(b).len, (b).data
 
-static route_result route_scratch;   /* reused by every publish */
 
 /* ---- helpers ------------------------------------------------------------- */
 
@@ -434,9 +433,10 @@ channel_free(channel *ch)
 
 /* ---- delivery ------------------------------------------------------------- */
 
-bool
-channel_consumer_ready(channel *ch, const consumer *c)
+static bool
+consumer_ready(consumer *c)
 {
+    channel *ch = c->ch;
     if (ch->closing || ch->released || !ch->flow_active)
         return false;
     if (!c->no_ack) {
@@ -470,9 +470,10 @@ deliver_disk_state(queue *q, message *m, uint64_t seq, uint32_t flags, bool no_a
     return flags;
 }
 
-void
-channel_deliver(channel *ch, consumer *c, message *m, uint64_t seq, uint32_t flags)
+static void
+consumer_deliver(consumer *c, message *m, uint64_t seq, uint32_t flags)
 {
+    channel *ch = c->ch;
     uint64_t tag = ch->next_tag++;
     amqp_method d = { .id = AMQP_BASIC_DELIVER };
     d.a.basic_deliver.consumer_tag = c->tag;
@@ -505,9 +506,10 @@ channel_kick(channel *ch)
     }
 }
 
-void
-channel_consumer_cancelled(channel *ch, consumer *c)
+static void
+consumer_cancelled(consumer *c)
 {
+    channel *ch = c->ch;
     if (ch->conn->cap_cancel_notify && !ch->closing) {
         amqp_method m = { .id = AMQP_BASIC_CANCEL };
         m.a.basic_cancel.consumer_tag = c->tag;
@@ -516,6 +518,8 @@ channel_consumer_cancelled(channel *ch, consumer *c)
     }
     channel_remove_consumer(ch, c);
 }
+
+const consumer_ops channel_consumer_ops = { consumer_ready, consumer_deliver, consumer_cancelled };
 
 /* ---- publishing ------------------------------------------------------------ */
 
@@ -604,62 +608,20 @@ channel_store_progress(channel *ch)
 }
 
 /* Routes m from x into its queues, returning it to the publisher if it
- * was mandatory and reached none. A persistent message is queued for the
- * store (once, with an entry per durable queue) before any queue can
- * deliver it. Returns the store batch its confirm must wait for, or 0. */
+ * was mandatory and reached none. Returns the store batch its confirm
+ * must wait for, or 0. */
 static uint64_t
 publish_route(channel *ch, exchange *x, message *m, bool mandatory)
 {
-    route_result *r = &route_scratch;
-    vhost_route(ch->conn->vh, x, m, r);
-    if (r->n == 0) {
-        if (mandatory) {
-            amqp_method ret = { .id = AMQP_BASIC_RETURN };
-            ret.a.basic_return.reply_code = AMQP_NO_ROUTE;
-            ret.a.basic_return.reply_text = AMQP_BYTES_LIT("NO_ROUTE");
-            ret.a.basic_return.exchange = m->exchange;
-            ret.a.basic_return.routing_key = m->routing_key;
-            conn_send_content(ch->conn, ch->id, &ret, m);
-        }
-        return 0;
-    }
-    static uint64_t *dseq;
-    static queue **durable;
-    static uint8_t *done;
-    static size_t cap;
-    if (r->n > cap) {
-        cap = r->n * 2;
-        dseq = realloc(dseq, cap * sizeof *dseq);
-        durable = realloc(durable, cap * sizeof *durable);
-        done = realloc(done, cap);
-        if (!dseq || !durable || !done)
-            abort();
-    }
-    size_t nd = 0;
-    memset(done, 0, r->n);
-    if (m->delivery_mode == 2) {
-        for (size_t i = 0; i < r->n; i++) {
-            queue *q = r->q[i];
-            if (!q->durable || q->exclusive)
-                continue;
-            if (queue_deliver_noack(q, m)) {
-                done[i] = 1;
-                continue;
-            }
-            durable[nd] = q;
-            dseq[nd++] = ++q->next_seq;
-        }
-    }
-    uint64_t batch = persist_publish(m, durable, dseq, nd);
-    size_t di = 0;
-    for (size_t i = 0; i < r->n; i++) {
-        queue *q = r->q[i];
-        if (done[i])
-            continue;
-        if (di < nd && durable[di] == q)
-            queue_publish(q, m, dseq[di++], QE_ON_DISK);
-        else
-            queue_publish(q, m, ++q->next_seq, 0);
+    size_t reached;
+    uint64_t batch = vhost_publish(ch->conn->vh, x, m, &reached);
+    if (reached == 0 && mandatory) {
+        amqp_method ret = { .id = AMQP_BASIC_RETURN };
+        ret.a.basic_return.reply_code = AMQP_NO_ROUTE;
+        ret.a.basic_return.reply_text = AMQP_BYTES_LIT("NO_ROUTE");
+        ret.a.basic_return.exchange = m->exchange;
+        ret.a.basic_return.routing_key = m->routing_key;
+        conn_send_content(ch->conn, ch->id, &ret, m);
     }
     return batch;
 }
@@ -1031,7 +993,9 @@ basic_consume(channel *ch, const amqp_basic_consume *a)
                       BYTES_ARG(q->name), VHOST_ARG(ch));
         return;
     }
-    consumer *c = consumer_add(q, ch, tag, a->no_ack, a->exclusive, ch->prefetch);
+    consumer *c = consumer_add(q, &channel_consumer_ops, ch, tag, a->no_ack, a->exclusive,
+                               ch->prefetch);
+    c->ch = ch;
     map_put(&ch->consumers, c->tag.data, c->tag.len, c);
     if (!a->no_wait) {
         amqp_method ok = { .id = AMQP_BASIC_CONSUME_OK };

@@ -29,6 +29,17 @@ config_defaults(config *c)
     c->storage_sync_interval = 200;
     c->queue_memory_budget = 16u * 1000 * 1000;
     c->disk_free_limit = 50u * 1000 * 1000;
+    snprintf(c->mqtt_bind_addr, sizeof c->mqtt_bind_addr, "0.0.0.0");
+    c->mqtt_port = 1883;
+    c->mqtt_allow_anonymous = true;
+    snprintf(c->mqtt_default_user, sizeof c->mqtt_default_user, "guest");
+    snprintf(c->mqtt_default_pass, sizeof c->mqtt_default_pass, "guest");
+    snprintf(c->mqtt_vhost, sizeof c->mqtt_vhost, "/");
+    snprintf(c->mqtt_exchange, sizeof c->mqtt_exchange, "amq.topic");
+    c->mqtt_prefetch = 10;
+    c->mqtt_max_session_expiry = 86400;
+    c->mqtt_max_packet_size = 268435455;
+    c->mqtt_max_packet_size_unauth = 65536;
 }
 
 int
@@ -81,28 +92,29 @@ parse_bool(const char *s, bool *out)
     return -1;
 }
 
-/* "5672", "127.0.0.1:5672" or ":::5672" as RabbitMQ's listeners accept. */
+/* "5672", "127.0.0.1:5672" or ":::5672" as RabbitMQ's listeners accept;
+ * addr has 64 bytes. */
 static int
-parse_listener(config *c, const char *v)
+parse_listener(char *addr, int *port_out, const char *v)
 {
     const char *colon = strrchr(v, ':');
     uint64_t port;
     if (!colon) {
         if (parse_uint(v, 65535, &port))
             return -1;
-        c->port = (int)port;
+        *port_out = (int)port;
         return 0;
     }
     if (parse_uint(colon + 1, 65535, &port))
         return -1;
     size_t hlen = (size_t)(colon - v);
-    if (hlen == 0 || hlen >= sizeof c->bind_addr)
+    if (hlen == 0 || hlen >= 64)
         return -1;
-    memcpy(c->bind_addr, v, hlen);
-    c->bind_addr[hlen] = 0;
-    if (strcmp(c->bind_addr, "::") == 0)
-        snprintf(c->bind_addr, sizeof c->bind_addr, "::");
-    c->port = (int)port;
+    memcpy(addr, v, hlen);
+    addr[hlen] = 0;
+    if (strcmp(addr, "::") == 0)
+        snprintf(addr, 64, "::");
+    *port_out = (int)port;
     return 0;
 }
 
@@ -122,7 +134,42 @@ config_set(config *c, const char *key, const char *value, char *err, int errlen)
     int rc = 0;
     if (strcmp(key, "listeners.tcp.default") == 0 ||
         strncmp(key, "listeners.tcp.", 14) == 0) {
-        rc = parse_listener(c, value);
+        rc = parse_listener(c->bind_addr, &c->port, value);
+    } else if (strcmp(key, "mqtt.listeners.tcp") == 0) {
+        /* RabbitMQ's way to turn a listener off */
+        if (strcmp(value, "none") != 0) rc = -1;
+        else c->mqtt_port = 0;
+    } else if (strncmp(key, "mqtt.listeners.tcp.", 19) == 0) {
+        rc = parse_listener(c->mqtt_bind_addr, &c->mqtt_port, value);
+    } else if (strcmp(key, "mqtt.allow_anonymous") == 0) {
+        rc = parse_bool(value, &c->mqtt_allow_anonymous);
+    } else if (strcmp(key, "mqtt.default_user") == 0) {
+        rc = copy_str(c->mqtt_default_user, sizeof c->mqtt_default_user, value);
+    } else if (strcmp(key, "mqtt.default_pass") == 0) {
+        rc = copy_str(c->mqtt_default_pass, sizeof c->mqtt_default_pass, value);
+    } else if (strcmp(key, "mqtt.vhost") == 0) {
+        rc = copy_str(c->mqtt_vhost, sizeof c->mqtt_vhost, value);
+    } else if (strcmp(key, "mqtt.exchange") == 0) {
+        rc = copy_str(c->mqtt_exchange, sizeof c->mqtt_exchange, value);
+    } else if (strcmp(key, "mqtt.prefetch") == 0) {
+        rc = parse_uint(value, 65535, &n);
+        if (!rc && n == 0) rc = -1;
+        if (!rc) c->mqtt_prefetch = (uint32_t)n;
+    } else if (strcmp(key, "mqtt.max_session_expiry_interval_seconds") == 0) {
+        if (strcmp(value, "infinity") == 0) {
+            c->mqtt_max_session_expiry = UINT32_MAX;
+        } else {
+            rc = parse_uint(value, UINT32_MAX, &n);
+            if (!rc) c->mqtt_max_session_expiry = (uint32_t)n;
+        }
+    } else if (strcmp(key, "mqtt.max_packet_size_authenticated") == 0) {
+        rc = parse_uint(value, 268435455, &n);
+        if (!rc && n == 0) rc = -1;
+        if (!rc) c->mqtt_max_packet_size = (uint32_t)n;
+    } else if (strcmp(key, "mqtt.max_packet_size_unauthenticated") == 0) {
+        rc = parse_uint(value, 268435455, &n);
+        if (!rc && n == 0) rc = -1;
+        if (!rc) c->mqtt_max_packet_size_unauth = (uint32_t)n;
     } else if (strcmp(key, "heartbeat") == 0) {
         rc = parse_uint(value, 65535, &n);
         if (!rc) c->heartbeat = (uint16_t)n;

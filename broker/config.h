@@ -23,6 +23,19 @@ typedef struct config {
     unsigned storage_sync_interval;/* storage.sync_interval, ms, 200 */
     uint64_t queue_memory_budget;  /* queue_memory_budget, bytes, 16 MB */
     uint64_t disk_free_limit;      /* disk_free_limit.absolute, bytes, 50 MB */
+
+    /* the MQTT plugin (RabbitMQ's mqtt.* keys) */
+    char mqtt_bind_addr[64];       /* "0.0.0.0" unless mqtt.listeners.tcp.* names one */
+    int mqtt_port;                 /* mqtt.listeners.tcp.default, 1883; 0 = none */
+    bool mqtt_allow_anonymous;     /* mqtt.allow_anonymous, true */
+    char mqtt_default_user[128];   /* mqtt.default_user, guest */
+    char mqtt_default_pass[128];   /* mqtt.default_pass, guest */
+    char mqtt_vhost[128];          /* mqtt.vhost, / */
+    char mqtt_exchange[256];       /* mqtt.exchange, amq.topic */
+    uint32_t mqtt_prefetch;        /* mqtt.prefetch: unacked QoS 1/2 per session, 10 */
+    uint32_t mqtt_max_session_expiry; /* mqtt.max_session_expiry_interval_seconds, 86400 */
+    uint32_t mqtt_max_packet_size; /* mqtt.max_packet_size_authenticated, 256 MiB - 1 */
+    uint32_t mqtt_max_packet_size_unauth; /* mqtt.max_packet_size_unauthenticated, 65536 */
 } config;
 
 /* "50MB", "1GB", "512kB", "1TiB" or plain bytes, as RabbitMQ reads sizes

@@ -28,6 +28,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "broker/auth.h"
 #include "broker/conn.h"
 #include "broker/log.h"
 #include "broker/persist.h"
@@ -63,31 +64,6 @@ static conn *dead_list;
 
 /* ---- TCP transport ------------------------------------------------------ */
 
-static ssize_t
-tcp_read(conn *c, void *dst, size_t n)
-{
-    return read(c->fd, dst, n);
-}
-
-static ssize_t
-tcp_writev(conn *c, const struct iovec *iov, int iovcnt)
-{
-    return writev(c->fd, iov, iovcnt);
-}
-
-static void
-tcp_shutdown(conn *c)
-{
-    shutdown(c->fd, SHUT_WR);
-}
-
-static void
-tcp_close(conn *c)
-{
-    close(c->fd);
-}
-
-const transport transport_tcp = { "tcp", tcp_read, tcp_writev, tcp_shutdown, tcp_close };
 
 /* ---- output ------------------------------------------------------------- */
 
@@ -210,8 +186,7 @@ conn_abort(conn *c, const char *why)
     persist_unwait_conn(c);
     conn_release(c);
     conn_unlink(c);
-    c->tr->close(c);
-    c->fd = -1;
+    c->io.tr->close(&c->io);
     c->dead_next = dead_list;
     dead_list = c;
 }
@@ -230,7 +205,7 @@ conn_free(conn *c)
 static void
 conn_linger(conn *c)
 {
-    c->tr->shutdown(c);
+    c->io.tr->shutdown(&c->io);
     c->deadline = ev_now(B.loop) + LINGER_TIMEOUT;
     if (!c->reading) {
         ev_io_start(B.loop, &c->rio);
@@ -260,7 +235,7 @@ conn_flush(conn *c)
 {
     while (buf_used(&c->out)) {
         struct iovec iov = { c->out.data + c->out.off, buf_used(&c->out) };
-        ssize_t n = c->tr->writev(c, &iov, 1);
+        ssize_t n = c->io.tr->writev(&c->io, &iov, 1);
         if (n < 0) {
             if (errno == EINTR)
                 continue;
@@ -611,12 +586,12 @@ handle_start_ok(conn *c, const amqp_connection_start_ok *m)
     amqp_bytes user = { 0 }, pass = { 0 };
     bool ok = parse_credentials(c, m->mechanism, m->response, &user, &pass);
     const config *cfg = &B.cfg;
-    if (ok && !(amqp_bytes_eq_cstr(user, cfg->default_user) &&
-                amqp_bytes_eq_cstr(pass, cfg->default_pass))) {
+    enum auth_result ar = ok ? auth_check(user, pass, c->peer_loopback) : AUTH_OK;
+    if (ar == AUTH_BAD_CREDENTIALS) {
         log_warning("%s: invalid credentials for user '%.*s'", c->name,
                     (int)user.len, user.data);
         ok = false;
-    } else if (ok && cfg->default_user_loopback_only && !c->peer_loopback) {
+    } else if (ar == AUTH_LOOPBACK_ONLY) {
         log_warning("%s: user '%.*s' can only connect via localhost", c->name,
                     (int)user.len, user.data);
         ok = false;
@@ -1089,7 +1064,7 @@ read_cb(struct ev_loop *loop, ev_io *w, int revents)
     }
     while (budget > 0 && c->state != CONN_DEAD && !(conn_paused(c) && c->state == CONN_OPEN)) {
         uint8_t *dst = buf_reserve(&c->in, READ_CHUNK);
-        ssize_t n = c->tr->read(c, dst, c->in.cap - c->in.len);
+        ssize_t n = c->io.tr->read(&c->io, dst, c->in.cap - c->in.len);
         if (n < 0) {
             if (errno == EINTR)
                 continue;
@@ -1162,16 +1137,13 @@ conn_accept(int fd, const char *peer, bool loopback)
     conn *c = calloc(1, sizeof *c);
     if (!c)
         abort();
-    c->fd = fd;
-    c->tr = &transport_tcp;
+    stream_tcp(&c->io, fd);
     c->id = ++B.next_conn_id;
     c->state = CONN_HEADER;
     c->peer_loopback = loopback;
     c->frame_max = AMQP_FRAME_MIN_SIZE;
     snprintf(c->peer, sizeof c->peer, "%s", peer);
     snprintf(c->name, sizeof c->name, "%s (%llu)", peer, (unsigned long long)c->id);
-    int one = 1;
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     ev_io_init(&c->rio, read_cb, fd, EV_READ);
     ev_io_init(&c->wio, write_cb, fd, EV_WRITE);
     ev_init(&c->timer, timer_cb);

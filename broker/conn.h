@@ -11,21 +11,8 @@
 #include <sys/uio.h>
 
 #include "broker/broker.h"
+#include "broker/stream.h"
 
-struct conn;
-
-/* TCP and TLS sit behind this so protocol code never sees OpenSSL.
- * read/writev return bytes, 0 on EOF (read), or -1 with errno (EAGAIN when
- * the socket is not ready). */
-typedef struct transport {
-    const char *name;
-    ssize_t (*read)(struct conn *c, void *dst, size_t n);
-    ssize_t (*writev)(struct conn *c, const struct iovec *iov, int iovcnt);
-    void (*shutdown)(struct conn *c);
-    void (*close)(struct conn *c);
-} transport;
-
-extern const transport transport_tcp;
 
 /* ---- channels ---------------------------------------------------------- */
 
@@ -122,9 +109,7 @@ enum conn_state {
 typedef struct conn {
     ev_io rio, wio;
     ev_timer timer;                /* heartbeats, handshake and close timeouts */
-    int fd;
-    const transport *tr;
-    void *tr_ctx;
+    stream io;
     buf in, out;
     enum conn_state state;
     uint64_t id;
@@ -219,15 +204,10 @@ void channel_method(channel *ch, const amqp_method *m);
 void channel_content_done(channel *ch);
 /* Sends coalesced publisher confirms. */
 void channel_flush_confirms(channel *ch);
-/* Delivers one message to a consumer on this channel. */
-void channel_deliver(channel *ch, consumer *cons, message *m, uint64_t seq,
-                     uint32_t flags);
 /* The store made progress: send confirms and commit-oks now due. */
 void channel_store_progress(channel *ch);
-/* The broker cancelled a consumer (its queue went away). */
-void channel_consumer_cancelled(channel *ch, consumer *cons);
-/* True if the consumer may take one more message now. */
-bool channel_consumer_ready(channel *ch, const consumer *cons);
+/* Consumers on a channel: c->owner and c->ch are the channel. */
+extern const consumer_ops channel_consumer_ops;
 /* Re-run dispatch for every queue a channel consumes from. */
 void channel_kick(channel *ch);
 

@@ -18,6 +18,7 @@ usage(FILE *out)
             "\n"
             "Options:\n"
             "  -p, --port PORT       AMQP listener port (default 5672)\n"
+            "      --mqtt-port PORT  MQTT listener port (default 1883; 0 = none)\n"
             "  -d, --data-dir DIR    where durable state lives (default ./data)\n"
             "  -c, --config FILE     RabbitMQ-style 'key = value' config file\n"
             "  -l, --log-level LVL   debug, info, warning or error (default info)\n"
@@ -33,6 +34,7 @@ main(int argc, char **argv)
 {
     static const struct option opts[] = {
         { "port", required_argument, NULL, 'p' },
+        { "mqtt-port", required_argument, NULL, 'm' },
         { "data-dir", required_argument, NULL, 'd' },
         { "config", required_argument, NULL, 'c' },
         { "log-level", required_argument, NULL, 'l' },
@@ -40,11 +42,12 @@ main(int argc, char **argv)
         { "version", no_argument, NULL, 'V' },
         { NULL, 0, NULL, 0 },
     };
-    const char *config_path = NULL, *port = NULL, *data_dir = NULL, *level = NULL;
+    const char *config_path = NULL, *port = NULL, *mqtt_port = NULL, *data_dir = NULL, *level = NULL;
     int opt;
     while ((opt = getopt_long(argc, argv, "p:d:c:l:hV", opts, NULL)) != -1) {
         switch (opt) {
         case 'p': port = optarg; break;
+        case 'm': mqtt_port = optarg; break;
         case 'd': data_dir = optarg; break;
         case 'c': config_path = optarg; break;
         case 'l': level = optarg; break;
@@ -66,6 +69,7 @@ main(int argc, char **argv)
         return 2;
     }
     if ((port && config_set(&B.cfg, "listeners.tcp.default", port, err, sizeof err)) ||
+        (mqtt_port && config_set(&B.cfg, "mqtt.listeners.tcp.default", mqtt_port, err, sizeof err)) ||
         (data_dir && config_set(&B.cfg, "data_dir", data_dir, err, sizeof err)) ||
         (level && config_set(&B.cfg, "log.console.level", level, err, sizeof err))) {
         fprintf(stderr, "coney: %s\n", err);

@@ -17,6 +17,7 @@ message_new(amqp_bytes exchange_name, amqp_bytes routing_key, uint16_t prop_flag
     uint8_t *p = (uint8_t *)(m + 1);
     m->refs = 1;
     m->disk_refs = 0;
+    m->origin = 0;
     m->id = ++B.next_message_id;
     m->prop_flags = prop_flags;
     m->delivery_mode = 0;

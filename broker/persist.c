@@ -21,6 +21,7 @@
 
 #include "broker/log.h"
 #include "broker/persist.h"
+#include "broker/plugin.h"
 #include "storage/store.h"
 
 uint64_t persist_definition_batch;
@@ -181,6 +182,17 @@ on_store_done(void *ctx)
     ev_async_send(B.loop, &done_watcher);   /* the one thread-safe libev call */
 }
 
+static void (*progress_hooks[4])(void);
+static size_t nprogress_hooks;
+
+void
+persist_on_progress(void (*fn)(void))
+{
+    if (nprogress_hooks == sizeof progress_hooks / sizeof progress_hooks[0])
+        abort();   /* a fixed few, registered at start: our bug */
+    progress_hooks[nprogress_hooks++] = fn;
+}
+
 static void
 done_cb(struct ev_loop *loop, ev_async *w, int revents)
 {
@@ -229,6 +241,8 @@ done_cb(struct ev_loop *loop, ev_async *w, int revents)
         queue_store_progress(q);
         queue_unref(q);
     }
+    for (size_t i = 0; i < nprogress_hooks; i++)
+        progress_hooks[i]();
 }
 
 /* ---- entities ------------------------------------------------------------------ */

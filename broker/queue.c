@@ -144,7 +144,7 @@ queue_next_consumer(queue *q)
 {
     consumer *c = q->consumers;
     for (uint32_t i = 0; i < q->nconsumers; i++, c = c->next) {
-        if (channel_consumer_ready(c->ch, c)) {
+        if (c->ops->ready(c)) {
             q->consumers = c->next;
             return c;
         }
@@ -159,9 +159,9 @@ queue_deliver_noack(queue *q, message *m)
         return false;
     consumer *c = q->consumers;
     for (uint32_t i = 0; i < q->nconsumers; i++, c = c->next) {
-        if (c->no_ack && channel_consumer_ready(c->ch, c)) {
+        if (c->no_ack && c->ops->ready(c)) {
             q->consumers = c->next;
-            channel_deliver(c->ch, c, message_ref(m), ++q->next_seq, 0);
+            c->ops->deliver(c, message_ref(m), ++q->next_seq, 0);
             return true;
         }
     }
@@ -174,7 +174,7 @@ queue_publish(queue *q, message *m, uint64_t seq, uint32_t flags)
     if (q->ready.count == 0 && q->tail_count == 0 && q->nconsumers && !q->dispatching) {
         consumer *c = queue_next_consumer(q);
         if (c) {
-            channel_deliver(c->ch, c, message_ref(m), seq, flags);
+            c->ops->deliver(c, message_ref(m), seq, flags);
             return;
         }
     }
@@ -321,7 +321,7 @@ queue_dispatch(queue *q)
         if (!c)
             break;
         qentry e = queue_take(q);
-        channel_deliver(c->ch, c, e.msg, e.seq, e.flags);
+        c->ops->deliver(c, e.msg, e.seq, e.flags);
         if (q->ready.count < PAGE_BATCH / 2)
             queue_fill(q);
     }
@@ -378,8 +378,8 @@ queue_drop_all(queue *q)
 /* ---- consumers ----------------------------------------------------------- */
 
 consumer *
-consumer_add(queue *q, channel *ch, amqp_bytes tag, bool no_ack,
-             bool exclusive, uint16_t prefetch)
+consumer_add(queue *q, const consumer_ops *ops, void *owner, amqp_bytes tag,
+             bool no_ack, bool exclusive, uint16_t prefetch)
 {
     consumer *c = calloc(1, sizeof *c);
     char *t = malloc(tag.len ? tag.len : 1);
@@ -388,7 +388,8 @@ consumer_add(queue *q, channel *ch, amqp_bytes tag, bool no_ack,
     memcpy(t, tag.data, tag.len);
     c->tag = (amqp_bytes){ t, tag.len };
     c->q = q;
-    c->ch = ch;
+    c->ops = ops;
+    c->owner = owner;
     c->no_ack = no_ack;
     c->exclusive = exclusive;
     c->prefetch = prefetch;

@@ -10,6 +10,7 @@
 #include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -18,12 +19,15 @@
 #include "broker/conn.h"
 #include "broker/log.h"
 #include "broker/persist.h"
+#include "broker/plugin.h"
 #include "broker/server.h"
 
 broker B;
 
 static ev_io listener_watcher;
-static int listener_fd = -1;
+
+static const plugin *const plugins[] = { &mqtt_plugin };
+#define NPLUGINS (sizeof plugins / sizeof plugins[0])
 static ev_signal sigint_watcher, sigterm_watcher;
 static ev_timer stop_timer;
 static ev_timer disk_timer;
@@ -71,10 +75,13 @@ format_peer(const struct sockaddr_storage *ss, char *out, size_t cap)
     snprintf(out, cap, "%s:%d", host, port);
 }
 
+typedef void accept_fn(int fd, const char *peer, bool loopback);
+
 static void
 accept_cb(struct ev_loop *loop, ev_io *w, int revents)
 {
     (void)loop; (void)revents;
+    accept_fn *on_accept = (accept_fn *)(uintptr_t)w->data;
     for (int i = 0; i < 64; i++) {
         struct sockaddr_storage ss;
         socklen_t len = sizeof ss;
@@ -86,7 +93,7 @@ accept_cb(struct ev_loop *loop, ev_io *w, int revents)
         }
         char peer[64];
         format_peer(&ss, peer, sizeof peer);
-        conn_accept(fd, peer, addr_is_loopback(&ss));
+        on_accept(fd, peer, addr_is_loopback(&ss));
     }
 }
 
@@ -120,13 +127,38 @@ listen_on(const char *addr, int port)
     return fd;
 }
 
+int
+server_listen(ev_io *w, const char *addr, int port, accept_fn *on_accept)
+{
+    int fd = listen_on(addr, port);
+    if (fd < 0)
+        return -1;
+    ev_io_init(w, accept_cb, fd, EV_READ);
+    w->data = (void *)(uintptr_t)on_accept;
+    ev_io_start(B.loop, w);
+    return 0;
+}
+
+void
+server_unlisten(ev_io *w)
+{
+    if (w->fd < 0)
+        return;
+    ev_io_stop(B.loop, w);
+    close(w->fd);
+    w->fd = -1;
+}
+
 static void
 stop_check_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
     (void)revents;
     /* Stop once every connection has gone, or after a two-second grace. */
     static int ticks;
-    if (!B.conns || ++ticks > 40) {
+    size_t live = B.conns != NULL;
+    for (size_t i = 0; i < NPLUGINS; i++)
+        live += plugins[i]->clients();
+    if (!live || ++ticks > 40) {
         ev_timer_stop(loop, w);
         ev_break(loop, EVBREAK_ALL);
     }
@@ -144,8 +176,10 @@ signal_cb(struct ev_loop *loop, ev_signal *w, int revents)
     B.stopping = true;
     log_info("received %s, closing connections and stopping",
              w->signum == SIGINT ? "SIGINT" : "SIGTERM");
-    ev_io_stop(loop, &listener_watcher);
+    server_unlisten(&listener_watcher);
     conn_close_all("shutdown");
+    for (size_t i = 0; i < NPLUGINS; i++)
+        plugins[i]->close("shutdown");
     ev_timer_init(&stop_timer, stop_check_cb, 0.05, 0.05);
     ev_timer_start(loop, &stop_timer);
 }
@@ -163,17 +197,20 @@ server_run(void)
         log_error("%s", err);
         return 1;
     }
-    listener_fd = listen_on(B.cfg.bind_addr, B.cfg.port);
-    if (listener_fd < 0) {
-        persist_close();
-        return 1;
-    }
+    listener_watcher.fd = -1;
     conn_init_loop();
+    size_t started = 0;
+    if (server_listen(&listener_watcher, B.cfg.bind_addr, B.cfg.port, conn_accept) != 0)
+        goto fail;
+    for (; started < NPLUGINS; started++) {
+        if (plugins[started]->start(err, sizeof err) != 0) {
+            log_error("%s: %s", plugins[started]->name, err);
+            goto fail;
+        }
+    }
     conn_alarm_changed(persist_disk_check());
     ev_timer_init(&disk_timer, disk_cb, 1.0, 1.0);
     ev_timer_start(B.loop, &disk_timer);
-    ev_io_init(&listener_watcher, accept_cb, listener_fd, EV_READ);
-    ev_io_start(B.loop, &listener_watcher);
     ev_signal_init(&sigint_watcher, signal_cb, SIGINT);
     ev_signal_start(B.loop, &sigint_watcher);
     ev_signal_init(&sigterm_watcher, signal_cb, SIGTERM);
@@ -187,12 +224,23 @@ server_run(void)
      * sanitizer run sees no leaks. */
     while (B.conns)
         conn_abort(B.conns, NULL);
-    ev_run(B.loop, EVRUN_NOWAIT);   /* lets the reaper free them */
-    close(listener_fd);
+    for (size_t i = 0; i < NPLUGINS; i++)
+        plugins[i]->close(NULL);
+    ev_run(B.loop, EVRUN_NOWAIT);   /* lets the reapers free them */
+    server_unlisten(&listener_watcher);
+    for (size_t i = 0; i < NPLUGINS; i++)
+        plugins[i]->finish();
     persist_close();
     for (map_iter it = map_first(&B.vhosts); it.e; map_next(&B.vhosts, &it))
         vhost_free(it.e->value);
     map_free(&B.vhosts);
     log_info("stopped");
     return 0;
+
+fail:
+    server_unlisten(&listener_watcher);
+    while (started > 0)
+        plugins[--started]->finish();
+    persist_close();
+    return 1;
 }

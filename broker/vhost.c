@@ -212,7 +212,7 @@ vhost_queue_delete(vhost *vh, queue *q)
     map_del(&vh->queues, q->name.data, q->name.len);
     vhost_unbind_dest_everywhere(vh, q);
     while (q->consumers)
-        channel_consumer_cancelled(q->consumers->ch, q->consumers);
+        q->consumers->ops->cancelled(q->consumers);
     /* On disk the queue goes in one range delete, unacked entries too. */
     if (q->durable && !q->exclusive)
         persist_queue(q, false);
@@ -335,4 +335,57 @@ vhost *
 broker_vhost(amqp_bytes name)
 {
     return map_get(&B.vhosts, name.data, name.len);
+}
+
+/* A persistent message is queued for the store (once, with an entry per
+ * durable queue) before any queue can deliver it; one waiting no-ack
+ * consumer takes it without a write. */
+uint64_t
+vhost_publish(vhost *vh, exchange *x, message *m, size_t *reached)
+{
+    static route_result scratch;   /* reused by every publish */
+    route_result *r = &scratch;
+    vhost_route(vh, x, m, r);
+    *reached = r->n;
+    if (r->n == 0)
+        return 0;
+    static uint64_t *dseq;
+    static queue **durable;
+    static uint8_t *done;
+    static size_t cap;
+    if (r->n > cap) {
+        cap = r->n * 2;
+        dseq = realloc(dseq, cap * sizeof *dseq);
+        durable = realloc(durable, cap * sizeof *durable);
+        done = realloc(done, cap);
+        if (!dseq || !durable || !done)
+            abort();
+    }
+    size_t nd = 0;
+    memset(done, 0, r->n);
+    if (m->delivery_mode == 2) {
+        for (size_t i = 0; i < r->n; i++) {
+            queue *q = r->q[i];
+            if (!q->durable || q->exclusive)
+                continue;
+            if (queue_deliver_noack(q, m)) {
+                done[i] = 1;
+                continue;
+            }
+            durable[nd] = q;
+            dseq[nd++] = ++q->next_seq;
+        }
+    }
+    uint64_t batch = persist_publish(m, durable, dseq, nd);
+    size_t di = 0;
+    for (size_t i = 0; i < r->n; i++) {
+        queue *q = r->q[i];
+        if (done[i])
+            continue;
+        if (di < nd && durable[di] == q)
+            queue_publish(q, m, dseq[di++], QE_ON_DISK);
+        else
+            queue_publish(q, m, ++q->next_seq, 0);
+    }
+    return batch;
 }

@@ -1,0 +1,519 @@
+/*
+ * MQTT clients: the listener, socket I/O, framing, the gate that sends
+ * each packet to its handler, keepalive, closing; and the plugin's entry
+ * points. One lazy timer per client checks the CONNECT deadline and the
+ * keepalive (1.5 times the interval the client chose) against the time of
+ * the last packet. Output collects in the client's buffer and goes out
+ * with one write before the loop sleeps; a client is never freed inside
+ * its own callback (a check watcher reaps the dead).
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "broker/log.h"
+#include "broker/persist.h"
+#include "broker/plugin.h"
+#include "plugins/mqtt/session.h"
+
+#define READ_CHUNK (64 * 1024)
+#define READ_BUDGET (1024 * 1024)
+#define OUT_HIGH_WATER (4u << 20)
+#define CONNECT_TIMEOUT 10.0
+#define DRAIN_TIMEOUT 2.0
+
+static ev_io listener;
+static ev_prepare flush_watcher;
+static ev_check reap_watcher;
+static mqtt_client *clients, *flush_list, *dead_list, *ack_waiters;
+static size_t nclients;
+
+/* ---- output ----------------------------------------------------------------- */
+
+static void
+want_flush(mqtt_client *c)
+{
+    if (!c->flush_queued && c->state != MC_DEAD) {
+        c->flush_queued = true;
+        c->flush_next = flush_list;
+        flush_list = c;
+    }
+}
+
+uint8_t *
+mqtt_client_reserve(mqtt_client *c, size_t n)
+{
+    uint8_t *p = buf_reserve(&c->out, n);
+    buf_commit(&c->out, n);
+    want_flush(c);
+    return p;
+}
+
+bool
+mqtt_client_writable(const mqtt_client *c)
+{
+    return c->state == MC_OPEN && buf_used(&c->out) < OUT_HIGH_WATER;
+}
+
+static void flush(mqtt_client *c);
+
+static void
+linger_done(mqtt_client *c)
+{
+    mqtt_client_abort(c, NULL);
+}
+
+static void
+flush(mqtt_client *c)
+{
+    while (buf_used(&c->out)) {
+        struct iovec iov = { c->out.data + c->out.off, buf_used(&c->out) };
+        ssize_t n = c->io.tr->writev(&c->io, &iov, 1);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            if (errno == EAGAIN || errno == EWOULDBLOCK) {
+                ev_io_start(B.loop, &c->wio);
+                return;
+            }
+            mqtt_client_abort(c, strerror(errno));
+            return;
+        }
+        buf_consume(&c->out, (size_t)n);
+    }
+    ev_io_stop(B.loop, &c->wio);
+    buf_compact(&c->out);
+    if (c->state == MC_DRAINING) {
+        linger_done(c);
+        return;
+    }
+    /* Room again: consumers held back by the high-water mark go on. */
+    if (c->session)
+        mqtt_session_kick(c->session);
+}
+
+static void
+flush_cb(struct ev_loop *loop, ev_prepare *w, int revents)
+{
+    (void)loop; (void)w; (void)revents;
+    while (flush_list) {
+        mqtt_client *c = flush_list;
+        flush_list = c->flush_next;
+        c->flush_queued = false;
+        if (c->state != MC_DEAD)
+            flush(c);
+    }
+}
+
+static void
+write_cb(struct ev_loop *loop, ev_io *w, int revents)
+{
+    (void)loop; (void)revents;
+    flush((mqtt_client *)((char *)w - offsetof(mqtt_client, wio)));
+}
+
+/* ---- closing ------------------------------------------------------------------ */
+
+static void
+client_release(mqtt_client *c)
+{
+    if (c->ack_waiting) {
+        for (mqtt_client **p = &ack_waiters; *p; p = &(*p)->wait_next) {
+            if (*p == c) {
+                *p = c->wait_next;
+                break;
+            }
+        }
+        c->ack_waiting = false;
+    }
+    mqtt_session *s = c->session;
+    c->session = NULL;
+    message *will = c->will;
+    c->will = NULL;
+    if (s) {
+        s->client = NULL;
+        bool send_will = will && (!c->graceful || c->will_on_close);
+        if (send_will && c->will_delay > 0 && s->durable) {
+            /* MQTT 5 will delay: the session holds it; a reconnect
+             * within the delay cancels it. */
+            s->will = will;
+            will = NULL;
+            ev_timer_set(&s->will_timer, c->will_delay, 0.0);
+            ev_timer_start(B.loop, &s->will_timer);
+        } else if (send_will) {
+            mqtt_will_publish(c->vh, will);
+        }
+        mqtt_session_detach(s);
+    }
+    message_unref(&will);
+    for (int i = 0; i <= MQTT_SERVER_ALIAS_MAX; i++) {
+        free(c->alias[i]);
+        c->alias[i] = NULL;
+    }
+}
+
+void
+mqtt_client_abort(mqtt_client *c, const char *why)
+{
+    if (c->state == MC_DEAD)
+        return;
+    if (why)
+        log_info("closing MQTT connection " MQTT_CLIENT_FMT ": %s", MQTT_CLIENT_ARG(c), why);
+    ev_io_stop(B.loop, &c->rio);
+    ev_io_stop(B.loop, &c->wio);
+    ev_timer_stop(B.loop, &c->timer);
+    c->state = MC_DEAD;
+    client_release(c);
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        clients = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    nclients--;
+    c->io.tr->close(&c->io);
+    c->dead_next = dead_list;
+    dead_list = c;
+}
+
+void
+mqtt_client_close(mqtt_client *c, uint8_t reason, const char *why)
+{
+    if (c->state == MC_DEAD || c->state == MC_DRAINING)
+        return;
+    if (why)
+        log_info("closing MQTT connection " MQTT_CLIENT_FMT ": %s", MQTT_CLIENT_ARG(c), why);
+    if (c->version == MQTT_V5 && c->state == MC_OPEN && reason != 0xff) {
+        mqtt_disconnect d = { .reason = reason };
+        size_t n = mqtt_disconnect_size(&d, MQTT_V5);
+        if (n <= c->max_packet_out || c->max_packet_out == 0)
+            mqtt_disconnect_encode(&d, MQTT_V5, mqtt_client_reserve(c, n));
+    }
+    /* The will goes out now, not after the output drained. */
+    client_release(c);
+    c->state = MC_DRAINING;
+    c->deadline = ev_now(B.loop) + DRAIN_TIMEOUT;
+    if (buf_used(&c->out) == 0)
+        linger_done(c);
+    else
+        want_flush(c);
+}
+
+static void
+reap_cb(struct ev_loop *loop, ev_check *w, int revents)
+{
+    (void)loop; (void)w; (void)revents;
+    while (dead_list) {
+        mqtt_client *c = dead_list;
+        dead_list = c->dead_next;
+        buf_free(&c->in);
+        buf_free(&c->out);
+        free(c->acks);
+        free(c);
+    }
+}
+
+/* ---- acks after commit -------------------------------------------------------- */
+
+static void
+send_ack(mqtt_client *c, uint8_t type, uint16_t id, uint8_t reason)
+{
+    mqtt_ack a = { .type = type, .packet_id = id, .reason = reason };
+    size_t n = mqtt_ack_size(&a, c->version);
+    mqtt_ack_encode(&a, c->version, mqtt_client_reserve(c, n));
+}
+
+/* Sends the acks whose batch has committed, in order. */
+static void
+acks_progress(mqtt_client *c)
+{
+    while (c->acks_head < c->acks_len) {
+        struct mqtt_pending_ack *a = &c->acks[c->acks_head];
+        if (a->batch && !persist_committed(a->batch))
+            break;
+        uint8_t reason = a->reason;
+        /* A failed write is not a success: MQTT 5 says so, older
+         * versions can only be left unacknowledged (the client resends). */
+        bool failed = a->batch && persist_failed(a->batch);
+        if (failed && c->version == MQTT_V5)
+            reason = MQTT_RC_UNSPECIFIED;
+        if (!failed || c->version == MQTT_V5)
+            send_ack(c, a->type, a->packet_id, reason);
+        if (a->type == MQTT_PUBACK || failed) {
+            if (c->inflight_in)
+                c->inflight_in--;
+        }
+        if (failed && a->type == MQTT_PUBREC && c->session) {
+            mqtt_session *s = c->session;
+            for (size_t i = 0; i < s->nqos2_in; i++) {
+                if (s->qos2_in[i] == a->packet_id) {
+                    s->qos2_in[i] = s->qos2_in[--s->nqos2_in];
+                    break;
+                }
+            }
+        }
+        c->acks_head++;
+    }
+    if (c->acks_head == c->acks_len) {
+        c->acks_head = c->acks_len = 0;
+    } else if (!c->ack_waiting) {
+        c->ack_waiting = true;
+        c->wait_next = ack_waiters;
+        ack_waiters = c;
+    }
+}
+
+void
+mqtt_client_ack_after(mqtt_client *c, uint8_t type, uint16_t packet_id, uint8_t reason,
+                      uint64_t batch)
+{
+    if (batch == 0 && c->acks_head == c->acks_len) {
+        send_ack(c, type, packet_id, reason);
+        if (type == MQTT_PUBACK && c->inflight_in)
+            c->inflight_in--;
+        return;
+    }
+    c->acks = buf_array_room(c->acks, sizeof *c->acks, &c->acks_head, &c->acks_len,
+                             &c->acks_cap);
+    c->acks[c->acks_len++] = (struct mqtt_pending_ack){ batch, packet_id, type, reason };
+    acks_progress(c);
+}
+
+static void
+store_progress(void)
+{
+    mqtt_client *list = ack_waiters;
+    ack_waiters = NULL;
+    while (list) {
+        mqtt_client *c = list;
+        list = c->wait_next;
+        c->ack_waiting = false;
+        if (c->state == MC_OPEN || c->state == MC_CONNECTING)
+            acks_progress(c);
+    }
+}
+
+/* ---- input ---------------------------------------------------------------------- */
+
+/* The gate: what may come when, and who handles it. */
+static void
+dispatch(mqtt_client *c, const mqtt_frame *f)
+{
+    if (c->state == MC_CONNECTING) {
+        if (f->type != MQTT_CONNECT) {
+            mqtt_client_abort(c, "first packet is not CONNECT");
+            return;
+        }
+        mqtt_handle_connect(c, f);
+        return;
+    }
+    switch (f->type) {
+    case MQTT_PUBLISH:
+        mqtt_handle_publish(c, f);
+        return;
+    case MQTT_PUBACK: case MQTT_PUBREC: case MQTT_PUBREL: case MQTT_PUBCOMP:
+        mqtt_handle_ack(c, f);
+        return;
+    case MQTT_SUBSCRIBE:
+        mqtt_handle_subscribe(c, f);
+        return;
+    case MQTT_UNSUBSCRIBE:
+        mqtt_handle_unsubscribe(c, f);
+        return;
+    case MQTT_PINGREQ:
+        if (mqtt_pingreq_decode(f, c->version) != MQTT_OK) {
+            mqtt_client_close(c, MQTT_RC_MALFORMED, "malformed PINGREQ");
+            return;
+        }
+        mqtt_pingresp_encode(mqtt_client_reserve(c, MQTT_PING_SIZE));
+        return;
+    case MQTT_DISCONNECT:
+        mqtt_handle_disconnect(c, f);
+        return;
+    case MQTT_CONNECT:
+        mqtt_client_close(c, MQTT_RC_PROTOCOL_ERROR, "second CONNECT");
+        return;
+    case MQTT_AUTH:
+        /* No enhanced authentication is offered, so AUTH never fits. */
+        mqtt_client_close(c, MQTT_RC_PROTOCOL_ERROR, "unexpected AUTH");
+        return;
+    default:
+        mqtt_client_close(c, MQTT_RC_PROTOCOL_ERROR, "a packet only a server sends");
+        return;
+    }
+}
+
+static void
+process(mqtt_client *c)
+{
+    while (c->state == MC_CONNECTING || c->state == MC_OPEN) {
+        mqtt_frame f;
+        size_t used;
+        int rc = mqtt_frame_parse(c->in.data + c->in.off, buf_used(&c->in),
+                                  c->max_packet_in, &f, &used);
+        if (rc == MQTT_NEED_MORE)
+            return;
+        if (rc != MQTT_OK) {
+            char why[96];
+            snprintf(why, sizeof why, "bad packet: %s", mqtt_strerror(rc));
+            if (c->state == MC_CONNECTING)
+                mqtt_client_abort(c, why);
+            else
+                mqtt_client_close(c, (uint8_t)-rc, why);
+            return;
+        }
+        dispatch(c, &f);
+        if (c->state == MC_DEAD)
+            return;
+        buf_consume(&c->in, used);
+    }
+}
+
+static void
+read_cb(struct ev_loop *loop, ev_io *w, int revents)
+{
+    (void)loop; (void)revents;
+    mqtt_client *c = (mqtt_client *)((char *)w - offsetof(mqtt_client, rio));
+    size_t budget = READ_BUDGET;
+    while (budget > 0 && c->state != MC_DEAD) {
+        uint8_t *dst = buf_reserve(&c->in, READ_CHUNK);
+        ssize_t n = c->io.tr->read(&c->io, dst, c->in.cap - c->in.len);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            if (errno != EAGAIN && errno != EWOULDBLOCK)
+                mqtt_client_abort(c, c->state == MC_DRAINING ? NULL : strerror(errno));
+            break;
+        }
+        if (n == 0) {
+            mqtt_client_abort(c, c->state == MC_DRAINING || c->graceful ? NULL
+                                 : "client closed the connection without DISCONNECT");
+            break;
+        }
+        c->last_recv = ev_now(B.loop);
+        if (c->state == MC_DRAINING) {
+            c->in.off = c->in.len = 0;
+            continue;
+        }
+        buf_commit(&c->in, (size_t)n);
+        budget = (size_t)n < budget ? budget - (size_t)n : 0;
+        process(c);
+    }
+    if (c->state != MC_DEAD)
+        buf_compact(&c->in);
+}
+
+static void
+timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)revents;
+    mqtt_client *c = (mqtt_client *)((char *)w - offsetof(mqtt_client, timer));
+    ev_tstamp now = ev_now(loop);
+    switch (c->state) {
+    case MC_CONNECTING:
+        if (now >= c->deadline)
+            mqtt_client_abort(c, "no CONNECT in time");
+        return;
+    case MC_DRAINING:
+        if (now >= c->deadline)
+            mqtt_client_abort(c, NULL);
+        return;
+    case MC_OPEN:
+        /* MQTT-3.1.2-24: one and a half keepalive periods of silence. */
+        if (c->keepalive && now - c->last_recv > 1.5 * c->keepalive)
+            mqtt_client_close(c, MQTT_RC_KEEP_ALIVE_TIMEOUT, "keepalive timeout");
+        return;
+    case MC_DEAD:
+        return;
+    }
+}
+
+static void
+accept_client(int fd, const char *peer, bool loopback)
+{
+    mqtt_client *c = calloc(1, sizeof *c);
+    if (!c)
+        abort();
+    stream_tcp(&c->io, fd);
+    snprintf(c->peer, sizeof c->peer, "%s", peer);
+    c->peer_loopback = loopback;
+    c->state = MC_CONNECTING;
+    c->max_packet_in = B.cfg.mqtt_max_packet_size_unauth;
+    c->receive_max = 65535;
+    ev_io_init(&c->rio, read_cb, fd, EV_READ);
+    ev_io_init(&c->wio, write_cb, fd, EV_WRITE);
+    ev_init(&c->timer, timer_cb);
+    c->last_recv = ev_now(B.loop);
+    c->deadline = c->last_recv + CONNECT_TIMEOUT;
+    /* A coarse tick is enough: keepalives are whole seconds. */
+    ev_timer_set(&c->timer, 0.25, 0.25);
+    ev_timer_start(B.loop, &c->timer);
+    ev_io_start(B.loop, &c->rio);
+    c->reading = true;
+    c->next = clients;
+    if (clients)
+        clients->prev = c;
+    clients = c;
+    nclients++;
+    if (B.stopping)
+        mqtt_client_abort(c, NULL);
+}
+
+/* ---- the plugin ------------------------------------------------------------------- */
+
+static int
+plugin_start(char *err, size_t errlen)
+{
+    listener.fd = -1;
+    if (B.cfg.mqtt_port == 0)
+        return 0;
+    ev_prepare_init(&flush_watcher, flush_cb);
+    ev_prepare_start(B.loop, &flush_watcher);
+    ev_check_init(&reap_watcher, reap_cb);
+    ev_check_start(B.loop, &reap_watcher);
+    persist_on_progress(store_progress);
+    if (mqtt_retain_recover(err, errlen) != 0 || mqtt_sessions_recover(err, errlen) != 0)
+        return -1;
+    if (server_listen(&listener, B.cfg.mqtt_bind_addr, B.cfg.mqtt_port, accept_client) != 0) {
+        snprintf(err, errlen, "cannot open the MQTT listener on %s:%d",
+                 B.cfg.mqtt_bind_addr, B.cfg.mqtt_port);
+        return -1;
+    }
+    log_info("MQTT 3.1/3.1.1/5.0 listening on %s:%d", B.cfg.mqtt_bind_addr, B.cfg.mqtt_port);
+    return 0;
+}
+
+static void
+plugin_close(const char *reason)
+{
+    server_unlisten(&listener);
+    for (mqtt_client *c = clients, *next; c; c = next) {
+        next = c->next;
+        if (reason && c->state == MC_OPEN)
+            mqtt_client_close(c, MQTT_RC_SERVER_SHUTTING_DOWN, NULL);
+        else if (!reason || c->state != MC_DRAINING)
+            mqtt_client_abort(c, NULL);
+    }
+}
+
+static size_t
+plugin_clients(void)
+{
+    return nclients;
+}
+
+static void
+plugin_finish(void)
+{
+    if (B.cfg.mqtt_port == 0)
+        return;
+    reap_cb(B.loop, &reap_watcher, 0);
+    ev_prepare_stop(B.loop, &flush_watcher);
+    ev_check_stop(B.loop, &reap_watcher);
+    mqtt_sessions_free();
+    mqtt_retain_free();
+}
+
+const plugin mqtt_plugin = { "mqtt", plugin_start, plugin_close, plugin_clients, plugin_finish };
