@@ -247,7 +247,8 @@ class Coney:
             logf.write(f"--- bench: starting coney on port {self.port}\n")
             logf.flush()
             self.proc = subprocess.Popen(
-                [self.bin, "--port", str(self.port), "--data-dir", self.data],
+                # No MQTT listener: the scenarios are AMQP, and 1883 may be taken.
+                [self.bin, "--port", str(self.port), "--mqtt-port", "0", "--data-dir", self.data],
                 stdin=subprocess.DEVNULL, stdout=logf, stderr=subprocess.STDOUT,
                 start_new_session=True, preexec_fn=_pdeathsig)
         t0 = time.monotonic()
