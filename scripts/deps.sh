@@ -10,6 +10,7 @@ PACKAGES=(
   librabbitmq-dev     # coney-perf, the load tool (shares no code with the broker)
   # tests: real AMQP clients against a real broker
   python3 python3-pytest python3-pika amqp-tools
+  python3-paho-mqtt mosquitto-clients   # real MQTT clients (mosquitto itself is not needed)
   iproute2            # a network namespace as a second host (loopback_users)
   # sanitizer runtime comes with gcc (libasan, libubsan)
 )

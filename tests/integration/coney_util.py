@@ -64,9 +64,11 @@ class Broker:
     """A broker under test: host/port always; process, log and data dir when
     the tests started it (None when CONEY_TEST_TARGET points elsewhere)."""
 
-    def __init__(self, host, port, proc=None, log_path=None, data_dir=None, workdir=None):
+    def __init__(self, host, port, proc=None, log_path=None, data_dir=None, workdir=None,
+                 mqtt_port=None):
         self.host = host
         self.port = port
+        self.mqtt_port = mqtt_port  # None: no MQTT listener (binary without --mqtt-port)
         self.proc = proc
         self.log_path = log_path
         self.data_dir = data_dir
@@ -132,9 +134,30 @@ class Broker:
             shutil.rmtree(self.workdir, ignore_errors=True)
 
 
+_MQTT_FLAG = {}
+
+
+def has_mqtt_flag(binary):
+    """True if `binary --help` mentions --mqtt-port (checked once per binary):
+    brokers built before the MQTT plugin have no MQTT listener, and the
+    tests must keep running against them."""
+    if binary not in _MQTT_FLAG:
+        try:
+            out = subprocess.run([binary, "--help"], stdin=subprocess.DEVNULL,
+                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                 timeout=20 * SLOW).stdout
+        except (OSError, subprocess.TimeoutExpired):
+            out = b""
+        _MQTT_FLAG[binary] = b"--mqtt-port" in out
+    return _MQTT_FLAG[binary]
+
+
 def start_broker(binary, extra_args=None, port=None, use_port_flag=True, env=None):
     """Start CONEY_BIN on a free port with its own data dir and log file and
-    wait until the port accepts connections."""
+    wait until the port accepts connections. If the binary has an MQTT
+    listener, it gets a free port of its own too (Broker.mqtt_port), passed
+    even when the AMQP port comes from a config file, so that no two brokers
+    of the suite meet on 1883."""
     workdir = tempfile.mkdtemp(prefix="coney-it-")
     data_dir = os.path.join(workdir, "data")
     os.mkdir(data_dir)
@@ -143,6 +166,10 @@ def start_broker(binary, extra_args=None, port=None, use_port_flag=True, env=Non
     args = [binary]
     if use_port_flag:
         args += ["--port", str(port)]
+    mqtt_port = None
+    if "--mqtt-port" not in (extra_args or []) and has_mqtt_flag(binary):
+        mqtt_port = free_port()
+        args += ["--mqtt-port", str(mqtt_port)]
     args += ["--data-dir", data_dir] + list(extra_args or [])
     penv = dict(os.environ)
     penv.setdefault("ASAN_OPTIONS", "detect_leaks=1:abort_on_error=0")
@@ -152,13 +179,14 @@ def start_broker(binary, extra_args=None, port=None, use_port_flag=True, env=Non
     proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=logf, stderr=logf,
                             cwd=workdir, env=penv)
     logf.close()
-    b = Broker("127.0.0.1", port, proc, log_path, data_dir, workdir)
-    if not wait_port("127.0.0.1", port, 20 * SLOW, proc):
-        rc = proc.poll()
-        tail = b.log_tail()
-        b.cleanup()
-        raise AssertionError("broker %s did not accept on port %d (exit %r)\n--- log ---\n%s"
-                             % (" ".join(args), port, rc, tail))
+    b = Broker("127.0.0.1", port, proc, log_path, data_dir, workdir, mqtt_port)
+    for p in (port, mqtt_port):
+        if p is not None and not wait_port("127.0.0.1", p, 20 * SLOW, proc):
+            rc = proc.poll()
+            tail = b.log_tail()
+            b.cleanup()
+            raise AssertionError("broker %s did not accept on port %d (exit %r)\n--- log ---\n%s"
+                                 % (" ".join(args), p, rc, tail))
     return b
 
 
@@ -317,9 +345,10 @@ def start_again(b, wait=True, note="start again"):
     b.stopped = False
     if not wait:
         return None
-    if not wait_port(b.host, b.port, 60 * SLOW, proc):
-        raise AssertionError("broker did not accept on port %d after %s (exit %r)\n--- log ---\n%s"
-                             % (b.port, note, proc.poll(), b.log_tail()))
+    for p in (b.port, b.mqtt_port):
+        if p is not None and not wait_port(b.host, p, 60 * SLOW, proc):
+            raise AssertionError("broker did not accept on port %d after %s (exit %r)\n"
+                                 "--- log ---\n%s" % (p, note, proc.poll(), b.log_tail()))
     return time.monotonic() - t0
 
 
@@ -516,3 +545,56 @@ class BulkChannel:
             parts.append(body)
             got += len(body)
         return tag, bool(bits & 1), flags, props, b"".join(parts)
+
+
+# ------------------------------------------------------------ MQTT
+# The MQTT tests reach a broker through an MqttTarget: Coney's MQTT listener
+# (the shared or a fresh broker), or with CONEY_MQTT_TARGET=host:port any
+# other MQTT broker (Mosquitto, to check that the tests encode the spec).
+
+class MqttTarget:
+    """host and MQTT port; `broker` is the Coney Broker behind it (None for
+    CONEY_MQTT_TARGET)."""
+
+    def __init__(self, host, port, broker=None):
+        self.host = host
+        self.port = port
+        self.broker = broker
+
+    @property
+    def is_coney(self):
+        return self.broker is not None
+
+    def raw(self, version=4, timeout=TIMEOUT):
+        """A raw MQTT socket (mqtt_raw.MqttSocket), not yet connected."""
+        import mqtt_raw
+        return mqtt_raw.MqttSocket(self.host, self.port, timeout, version)
+
+    def client(self, client_id="", version=4, **kw):
+        """A paho-mqtt client wrapper (mqtt_raw.PahoClient), not yet connected."""
+        import mqtt_raw
+        kw.setdefault("timeout", TIMEOUT)
+        return mqtt_raw.PahoClient(self.host, self.port, client_id, version, **kw)
+
+
+def mqtt_target(b):
+    """The MqttTarget of a Coney broker; skips the test when the broker has
+    no MQTT listener (a binary without --mqtt-port, or CONEY_TEST_TARGET
+    pointing at an AMQP-only broker)."""
+    if b.mqtt_port is None:
+        if b.controlled:
+            pytest.skip("broker has no MQTT listener yet (its --help does not mention "
+                        "--mqtt-port)")
+        pytest.skip("CONEY_TEST_TARGET has no MQTT port; set CONEY_MQTT_TARGET")
+    return MqttTarget(b.host, b.mqtt_port, b)
+
+
+def mqtt_id(prefix="c"):
+    """A client id no other test uses (23 characters at most, the limit a
+    3.1 server may enforce)."""
+    return "ct-%s-%s" % (prefix[:6], uuid.uuid4().hex[:12])
+
+
+def mqtt_topic(prefix="t"):
+    """A topic prefix no other test uses (no '.', which maps to '/' in AMQP)."""
+    return "coney-test/%s/%s" % (prefix, uuid.uuid4().hex[:12])

@@ -7,6 +7,11 @@ Environment:
                                validate the suite); tests that must control the
                                process are skipped
   CONEY_TEST_TIMEOUT=seconds   per-test deadline (default 60, x3 when sanitized)
+  CONEY_MQTT_TARGET=host:port  run the MQTT tests against another MQTT broker
+                               (e.g. Mosquitto, to validate them); every test
+                               that needs AMQP, Coney itself or the process
+                               (marked coney_only, or using an AMQP broker
+                               fixture) is skipped
 
 Fixtures:
   broker        the shared broker (one process for the session, restarted if a
@@ -15,6 +20,12 @@ Fixtures:
   coney_bin     path of the binary (skipped with a target)
   conn, ch      a pika BlockingConnection / channel on the shared broker
   rabbitmq      (product, version) when the target is RabbitMQ, else None
+  mqtt          an MqttTarget (coney_util): the shared broker's MQTT listener,
+                or CONEY_MQTT_TARGET; skipped when the broker has none
+
+Markers:
+  coney_only(why)  behaviour of Coney's (or RabbitMQ's) that another MQTT
+                   broker need not share; skipped with CONEY_MQTT_TARGET
 """
 
 import os
@@ -28,6 +39,7 @@ from coney_util import Broker, SLOW, start_broker
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
 TARGET = os.environ.get("CONEY_TEST_TARGET")
+MQTT_TARGET = os.environ.get("CONEY_MQTT_TARGET")
 
 
 def _binary():
@@ -73,8 +85,10 @@ def pytest_runtest_makereport(item, call):
     rep = outcome.get_result()
     if rep.failed:
         seen = set()
-        for name in ("broker", "fresh_broker"):
+        for name in ("broker", "fresh_broker", "mqtt"):
             b = item.funcargs.get(name) if hasattr(item, "funcargs") else None
+            if isinstance(b, coney_util.MqttTarget):
+                b = b.broker
             if isinstance(b, Broker) and b.log_path and b.log_path not in seen:
                 seen.add(b.log_path)
                 rep.sections.append(("coney log tail (%s)" % b.log_path, b.log_tail(80)))
@@ -187,3 +201,38 @@ def rabbitmq(_shared):
     product, version = coney_util.server_product(_shared.get())
     return (product, version) if product == "RabbitMQ" else None
 
+
+
+# ------------------------------------------------------------ MQTT
+
+# Fixtures that need a Coney process or its AMQP port; with CONEY_MQTT_TARGET
+# a test that uses one of them is not an MQTT-only test.
+_AMQP_FIXTURES = ("broker", "fresh_broker", "coney_bin", "conn", "ch", "_shared", "rabbitmq")
+
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", "coney_only(why): Coney behaviour other MQTT brokers need not share; "
+                   "skipped with CONEY_MQTT_TARGET")
+
+
+def pytest_collection_modifyitems(config, items):
+    if not MQTT_TARGET:
+        return
+    for item in items:
+        m = item.get_closest_marker("coney_only")
+        if m is not None:
+            why = m.args[0] if m.args else ""
+            item.add_marker(pytest.mark.skip(reason="coney-only (CONEY_MQTT_TARGET is set): "
+                                             + why))
+        elif any(f in item.fixturenames for f in _AMQP_FIXTURES):
+            item.add_marker(pytest.mark.skip(reason="needs AMQP or the broker process "
+                                             "(CONEY_MQTT_TARGET is set)"))
+
+
+@pytest.fixture
+def mqtt(request):
+    if MQTT_TARGET:
+        host, _, port = MQTT_TARGET.rpartition(":")
+        return coney_util.MqttTarget(host or "127.0.0.1", int(port))
+    return coney_util.mqtt_target(request.getfixturevalue("broker"))
