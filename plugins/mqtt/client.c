@@ -151,7 +151,10 @@ client_release(mqtt_client *c)
     for (int i = 0; i <= MQTT_SERVER_ALIAS_MAX; i++) {
         free(c->alias[i]);
         c->alias[i] = NULL;
+        free(c->out_alias[i]);
+        c->out_alias[i] = NULL;
     }
+    c->out_alias_n = 0;
 }
 
 void

@@ -207,6 +207,9 @@ mqtt_handle_connect(mqtt_client *c, const mqtt_frame *f)
             c->max_packet_out = ct.props.maximum_packet_size;
         if (mqtt_props_has(&ct.props, MQTT_PROP_RECEIVE_MAXIMUM))
             c->receive_max = ct.props.receive_maximum;
+        if (mqtt_props_has(&ct.props, MQTT_PROP_TOPIC_ALIAS_MAXIMUM))
+            c->out_alias_max = ct.props.topic_alias_maximum < MQTT_SERVER_ALIAS_MAX
+                               ? ct.props.topic_alias_maximum : MQTT_SERVER_ALIAS_MAX;
         if (will)
             c->will_delay = mqtt_props_has(&ct.will_props, MQTT_PROP_WILL_DELAY)
                             ? ct.will_props.will_delay : 0;

@@ -128,6 +128,7 @@ enum mqtt_status {
     MQTT_ERR_TOPIC_FILTER = -MQTT_RC_TOPIC_FILTER_INVALID,
     MQTT_ERR_TOPIC_NAME = -MQTT_RC_TOPIC_NAME_INVALID,
     MQTT_ERR_TOO_LARGE = -MQTT_RC_PACKET_TOO_LARGE,
+    MQTT_ERR_TOPIC_ALIAS = -MQTT_RC_TOPIC_ALIAS_INVALID,   /* topic alias 0 */
 };
 
 /* "ok", "need more", or the reason name of -status. Static storage. */
@@ -469,7 +470,8 @@ typedef struct mqtt_publish {
  *  MQTT_ERR_MALFORMED QoS 3, DUP set on QoS 0 (3.1.1, 5), a truncated
  *                     header, bad UTF-8 or properties.
  *  MQTT_ERR_PROTOCOL  packet identifier 0 at QoS 1/2, an empty topic with
- *                     no topic alias, topic alias 0, duplicates.
+ *                     no topic alias, duplicates.
+ *  MQTT_ERR_TOPIC_ALIAS topic alias 0.
  *  MQTT_ERR_TOPIC_NAME a wildcard in the topic name.
  * Resolving a topic alias (and refusing one above the negotiated maximum,
  * 0x94) is the session's work. A PUBLISH from a client must not carry

@@ -561,7 +561,9 @@ mqtt_props_read(mqtt_reader *r, unsigned type, mqtt_props *out)
             break;
         }
         if ((d->rule == PR_NONZERO && v == 0) || (d->rule == PR_BOOL && v > 1)) {
-            mqtt_reader_fail(&pr, MQTT_ERR_PROTOCOL);
+            /* 3.3.2.3.4: alias 0 has a reason of its own */
+            mqtt_reader_fail(&pr, id == MQTT_PROP_TOPIC_ALIAS ? MQTT_ERR_TOPIC_ALIAS
+                                                              : MQTT_ERR_PROTOCOL);
             break;
         }
         out->present |= MQTT_PROP_BIT(id);

@@ -199,15 +199,15 @@ typedef struct match {
 } match;
 
 static void
-match_subs(mqtt_session *s, consumer *c, mqtt_str topic, uint32_t origin, match *out)
+match_subs(mqtt_session *s, const queue *q, mqtt_str topic, uint32_t origin, match *out)
 {
     memset(out, 0, sizeof *out);
     for (size_t i = 0; i < s->nsubs; i++) {
         mqtt_sub *sub = &s->subs[i];
-        if (c == s->c) {
+        if (q == s->q) {
             if (sub->group)
                 continue;
-        } else if (sub->shared_c != c) {
+        } else if (sub->shared_q != q) {
             continue;
         }
         mqtt_str f = { (const uint8_t *)sub->filter, sub->filter_len };
@@ -335,6 +335,36 @@ now_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+/* MQTT 5 topic aliases toward the client: the first out_alias_max
+ * topics sent get an alias for the life of the connection; later sends
+ * of them carry the alias and an empty topic. */
+static bool
+apply_alias(mqtt_client *c, mqtt_publish *p)
+{
+    if (c->version != MQTT_V5 || c->out_alias_max == 0 || p->topic.len > 65535)
+        return false;
+    for (uint16_t a = 1; a <= c->out_alias_n; a++) {
+        if (c->out_alias_len[a] == p->topic.len &&
+            memcmp(c->out_alias[a], p->topic.p, p->topic.len) == 0) {
+            p->props.topic_alias = a;
+            mqtt_props_set(&p->props, MQTT_PROP_TOPIC_ALIAS);
+            p->topic = (mqtt_str){ NULL, 0 };
+            return false;
+        }
+    }
+    if (c->out_alias_n >= c->out_alias_max)
+        return false;
+    uint16_t a = ++c->out_alias_n;
+    c->out_alias[a] = malloc(p->topic.len ? p->topic.len : 1);
+    if (!c->out_alias[a])
+        abort();
+    memcpy(c->out_alias[a], p->topic.p, p->topic.len);
+    c->out_alias_len[a] = (uint16_t)p->topic.len;
+    p->props.topic_alias = a;
+    mqtt_props_set(&p->props, MQTT_PROP_TOPIC_ALIAS);
+    return true;
+}
+
 void
 mqtt_send_publish(mqtt_client *c, const mqtt_publish *p)
 {
@@ -369,9 +399,15 @@ send_message(mqtt_session *s, message *m, uint8_t qos, bool retain, bool dup,
             p.props.n_subids = mt->nsubids;
         }
     }
+    bool new_alias = apply_alias(c, &p);
     size_t n = mqtt_publish_size(&p, c->version);
-    if (n == 0 || (c->max_packet_out && n > c->max_packet_out))
+    if (n == 0 || (c->max_packet_out && n > c->max_packet_out)) {
+        if (new_alias) {           /* the client never learnt it */
+            free(c->out_alias[c->out_alias_n]);
+            c->out_alias[c->out_alias_n--] = NULL;
+        }
         return false;              /* MQTT-3.1.2-25: discard it for this client */
+    }
     mqtt_publish_encode(&p, c->version, mqtt_client_reserve(c, n));
     return true;
 }
@@ -389,7 +425,7 @@ consumer_deliver(consumer *c, message *m, uint64_t seq, uint32_t flags)
     uint8_t *topic = scratch_room(m->routing_key.len + 1);
     mqtt_topic_from_amqp(m->routing_key.data, m->routing_key.len, topic);
     match mt;
-    match_subs(s, c, (mqtt_str){ topic, m->routing_key.len }, m->origin, &mt);
+    match_subs(s, q, (mqtt_str){ topic, m->routing_key.len }, m->origin, &mt);
     bool expired = v.expires_at_ms && v.expires_at_ms <= now_ms();
     uint8_t qos = v.qos < mt.qos ? v.qos : mt.qos;
     if (!mt.matched || expired || !s->client) {
@@ -454,7 +490,9 @@ static void
 inflight_settle(mqtt_session *s, size_t i, bool requeue)
 {
     mqtt_inflight d = s->inflight[i];
-    s->inflight[i] = s->inflight[--s->ninflight];
+    /* kept in send order: a returning client gets them again in order */
+    memmove(&s->inflight[i], &s->inflight[i + 1], (s->ninflight - i - 1) * sizeof *s->inflight);
+    s->ninflight--;
     if (!d.q) {                    /* a retained message sent on subscribe */
         message_unref(&d.msg);
         return;
@@ -496,6 +534,24 @@ send_pubrel(mqtt_client *c, uint16_t id)
     mqtt_ack_encode(&a, c->version, mqtt_client_reserve(c, n));
 }
 
+static void
+resend_inflight(mqtt_session *s)
+{
+    static amqp_pool pool;
+    for (size_t i = 0; i < s->ninflight; i++) {
+        mqtt_inflight *d = &s->inflight[i];
+        amqp_pool_reset(&pool);
+        mqtt_msg_view v;
+        mqtt_message_view(d->msg, &v, &pool);
+        uint8_t *topic = scratch_room(d->msg->routing_key.len + 1);
+        mqtt_topic_from_amqp(d->msg->routing_key.data, d->msg->routing_key.len, topic);
+        match mt;
+        match_subs(s, d->q, (mqtt_str){ topic, d->msg->routing_key.len }, d->msg->origin, &mt);
+        bool retain = d->q ? mt.rap && v.retain : true;
+        send_message(s, d->msg, d->qos, retain, true, d->packet_id, &mt, &v);
+    }
+}
+
 void
 mqtt_session_attach(mqtt_session *s, mqtt_client *c)
 {
@@ -503,8 +559,9 @@ mqtt_session_attach(mqtt_session *s, mqtt_client *c)
     s->client = c;
     c->session = s;
     s->offline_since = 0;
-    /* MQTT-4.4.0-1: PUBRELs first, then the PUBLISHes (requeued at
-     * detach, they come again through the queue with DUP set). */
+    /* MQTT-4.4.0-1: unacknowledged PUBLISHes again, with DUP and their
+     * original packet ids, and the PUBRELs. */
+    resend_inflight(s);
     for (size_t i = 0; i < s->nrel; i++)
         send_pubrel(c, s->rel_pending[i]);
     if (s->q && !s->c)
@@ -518,12 +575,16 @@ mqtt_session_attach(mqtt_session *s, mqtt_client *c)
     mqtt_session_kick(s);
 }
 
+/* Stops the consumers. With requeue, in-flight deliveries go back to
+ * their queues first (so they keep their place); without, the session
+ * keeps them to send again when its client returns. */
 static void
-stop_consuming(mqtt_session *s)
+stop_consuming(mqtt_session *s, bool requeue)
 {
-    /* In-flight deliveries go back first, so they keep their place. */
-    while (s->ninflight)
+    while (requeue && s->ninflight)
         inflight_settle(s, s->ninflight - 1, true);
+    for (size_t i = 0; i < s->ninflight; i++)
+        s->inflight[i].c = NULL;
     if (s->c) {
         consumer *c = s->c;
         s->c = NULL;
@@ -543,7 +604,7 @@ stop_consuming(mqtt_session *s)
 void
 mqtt_session_detach(mqtt_session *s)
 {
-    stop_consuming(s);
+    stop_consuming(s, !s->durable);
     s->client = NULL;
     if (!s->durable) {
         mqtt_session_end(s);
@@ -603,7 +664,7 @@ mqtt_session_end(mqtt_session *s)
         c->session = NULL;
         s->client = NULL;
     }
-    stop_consuming(s);
+    stop_consuming(s, true);
     ev_timer_stop(B.loop, &s->expiry_timer);
     ev_timer_stop(B.loop, &s->will_timer);
     if (s->will) {
@@ -953,7 +1014,7 @@ mqtt_sessions_free(void)
     while (sessions) {
         mqtt_session *s = sessions;
         sessions = s->next;
-        stop_consuming(s);
+        stop_consuming(s, true);
         ev_timer_stop(B.loop, &s->expiry_timer);
         ev_timer_stop(B.loop, &s->will_timer);
         message_unref(&s->will);

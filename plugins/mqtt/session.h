@@ -61,6 +61,11 @@ typedef struct mqtt_client {
     uint16_t inflight_in;          /* its QoS 1/2 publishes we have not acked */
     char *alias[MQTT_SERVER_ALIAS_MAX + 1];   /* client-to-server topic aliases, owned */
     uint16_t alias_len[MQTT_SERVER_ALIAS_MAX + 1];
+    /* server-to-client aliases: the first topics we send, up to the
+     * client's Topic Alias Maximum (and ours), keep their alias */
+    char *out_alias[MQTT_SERVER_ALIAS_MAX + 1];   /* owned; [1..out_alias_n] */
+    uint16_t out_alias_len[MQTT_SERVER_ALIAS_MAX + 1];
+    uint16_t out_alias_max, out_alias_n;
     vhost *vh;
     char user[128];
     struct mqtt_session *session;  /* NULL before CONNECT succeeds */

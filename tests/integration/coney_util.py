@@ -68,7 +68,7 @@ class Broker:
                  mqtt_port=None):
         self.host = host
         self.port = port
-        self.mqtt_port = mqtt_port  # None: no MQTT listener (binary without --mqtt-port)
+        self.mqtt_port = mqtt_port  # None: no MQTT listener (a target, or --mqtt-port 0)
         self.proc = proc
         self.log_path = log_path
         self.data_dir = data_dir
@@ -134,30 +134,13 @@ class Broker:
             shutil.rmtree(self.workdir, ignore_errors=True)
 
 
-_MQTT_FLAG = {}
-
-
-def has_mqtt_flag(binary):
-    """True if `binary --help` mentions --mqtt-port (checked once per binary):
-    brokers built before the MQTT plugin have no MQTT listener, and the
-    tests must keep running against them."""
-    if binary not in _MQTT_FLAG:
-        try:
-            out = subprocess.run([binary, "--help"], stdin=subprocess.DEVNULL,
-                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                 timeout=20 * SLOW).stdout
-        except (OSError, subprocess.TimeoutExpired):
-            out = b""
-        _MQTT_FLAG[binary] = b"--mqtt-port" in out
-    return _MQTT_FLAG[binary]
-
-
-def start_broker(binary, extra_args=None, port=None, use_port_flag=True, env=None):
+def start_broker(binary, extra_args=None, port=None, use_port_flag=True, env=None,
+                 mqtt_port_flag=True):
     """Start CONEY_BIN on a free port with its own data dir and log file and
-    wait until the port accepts connections. If the binary has an MQTT
-    listener, it gets a free port of its own too (Broker.mqtt_port), passed
-    even when the AMQP port comes from a config file, so that no two brokers
-    of the suite meet on 1883."""
+    wait until the port accepts connections. The MQTT listener gets a free
+    port of its own too (Broker.mqtt_port), passed even when the AMQP port
+    comes from a config file, so that no two brokers of the suite meet on
+    1883; extra_args may choose one instead."""
     workdir = tempfile.mkdtemp(prefix="coney-it-")
     data_dir = os.path.join(workdir, "data")
     os.mkdir(data_dir)
@@ -167,7 +150,12 @@ def start_broker(binary, extra_args=None, port=None, use_port_flag=True, env=Non
     if use_port_flag:
         args += ["--port", str(port)]
     mqtt_port = None
-    if "--mqtt-port" not in (extra_args or []) and has_mqtt_flag(binary):
+    extra = list(extra_args or [])
+    if not mqtt_port_flag:
+        mqtt_port = None           # the config file decides
+    elif "--mqtt-port" in extra:
+        mqtt_port = int(extra[extra.index("--mqtt-port") + 1]) or None
+    else:
         mqtt_port = free_port()
         args += ["--mqtt-port", str(mqtt_port)]
     args += ["--data-dir", data_dir] + list(extra_args or [])
@@ -578,13 +566,11 @@ class MqttTarget:
 
 
 def mqtt_target(b):
-    """The MqttTarget of a Coney broker; skips the test when the broker has
-    no MQTT listener (a binary without --mqtt-port, or CONEY_TEST_TARGET
-    pointing at an AMQP-only broker)."""
+    """The MqttTarget of a Coney broker. A broker the tests started always
+    has an MQTT listener (a missing one fails the test); CONEY_TEST_TARGET
+    points at an AMQP broker, so MQTT tests skip there."""
     if b.mqtt_port is None:
-        if b.controlled:
-            pytest.skip("broker has no MQTT listener yet (its --help does not mention "
-                        "--mqtt-port)")
+        assert not b.controlled, "the broker under test has no MQTT listener"
         pytest.skip("CONEY_TEST_TARGET has no MQTT port; set CONEY_MQTT_TARGET")
     return MqttTarget(b.host, b.mqtt_port, b)
 

@@ -21,7 +21,7 @@ Fixtures:
   conn, ch      a pika BlockingConnection / channel on the shared broker
   rabbitmq      (product, version) when the target is RabbitMQ, else None
   mqtt          an MqttTarget (coney_util): the shared broker's MQTT listener,
-                or CONEY_MQTT_TARGET; skipped when the broker has none
+                or CONEY_MQTT_TARGET
 
 Markers:
   coney_only(why)  behaviour of Coney's (or RabbitMQ's) that another MQTT
@@ -200,7 +200,6 @@ def rabbitmq(_shared):
         return None
     product, version = coney_util.server_product(_shared.get())
     return (product, version) if product == "RabbitMQ" else None
-
 
 
 # ------------------------------------------------------------ MQTT

@@ -3,6 +3,7 @@ start their own broker and are skipped when CONEY_TEST_TARGET is set."""
 
 import os
 import signal
+import socket
 import subprocess
 
 import coney_raw as R
@@ -25,7 +26,7 @@ def test_help_exits_zero_and_lists_options(coney_bin):
     p = _run(coney_bin, "--help")
     assert p.returncode == 0, p
     text = (p.stdout + p.stderr).decode(errors="replace")
-    for opt in ("--port", "--data-dir", "--config", "--help", "--version"):
+    for opt in ("--port", "--mqtt-port", "--data-dir", "--config", "--help", "--version"):
         assert opt in text, "%s missing from --help output:\n%s" % (opt, text)
 
 
@@ -107,6 +108,40 @@ def test_config_file_listener_port_is_honoured(coney_bin, tmp_path):
         c.close()
         rc = b.stop(signal.SIGTERM)
         b.check_clean_exit(rc)
+    finally:
+        b.cleanup()
+
+
+def _mqtt_connack(port):
+    """CONNECT as MQTT 3.1.1 and return the CONNACK's bytes."""
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+        s.sendall(bytes.fromhex("100e00044d5154540402003c0002") + b"id")
+        return s.recv(4)
+
+
+def test_config_file_sets_the_mqtt_listener(coney_bin, tmp_path):
+    mport = free_port()
+    conf = tmp_path / "coney.conf"
+    conf.write_text("mqtt.listeners.tcp.default = 127.0.0.1:%d\n" % mport)
+    b = start_broker(coney_bin, extra_args=["--config", str(conf)], mqtt_port_flag=False)
+    try:
+        assert _mqtt_connack(mport) == bytes.fromhex("20020000")
+        b.check_clean_exit(b.stop(signal.SIGTERM))
+    finally:
+        b.cleanup()
+
+
+def test_mqtt_listeners_none_turns_mqtt_off(coney_bin, tmp_path):
+    """RabbitMQ's `listeners.tcp = none` form: AMQP serves, nothing listens
+    for MQTT (not even the default 1883 is tried)."""
+    conf = tmp_path / "coney.conf"
+    conf.write_text("mqtt.listeners.tcp = none\n")
+    b = start_broker(coney_bin, extra_args=["--config", str(conf)], mqtt_port_flag=False)
+    try:
+        c = b.connect()
+        c.close()
+        assert "MQTT" not in b.log()
+        b.check_clean_exit(b.stop(signal.SIGTERM))
     finally:
         b.cleanup()
 

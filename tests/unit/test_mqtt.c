@@ -1054,7 +1054,7 @@ static const wire_case wire_cases[] = {
     { "MQTT-4.7.3-1 empty topic name", MQTT_V311, "30 02 0000", PROTOCOL },
     { "3.3.2.1 empty topic without alias", MQTT_V5, "30 03 0000 00", PROTOCOL },
     { "3.3.2.3.4 empty topic with alias", MQTT_V5, "30 06 0000 03 230001", OK },
-    { "3.3.2.3.4 topic alias 0", MQTT_V5, "30 09 0003 612f62 03 230000", PROTOCOL },
+    { "3.3.2.3.4 topic alias 0", MQTT_V5, "30 09 0003 612f62 03 230000", MQTT_ERR_TOPIC_ALIAS },
     { "MQTT-2.2.1-3 QoS 1 with packet identifier 0", MQTT_V311, "32 07 0003 612f62 0000", PROTOCOL },
     { "PUBLISH topic truncated", MQTT_V311, "30 03 0005 61", MALFORMED },
     { "PUBLISH QoS 1 without room for its packet id", MQTT_V311, "32 05 0003 612f62", MALFORMED },
@@ -1319,7 +1319,7 @@ START_TEST(test_props_value_rules)
     static const struct { const char *hex; unsigned type; int expect; } cases[] = {
         { "03 210000", MQTT_CONNECT, MQTT_ERR_PROTOCOL },           /* receive maximum 0 */
         { "05 2700000000", MQTT_CONNACK, MQTT_ERR_PROTOCOL },       /* maximum packet size 0 */
-        { "03 230000", MQTT_PUBLISH, MQTT_ERR_PROTOCOL },           /* topic alias 0 */
+        { "03 230000", MQTT_PUBLISH, MQTT_ERR_TOPIC_ALIAS },        /* topic alias 0 */
         { "02 0b00", MQTT_SUBSCRIBE, MQTT_ERR_PROTOCOL },           /* subscription id 0 */
         { "02 2402", MQTT_CONNACK, MQTT_ERR_PROTOCOL },             /* maximum QoS 2 */
         { "02 2400", MQTT_CONNACK, MQTT_OK },
