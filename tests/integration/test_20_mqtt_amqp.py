@@ -194,3 +194,55 @@ def test_anonymous_mqtt_client_publishes_into_the_default_vhost(broker):
         pub.publish("n%s/x" % u, b"anonymous", qos=1, pid=1)
     assert get_one(ch, q, auto_ack=True)[2] == b"anonymous"
     conn.close()
+
+
+ALL_BYTES = bytes(range(256)) * 4
+
+
+def test_mqtt5_properties_reach_amqp_as_properties_and_headers(broker):
+    """Content type, correlation data, user properties and message expiry
+    of an MQTT 5 PUBLISH become AMQP content-type, correlation-id, string
+    headers and expiration (ms); the payload passes byte for byte."""
+    mq = mqtt_target(broker)
+    u = uid()
+    conn = broker.connect()
+    ch = conn.channel()
+    q = bound_queue(ch, "p%s.x" % u)
+    pub = mq.client(mqtt_id("p5"), version=M.V5)
+    pub.connect()
+    pub.publish("p%s/x" % u, ALL_BYTES, qos=1, properties={
+        "ContentType": "application/octet-stream", "CorrelationData": b"req-42",
+        "UserProperty": [("site", "north"), ("unit", "C")], "MessageExpiryInterval": 60})
+    pub.disconnect()
+    m, p, body = get_one(ch, q, auto_ack=True)
+    assert body == ALL_BYTES
+    assert p.content_type == "application/octet-stream"
+    assert p.correlation_id == "req-42"
+    assert p.headers["site"] == "north" and p.headers["unit"] == "C", p.headers
+    assert p.headers["x-mqtt-publish-qos"] == 1
+    assert p.expiration == "60000"
+    conn.close()
+
+
+def test_amqp_properties_reach_mqtt5_subscribers(broker):
+    """The other way: AMQP content-type, correlation-id and string headers
+    arrive as MQTT 5 content type, correlation data and user properties,
+    the body byte for byte."""
+    mq = mqtt_target(broker)
+    u = uid()
+    sub = mq.client(mqtt_id("s5"), version=M.V5)
+    sub.connect()
+    sub.subscribe("r%s/#" % u, 1)
+    conn = broker.connect()
+    conn.channel().basic_publish(
+        "amq.topic", "r%s.y" % u, ALL_BYTES,
+        pika.BasicProperties(content_type="text/plain", correlation_id="c-7",
+                             headers={"site": "south", "count": 3}))
+    m = sub.get()
+    assert (m.topic, m.payload) == ("r%s/y" % u, ALL_BYTES)
+    assert m.props.ContentType == "text/plain"
+    assert m.props.CorrelationData == b"c-7"
+    # string headers become user properties; other types have no MQTT form
+    assert m.props.UserProperty == [("site", "south")]
+    sub.disconnect()
+    conn.close()

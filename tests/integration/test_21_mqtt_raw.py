@@ -168,6 +168,14 @@ CASES = [
          "connected", M.publish(TOPIC + "/+", b"x", version=V5),
          # Mosquitto 2.0.11: 0x82 Protocol Error
          Disconnect(0x90, others=(0x82, 0x81))),
+    case("MQTT-1.5.3-1 PUBLISH topic that is not UTF-8 closes", V4, "connected",
+         M.packet(M.PUBLISH, 0, b"\x00\x03a\xc3(" + b"x"), Close()),
+    case("MQTT-1.5.4-1 PUBLISH topic with a UTF-16 surrogate is malformed (5.0)", V5,
+         "connected", M.packet(M.PUBLISH, 0, b"\x00\x05a/\xed\xa0\x80" + b"\x00" + b"x"),
+         Disconnect(0x81, others=(0x82,))),
+    case("MQTT-1.5.4-2 PUBLISH topic with U+0000 is malformed (5.0)", V5, "connected",
+         M.packet(M.PUBLISH, 0, b"\x00\x03a\x00b" + b"\x00" + b"x"),
+         Disconnect(0x81, others=(0x82,))),
     case("MQTT-4.7.3-1 PUBLISH with empty topic closes", V4, "connected",
          M.publish("", b"x"), Close()),
     case("MQTT-2.3.1-1 QoS 1 PUBLISH with packet id 0 closes", V4, "connected",
@@ -240,31 +248,48 @@ CASES = [
 ]
 
 
+def _bystander_round_trip(by, topic):
+    """The bystander publishes to its own subscription and gets it back: a
+    malformed neighbour disturbed nothing."""
+    by.publish(topic, b"still here")
+    p = by.expect(M.PUBLISH)
+    assert p.raw.endswith(b"still here"), p
+
+
 @pytest.mark.parametrize("c", CASES, ids=[c.name for c in CASES])
 def test_conformance(mqtt, c):
     if c.coney and not mqtt.is_coney:
         pytest.skip("coney-only: " + c.coney)
-    with mqtt.raw(c.version) as raw:
-        if c.state == "connected":
-            raw.send(good_connect(c.version))
-            p = raw.expect(M.CONNACK)
-            assert p.rc == 0, p
-        raw.send(c.send)
-        # Cases are judged on everything received from here on.
-        raw.log = b""
-        received = []
-        closed = False
-        try:
-            while True:
-                received.append(raw.read(1.0 if received else TIMEOUT))
-        except M.Closed:
-            closed = True
-        except TimeoutError:
-            pass
-        err = _judge(c.expect, received, closed, mqtt.is_coney)
-        assert err is None, "%s\nsent:\n%s\n%s" % (c.name, hexdump(c.send), err)
-        if not closed:
-            raw.alive()
+    topic = mqtt_topic("bystander")
+    with mqtt.raw(M.V311) as by, mqtt.raw(c.version) as raw:
+        by.connect(mqtt_id("by"))
+        assert by.subscribe(1, [(topic, 0)]) == [0]
+        _conformance_case(raw, c, mqtt.is_coney)
+        _bystander_round_trip(by, topic)
+
+
+def _conformance_case(raw, c, is_coney):
+    """Runs one case on raw and asserts what came back."""
+    if c.state == "connected":
+        raw.send(good_connect(c.version))
+        p = raw.expect(M.CONNACK)
+        assert p.rc == 0, p
+    raw.send(c.send)
+    # Cases are judged on everything received from here on.
+    raw.log = b""
+    received = []
+    closed = False
+    try:
+        while True:
+            received.append(raw.read(1.0 if received else TIMEOUT))
+    except M.Closed:
+        closed = True
+    except TimeoutError:
+        pass
+    err = _judge(c.expect, received, closed, is_coney)
+    assert err is None, "%s\nsent:\n%s\n%s" % (c.name, hexdump(c.send), err)
+    if not closed:
+        raw.alive()
 
 
 def _judge(expect, got, closed, coney):
