@@ -14,3 +14,14 @@ auth_check(amqp_bytes user, amqp_bytes pass, bool loopback)
         return AUTH_LOOPBACK_ONLY;
     return AUTH_OK;
 }
+
+enum auth_result
+auth_check_external(amqp_bytes user, bool loopback)
+{
+    const config *cfg = &B.cfg;
+    if (!amqp_bytes_eq_cstr(user, cfg->default_user))
+        return AUTH_BAD_CREDENTIALS;
+    if (cfg->default_user_loopback_only && !loopback)
+        return AUTH_LOOPBACK_ONLY;
+    return AUTH_OK;
+}

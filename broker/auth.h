@@ -20,5 +20,9 @@ enum auth_result {
  * the peer's address is a loopback one. Logs nothing: the caller knows the
  * connection's name. */
 enum auth_result auth_check(amqp_bytes user, amqp_bytes pass, bool loopback);
+/* A user named by other means than a password (SASL EXTERNAL: the client
+ * certificate): AUTH_OK if the user exists and may connect from here,
+ * AUTH_BAD_CREDENTIALS if there is no such user. */
+enum auth_result auth_check_external(amqp_bytes user, bool loopback);
 
 #endif
