@@ -165,6 +165,47 @@ rec_binding_key(const uint8_t hkey[16], const store_binding *b, uint8_t out[REC_
     rec_sip_final(&h, out + 1);
 }
 
+/* Access control records: the identity's fields in order, as above. */
+static void
+fields_key(uint8_t kind, const uint8_t hkey[16], const store_bytes *f, size_t n,
+           uint8_t out[REC_META_KEY_LEN])
+{
+    rec_sip h;
+    rec_sip_init(&h, hkey);
+    for (size_t i = 0; i < n; i++)
+        sip_field(&h, f[i]);
+    out[0] = kind;
+    rec_sip_final(&h, out + 1);
+}
+
+void
+rec_vhost_key(const uint8_t hkey[16], store_bytes name, uint8_t out[REC_META_KEY_LEN])
+{
+    fields_key(REC_KIND_VHOST, hkey, &name, 1, out);
+}
+
+void
+rec_user_key(const uint8_t hkey[16], store_bytes name, uint8_t out[REC_META_KEY_LEN])
+{
+    fields_key(REC_KIND_USER, hkey, &name, 1, out);
+}
+
+void
+rec_permission_key(const uint8_t hkey[16], store_bytes user, store_bytes vhost,
+                   uint8_t out[REC_META_KEY_LEN])
+{
+    store_bytes f[2] = { user, vhost };
+    fields_key(REC_KIND_PERMISSION, hkey, f, 2, out);
+}
+
+void
+rec_topic_permission_key(const uint8_t hkey[16], store_bytes user, store_bytes vhost,
+                         store_bytes exchange, uint8_t out[REC_META_KEY_LEN])
+{
+    store_bytes f[3] = { user, vhost, exchange };
+    fields_key(REC_KIND_TOPIC_PERMISSION, hkey, f, 3, out);
+}
+
 void
 rec_qentry_key(uint64_t queue_id, uint64_t seq, uint8_t out[REC_QE_KEY_LEN])
 {
@@ -211,6 +252,13 @@ wr_u64(wr *w, uint64_t v)
 {
     rec_put_u64(w->p + w->off, v);
     w->off += 8;
+}
+
+/* Two's complement in a u64. */
+static void
+wr_i64(wr *w, int64_t v)
+{
+    wr_u64(w, (uint64_t)v);
 }
 
 static void
@@ -358,6 +406,88 @@ rec_kv_encode(enum rec_type type, const store_kv *r, uint8_t *out)
     assert(w.off == rec_kv_size(r));
 }
 
+size_t
+rec_vhost_size(const store_vhost *h)
+{
+    return 2 + SHORT(h->name) + LONG(h->description) + LONG(h->tags) + 1
+           + SHORT(h->default_queue_type) + 8 + 8;
+}
+
+void
+rec_vhost_encode(const store_vhost *h, uint8_t *out)
+{
+    wr w = { out, 0 };
+    wr_header(&w, REC_VHOST);
+    wr_short(&w, h->name);
+    wr_long(&w, h->description);
+    wr_long(&w, h->tags);
+    wr_u8(&w, h->flags);
+    wr_short(&w, h->default_queue_type);
+    wr_i64(&w, h->max_connections);
+    wr_i64(&w, h->max_queues);
+    assert(w.off == rec_vhost_size(h));
+}
+
+size_t
+rec_user_size(const store_user *u)
+{
+    return 2 + SHORT(u->name) + SHORT(u->password_hash) + 1 + LONG(u->tags) + 8 + 8;
+}
+
+void
+rec_user_encode(const store_user *u, uint8_t *out)
+{
+    wr w = { out, 0 };
+    wr_header(&w, REC_USER);
+    wr_short(&w, u->name);
+    wr_short(&w, u->password_hash);
+    wr_u8(&w, u->hash_algo);
+    wr_long(&w, u->tags);
+    wr_i64(&w, u->max_connections);
+    wr_i64(&w, u->max_channels);
+    assert(w.off == rec_user_size(u));
+}
+
+size_t
+rec_permission_size(const store_permission *p)
+{
+    return 2 + SHORT(p->user) + SHORT(p->vhost) + LONG(p->configure) + LONG(p->write)
+           + LONG(p->read);
+}
+
+void
+rec_permission_encode(const store_permission *p, uint8_t *out)
+{
+    wr w = { out, 0 };
+    wr_header(&w, REC_PERMISSION);
+    wr_short(&w, p->user);
+    wr_short(&w, p->vhost);
+    wr_long(&w, p->configure);
+    wr_long(&w, p->write);
+    wr_long(&w, p->read);
+    assert(w.off == rec_permission_size(p));
+}
+
+size_t
+rec_topic_permission_size(const store_topic_permission *p)
+{
+    return 2 + SHORT(p->user) + SHORT(p->vhost) + SHORT(p->exchange) + LONG(p->write)
+           + LONG(p->read);
+}
+
+void
+rec_topic_permission_encode(const store_topic_permission *p, uint8_t *out)
+{
+    wr w = { out, 0 };
+    wr_header(&w, REC_TOPIC_PERMISSION);
+    wr_short(&w, p->user);
+    wr_short(&w, p->vhost);
+    wr_short(&w, p->exchange);
+    wr_long(&w, p->write);
+    wr_long(&w, p->read);
+    assert(w.off == rec_topic_permission_size(p));
+}
+
 /* ---- decoding ------------------------------------------------------------------
  * The reader never moves past len: every check is written as
  * "need <= len - off", which cannot overflow since off <= len. A failed
@@ -405,6 +535,17 @@ rd_u64(rd *r)
     uint64_t v = rec_get_u64(r->p + r->off);
     r->off += 8;
     return v;
+}
+
+/* Two's complement from a u64, without relying on the conversion of an
+ * out-of-range unsigned value. */
+static int64_t
+rd_i64(rd *r)
+{
+    uint64_t u = rd_u64(r);
+    if (u <= (uint64_t)INT64_MAX)
+        return (int64_t)u;
+    return -(int64_t)(~u) - 1;
 }
 
 static store_bytes
@@ -568,6 +709,69 @@ rec_kv_decode(enum rec_type type, const uint8_t *v, size_t len, store_kv *out)
     out->vhost = rd_short(&r);
     out->name = rd_short(&r);
     out->data = rd_long(&r);
+    return rd_end(&r);
+}
+
+int
+rec_vhost_decode(const uint8_t *v, size_t len, store_vhost *out)
+{
+    rd r;
+    int rc = rd_begin(&r, v, len, REC_VHOST);
+    if (rc != 0)
+        return rc;
+    out->name = rd_short(&r);
+    out->description = rd_long(&r);
+    out->tags = rd_long(&r);
+    out->flags = rd_u8(&r);
+    out->default_queue_type = rd_short(&r);
+    out->max_connections = rd_i64(&r);
+    out->max_queues = rd_i64(&r);
+    return rd_end(&r);
+}
+
+int
+rec_user_decode(const uint8_t *v, size_t len, store_user *out)
+{
+    rd r;
+    int rc = rd_begin(&r, v, len, REC_USER);
+    if (rc != 0)
+        return rc;
+    out->name = rd_short(&r);
+    out->password_hash = rd_short(&r);
+    out->hash_algo = rd_u8(&r);
+    out->tags = rd_long(&r);
+    out->max_connections = rd_i64(&r);
+    out->max_channels = rd_i64(&r);
+    return rd_end(&r);
+}
+
+int
+rec_permission_decode(const uint8_t *v, size_t len, store_permission *out)
+{
+    rd r;
+    int rc = rd_begin(&r, v, len, REC_PERMISSION);
+    if (rc != 0)
+        return rc;
+    out->user = rd_short(&r);
+    out->vhost = rd_short(&r);
+    out->configure = rd_long(&r);
+    out->write = rd_long(&r);
+    out->read = rd_long(&r);
+    return rd_end(&r);
+}
+
+int
+rec_topic_permission_decode(const uint8_t *v, size_t len, store_topic_permission *out)
+{
+    rd r;
+    int rc = rd_begin(&r, v, len, REC_TOPIC_PERMISSION);
+    if (rc != 0)
+        return rc;
+    out->user = rd_short(&r);
+    out->vhost = rd_short(&r);
+    out->exchange = rd_short(&r);
+    out->write = rd_long(&r);
+    out->read = rd_long(&r);
     return rd_end(&r);
 }
 

@@ -29,24 +29,30 @@ enum { REC_VERSION = 1 };
 /* Record types: the second byte of every value. */
 enum rec_type {
     REC_HASHKEY = 1,      /* meta, kind 0: the SipHash key of this env */
-    REC_VHOST = 2,        /* reserved (meta kind 1) */
+    REC_VHOST = 2,        /* meta kind 1 */
     REC_EXCHANGE = 3,
     REC_QUEUE = 4,
     REC_BINDING = 5,
+    REC_USER = 6,         /* meta kind 5 */
+    REC_PERMISSION = 7,   /* meta kind 6 */
+    REC_TOPIC_PERMISSION = 8, /* meta kind 7 */
     REC_MESSAGE = 16,     /* msgs */
     REC_QENTRY = 17,      /* qidx */
     REC_RETAINED = 18,    /* retained */
     REC_SESSION = 19,     /* sessions */
 };
 
-/* The first byte of a meta key. 5.. are free for users, permissions,
- * policies. */
+/* The first byte of a meta key. 8.. are free for policies and the
+ * like. */
 enum rec_kind {
     REC_KIND_STORE = 0,   /* the store's own records */
     REC_KIND_VHOST = 1,
     REC_KIND_EXCHANGE = 2,
     REC_KIND_QUEUE = 3,
     REC_KIND_BINDING = 4,
+    REC_KIND_USER = 5,
+    REC_KIND_PERMISSION = 6,
+    REC_KIND_TOPIC_PERMISSION = 7,
 };
 
 enum {
@@ -130,6 +136,15 @@ void rec_queue_key(const uint8_t hkey[16], store_bytes vhost, store_bytes name,
                    uint8_t out[REC_META_KEY_LEN]);
 void rec_binding_key(const uint8_t hkey[16], const store_binding *b,
                      uint8_t out[REC_META_KEY_LEN]);
+/* Access control: a vhost and a user are named by their name alone, a
+ * permission by (user, vhost), a topic permission by (user, vhost,
+ * exchange). */
+void rec_vhost_key(const uint8_t hkey[16], store_bytes name, uint8_t out[REC_META_KEY_LEN]);
+void rec_user_key(const uint8_t hkey[16], store_bytes name, uint8_t out[REC_META_KEY_LEN]);
+void rec_permission_key(const uint8_t hkey[16], store_bytes user, store_bytes vhost,
+                        uint8_t out[REC_META_KEY_LEN]);
+void rec_topic_permission_key(const uint8_t hkey[16], store_bytes user, store_bytes vhost,
+                              store_bytes exchange, uint8_t out[REC_META_KEY_LEN]);
 void rec_qentry_key(uint64_t queue_id, uint64_t seq, uint8_t out[REC_QE_KEY_LEN]);
 /* The key of a retained message (name = topic) or a session (name =
  * client id): the hash of vhost and name, the same input as a queue's. */
@@ -157,6 +172,14 @@ void rec_hashkey_encode(const uint8_t hkey[16], uint8_t out[REC_HASHKEY_LEN]);
  * or REC_SESSION. */
 size_t rec_kv_size(const store_kv *r);
 void rec_kv_encode(enum rec_type type, const store_kv *r, uint8_t *out);
+size_t rec_vhost_size(const store_vhost *h);
+void rec_vhost_encode(const store_vhost *h, uint8_t *out);
+size_t rec_user_size(const store_user *u);
+void rec_user_encode(const store_user *u, uint8_t *out);
+size_t rec_permission_size(const store_permission *p);
+void rec_permission_encode(const store_permission *p, uint8_t *out);
+size_t rec_topic_permission_size(const store_topic_permission *p);
+void rec_topic_permission_encode(const store_topic_permission *p, uint8_t *out);
 
 /* Decoders: 0, STORE_ECORRUPT or STORE_EVERSION. The store_bytes of out
  * borrow from v (so, in the store, from the read transaction). A value
@@ -170,6 +193,10 @@ int rec_message_decode(const uint8_t *v, size_t len, store_message *out);
 int rec_qentry_decode(const uint8_t *v, size_t len, store_qentry *out);
 int rec_hashkey_decode(const uint8_t *v, size_t len, uint8_t hkey[16]);
 int rec_kv_decode(enum rec_type type, const uint8_t *v, size_t len, store_kv *out);
+int rec_vhost_decode(const uint8_t *v, size_t len, store_vhost *out);
+int rec_user_decode(const uint8_t *v, size_t len, store_user *out);
+int rec_permission_decode(const uint8_t *v, size_t len, store_permission *out);
+int rec_topic_permission_decode(const uint8_t *v, size_t len, store_topic_permission *out);
 
 /* Logs a record that is being skipped: db name, key in hex, reason. */
 void rec_log_bad(const char *db, const uint8_t *key, size_t klen, int err);

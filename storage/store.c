@@ -1123,6 +1123,118 @@ store_del_session(store *s, store_bytes vhost, store_bytes client_id)
     kv_del(s, REC_DB_SESSIONS, vhost, client_id);
 }
 
+/* Access control records, in meta. The encoders assert their limits;
+ * here the same limits abort in every build, since a put is the broker's
+ * word that the fields fit (store.h). */
+static void
+enc_vhost(const void *rec, uint8_t *out)
+{
+    rec_vhost_encode(rec, out);
+}
+
+static void
+enc_user(const void *rec, uint8_t *out)
+{
+    rec_user_encode(rec, out);
+}
+
+static void
+enc_permission(const void *rec, uint8_t *out)
+{
+    rec_permission_encode(rec, out);
+}
+
+static void
+enc_topic_permission(const void *rec, uint8_t *out)
+{
+    rec_topic_permission_encode(rec, out);
+}
+
+static void
+meta_put(store *s, const char *what, const uint8_t k[REC_META_KEY_LEN],
+         const store_bytes *shorts, size_t nshorts, size_t vlen, rec_encoder enc,
+         const void *rec)
+{
+    bool fits = vlen <= UINT32_MAX;
+    for (size_t i = 0; i < nshorts; i++)
+        fits = fits && shorts[i].len <= REC_SHORT_MAX;
+    if (!fits) {
+        fprintf(stderr, "coney: storage: %s record of %zu bytes has a field too large\n",
+                what, vlen);
+        abort();
+    }
+    queue_put(s, REC_DB_META, k, REC_META_KEY_LEN, vlen, enc, rec, NULL);
+}
+
+void
+store_put_vhost(store *s, const store_vhost *h)
+{
+    uint8_t k[REC_META_KEY_LEN];
+    rec_vhost_key(s->hkey, h->name, k);
+    store_bytes shorts[] = { h->name, h->default_queue_type };
+    meta_put(s, "vhost", k, shorts, 2, rec_vhost_size(h), enc_vhost, h);
+}
+
+void
+store_del_vhost(store *s, store_bytes name)
+{
+    uint8_t k[REC_META_KEY_LEN];
+    rec_vhost_key(s->hkey, name, k);
+    queue_del(s, REC_DB_META, k, sizeof k);
+}
+
+void
+store_put_user(store *s, const store_user *u)
+{
+    uint8_t k[REC_META_KEY_LEN];
+    rec_user_key(s->hkey, u->name, k);
+    store_bytes shorts[] = { u->name, u->password_hash };
+    meta_put(s, "user", k, shorts, 2, rec_user_size(u), enc_user, u);
+}
+
+void
+store_del_user(store *s, store_bytes name)
+{
+    uint8_t k[REC_META_KEY_LEN];
+    rec_user_key(s->hkey, name, k);
+    queue_del(s, REC_DB_META, k, sizeof k);
+}
+
+void
+store_put_permission(store *s, const store_permission *p)
+{
+    uint8_t k[REC_META_KEY_LEN];
+    rec_permission_key(s->hkey, p->user, p->vhost, k);
+    store_bytes shorts[] = { p->user, p->vhost };
+    meta_put(s, "permission", k, shorts, 2, rec_permission_size(p), enc_permission, p);
+}
+
+void
+store_del_permission(store *s, store_bytes user, store_bytes vhost)
+{
+    uint8_t k[REC_META_KEY_LEN];
+    rec_permission_key(s->hkey, user, vhost, k);
+    queue_del(s, REC_DB_META, k, sizeof k);
+}
+
+void
+store_put_topic_permission(store *s, const store_topic_permission *p)
+{
+    uint8_t k[REC_META_KEY_LEN];
+    rec_topic_permission_key(s->hkey, p->user, p->vhost, p->exchange, k);
+    store_bytes shorts[] = { p->user, p->vhost, p->exchange };
+    meta_put(s, "topic permission", k, shorts, 3, rec_topic_permission_size(p),
+             enc_topic_permission, p);
+}
+
+void
+store_del_topic_permission(store *s, store_bytes user, store_bytes vhost, store_bytes exchange)
+{
+    uint8_t k[REC_META_KEY_LEN];
+    rec_topic_permission_key(s->hkey, user, vhost, exchange, k);
+    queue_del(s, REC_DB_META, k, sizeof k);
+}
+
 void
 store_put_message(store *s, const store_message *m, const store_qentry *e, size_t n)
 {
@@ -1333,6 +1445,10 @@ typedef struct meta_walk {
     int (*exchange)(const store_exchange *, void *);
     int (*queue)(const store_queue *, void *);
     int (*binding)(const store_binding *, void *);
+    int (*vhost)(const store_vhost *, void *);
+    int (*user)(const store_user *, void *);
+    int (*permission)(const store_permission *, void *);
+    int (*topic_permission)(const store_topic_permission *, void *);
     void *ctx;
 } meta_walk;
 
@@ -1350,6 +1466,10 @@ meta_visit(const store *s, uint8_t kind, const MDB_val *k, const MDB_val *v,
         store_exchange x;
         store_queue q;
         store_binding b;
+        store_vhost h;
+        store_user u;
+        store_permission p;
+        store_topic_permission t;
     } u;
     int err;
     *called = false;
@@ -1366,11 +1486,33 @@ meta_visit(const store *s, uint8_t kind, const MDB_val *k, const MDB_val *v,
         if (err == 0)
             rec_queue_key(s->hkey, u.q.vhost, u.q.name, want);
         break;
-    default:
+    case REC_KIND_BINDING:
         err = rec_binding_decode(v->mv_data, v->mv_size, &u.b);
         if (err == 0)
             rec_binding_key(s->hkey, &u.b, want);
         break;
+    case REC_KIND_VHOST:
+        err = rec_vhost_decode(v->mv_data, v->mv_size, &u.h);
+        if (err == 0)
+            rec_vhost_key(s->hkey, u.h.name, want);
+        break;
+    case REC_KIND_USER:
+        err = rec_user_decode(v->mv_data, v->mv_size, &u.u);
+        if (err == 0)
+            rec_user_key(s->hkey, u.u.name, want);
+        break;
+    case REC_KIND_PERMISSION:
+        err = rec_permission_decode(v->mv_data, v->mv_size, &u.p);
+        if (err == 0)
+            rec_permission_key(s->hkey, u.p.user, u.p.vhost, want);
+        break;
+    case REC_KIND_TOPIC_PERMISSION:
+        err = rec_topic_permission_decode(v->mv_data, v->mv_size, &u.t);
+        if (err == 0)
+            rec_topic_permission_key(s->hkey, u.t.user, u.t.vhost, u.t.exchange, want);
+        break;
+    default:
+        return STORE_ECORRUPT;   /* no walk over other kinds */
     }
     if (err != 0)
         return err;
@@ -1382,8 +1524,16 @@ meta_visit(const store *s, uint8_t kind, const MDB_val *k, const MDB_val *v,
         return w->exchange(&u.x, w->ctx);
     case REC_KIND_QUEUE:
         return w->queue(&u.q, w->ctx);
-    default:
+    case REC_KIND_BINDING:
         return w->binding(&u.b, w->ctx);
+    case REC_KIND_VHOST:
+        return w->vhost(&u.h, w->ctx);
+    case REC_KIND_USER:
+        return w->user(&u.u, w->ctx);
+    case REC_KIND_PERMISSION:
+        return w->permission(&u.p, w->ctx);
+    default:
+        return w->topic_permission(&u.t, w->ctx);
     }
 }
 
@@ -1429,6 +1579,35 @@ store_each_binding(store_reader *r, int (*fn)(const store_binding *, void *), vo
 {
     meta_walk w = { .binding = fn, .ctx = ctx };
     return meta_each(r, REC_KIND_BINDING, &w);
+}
+
+int
+store_each_vhost(store_reader *r, int (*fn)(const store_vhost *, void *), void *ctx)
+{
+    meta_walk w = { .vhost = fn, .ctx = ctx };
+    return meta_each(r, REC_KIND_VHOST, &w);
+}
+
+int
+store_each_user(store_reader *r, int (*fn)(const store_user *, void *), void *ctx)
+{
+    meta_walk w = { .user = fn, .ctx = ctx };
+    return meta_each(r, REC_KIND_USER, &w);
+}
+
+int
+store_each_permission(store_reader *r, int (*fn)(const store_permission *, void *), void *ctx)
+{
+    meta_walk w = { .permission = fn, .ctx = ctx };
+    return meta_each(r, REC_KIND_PERMISSION, &w);
+}
+
+int
+store_each_topic_permission(store_reader *r, int (*fn)(const store_topic_permission *, void *),
+                            void *ctx)
+{
+    meta_walk w = { .topic_permission = fn, .ctx = ctx };
+    return meta_each(r, REC_KIND_TOPIC_PERMISSION, &w);
 }
 
 int

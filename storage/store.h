@@ -121,6 +121,54 @@ typedef struct store_kv {
     store_bytes vhost, name, data;
 } store_kv;
 
+/* Access control, as RabbitMQ keeps it in its metadata store. Names
+ * (vhost, user, exchange) may be up to 65535 bytes (the broker keeps to
+ * AMQP's 255), as may a password hash and a default queue type; free text
+ * (descriptions, tags, permission patterns) up to 4 GiB. A longer field
+ * is a caller bug and aborts. The store checks none of the contents:
+ * tags, patterns and hashes are the broker's to interpret. */
+
+/* A limit: the most allowed, or STORE_NO_LIMIT (any negative value
+ * reads as no limit; the broker writes -1, as RabbitMQ does). */
+#define STORE_NO_LIMIT ((int64_t)-1)
+
+typedef struct store_vhost {
+    store_bytes name;
+    store_bytes description;
+    store_bytes tags;              /* comma-separated, opaque here */
+    uint8_t flags;                 /* reserved: write 0 */
+    store_bytes default_queue_type; /* may be empty: the broker's default */
+    int64_t max_connections, max_queues;
+} store_vhost;
+
+/* hash_algo: how password_hash was made (RabbitMQ's hashing modules). */
+enum { STORE_HASH_NONE = 0,        /* no password: only other mechanisms */
+       STORE_HASH_SHA256 = 1,      /* rabbit_password_hashing_sha256 */
+       STORE_HASH_SHA512 = 2,      /* rabbit_password_hashing_sha512 */
+       STORE_HASH_MD5 = 3 };       /* rabbit_password_hashing_md5 */
+
+typedef struct store_user {
+    store_bytes name;
+    store_bytes password_hash;     /* raw: salt (4) + digest, opaque here */
+    uint8_t hash_algo;             /* STORE_HASH_*, not checked here */
+    store_bytes tags;              /* comma-separated, opaque here */
+    int64_t max_connections, max_channels;
+} store_user;
+
+/* One per (user, vhost); configure, write and read are regular
+ * expressions on resource names, opaque here. */
+typedef struct store_permission {
+    store_bytes user, vhost;
+    store_bytes configure, write, read;
+} store_permission;
+
+/* One per (user, vhost, exchange); write and read are regular
+ * expressions on routing keys, opaque here. */
+typedef struct store_topic_permission {
+    store_bytes user, vhost, exchange;
+    store_bytes write, read;
+} store_topic_permission;
+
 /* ---- writes (loop thread); each goes into the open batch --------------- */
 
 /* Id of the batch holding the latest write queued (before any write, the
@@ -147,6 +195,23 @@ void store_put_retained(store *s, const store_kv *r);
 void store_del_retained(store *s, store_bytes vhost, store_bytes topic);
 void store_put_session(store *s, const store_kv *r);
 void store_del_session(store *s, store_bytes vhost, store_bytes client_id);
+
+/* Vhosts, users, permissions and topic permissions, one record per
+ * identity (a vhost's or user's name; user and vhost; user, vhost and
+ * exchange): a put replaces the record of the same identity, a delete of
+ * one that does not exist does nothing. The bytes are copied before the
+ * call returns. A delete removes that record only: the exchanges, queues
+ * and permissions of a deleted vhost, or the permissions of a deleted
+ * user, are the broker's to delete. */
+void store_put_vhost(store *s, const store_vhost *h);
+void store_del_vhost(store *s, store_bytes name);
+void store_put_user(store *s, const store_user *u);
+void store_del_user(store *s, store_bytes name);
+void store_put_permission(store *s, const store_permission *p);
+void store_del_permission(store *s, store_bytes user, store_bytes vhost);
+void store_put_topic_permission(store *s, const store_topic_permission *p);
+void store_del_topic_permission(store *s, store_bytes user, store_bytes vhost,
+                                store_bytes exchange);
 
 /* Writes the message record and its first n queue index entries (all with
  * e[i].msg_id == m->id). */
@@ -211,6 +276,19 @@ int store_each_session(store_reader *r, int (*fn)(const store_kv *, void *), voi
 int store_get_retained(store_reader *r, store_bytes vhost, store_bytes topic, store_kv *out);
 int store_get_session(store_reader *r, store_bytes vhost, store_bytes client_id,
                       store_kv *out);
+
+/* Every vhost, user, permission or topic permission, in no useful order
+ * (that of their hashed keys), with the rules of store_each_exchange:
+ * a callback returning non-zero stops the walk and its value is
+ * returned; an undecodable record is logged and skipped, one of a newer
+ * format version stops the walk with STORE_EVERSION. The struct lives
+ * for the call only; its bytes borrow from the reader. */
+int store_each_vhost(store_reader *r, int (*fn)(const store_vhost *, void *), void *ctx);
+int store_each_user(store_reader *r, int (*fn)(const store_user *, void *), void *ctx);
+int store_each_permission(store_reader *r, int (*fn)(const store_permission *, void *),
+                          void *ctx);
+int store_each_topic_permission(store_reader *r,
+                                int (*fn)(const store_topic_permission *, void *), void *ctx);
 
 /* ---- start-up ----------------------------------------------------------------- */
 

@@ -3,7 +3,8 @@
  * every record kind round-trips, the queue index keeps seq order, message
  * reference counts follow fan-out and deletes, the map grows, batches
  * complete in order and group, recovery cleans up after a crash, MQTT
- * retained messages and sessions keep one record per vhost and name, and
+ * retained messages and sessions keep one record per vhost and name,
+ * vhosts, users, permissions and topic permissions one per identity, and
  * the byte layouts match the fixtures in tests/unit/fixtures/.
  */
 #include <ftw.h>
@@ -1708,6 +1709,629 @@ START_TEST(test_corrupt_in_env)
 }
 END_TEST
 
+/* ---- access control: vhosts, users, permissions, topic permissions --------------------- */
+
+/* What a walk over one kind saw, one line per record ("|" between
+ * fields, "," between records), fields longer than 20 bytes shown as
+ * "long<len>"; compared as sets, since the order is the hashed keys'. */
+enum acl_kind { ACL_VHOST, ACL_USER, ACL_PERM, ACL_TOPIC };
+
+static void
+seen_add(kvseen *seen, const char *line)
+{
+    size_t len = strlen(seen->buf);
+    int n = snprintf(seen->buf + len, sizeof seen->buf - len, "%s%s", len > 0 ? "," : "", line);
+    ck_assert_int_lt(n, (int)(sizeof seen->buf - len));
+    seen->count++;
+}
+
+static int
+collect_vhost(const store_vhost *h, void *ctx)
+{
+    char name[32], desc[32], tags[32], dqt[32], line[256];
+    kv_short(name, h->name);
+    kv_short(desc, h->description);
+    kv_short(tags, h->tags);
+    kv_short(dqt, h->default_queue_type);
+    snprintf(line, sizeof line, "%s|%s|%s|%u|%s|%lld|%lld", name, desc, tags, h->flags, dqt,
+             (long long)h->max_connections, (long long)h->max_queues);
+    seen_add(ctx, line);
+    return 0;
+}
+
+static int
+collect_user(const store_user *u, void *ctx)
+{
+    char name[32], tags[32], hash[2 * 64 + 1] = "", line[512];
+    kv_short(name, u->name);
+    kv_short(tags, u->tags);
+    ck_assert_uint_le(u->password_hash.len, 64);
+    for (uint32_t i = 0; i < u->password_hash.len; i++)
+        snprintf(hash + 2 * i, 3, "%02x", u->password_hash.data[i]);
+    snprintf(line, sizeof line, "%s|%s|%u|%s|%lld|%lld", name, hash, u->hash_algo, tags,
+             (long long)u->max_connections, (long long)u->max_channels);
+    seen_add(ctx, line);
+    return 0;
+}
+
+static int
+collect_permission(const store_permission *p, void *ctx)
+{
+    char user[32], vhost[32], conf[32], wr[32], rd[32], line[256];
+    kv_short(user, p->user);
+    kv_short(vhost, p->vhost);
+    kv_short(conf, p->configure);
+    kv_short(wr, p->write);
+    kv_short(rd, p->read);
+    snprintf(line, sizeof line, "%s|%s|%s|%s|%s", user, vhost, conf, wr, rd);
+    seen_add(ctx, line);
+    return 0;
+}
+
+static int
+collect_topic_permission(const store_topic_permission *p, void *ctx)
+{
+    char user[32], vhost[32], x[32], wr[32], rd[32], line[256];
+    kv_short(user, p->user);
+    kv_short(vhost, p->vhost);
+    kv_short(x, p->exchange);
+    kv_short(wr, p->write);
+    kv_short(rd, p->read);
+    snprintf(line, sizeof line, "%s|%s|%s|%s|%s", user, vhost, x, wr, rd);
+    seen_add(ctx, line);
+    return 0;
+}
+
+/* One walk of kind into seen; returns what the walk returned. */
+static int
+acl_each(store_reader *r, enum acl_kind kind, kvseen *seen)
+{
+    switch (kind) {
+    case ACL_VHOST:
+        return store_each_vhost(r, collect_vhost, seen);
+    case ACL_USER:
+        return store_each_user(r, collect_user, seen);
+    case ACL_PERM:
+        return store_each_permission(r, collect_permission, seen);
+    default:
+        return store_each_topic_permission(r, collect_topic_permission, seen);
+    }
+}
+
+static kvseen
+acl_walk(store *s, enum acl_kind kind)
+{
+    kvseen seen = { .count = 0 };
+    seen.buf[0] = '\0';
+    store_reader *r;
+    ck_assert_int_eq(store_read_begin(s, &r), 0);
+    ck_assert_int_eq(acl_each(r, kind, &seen), 0);
+    store_read_end(r);
+    return seen;
+}
+
+/* Exactly count records, each of items among them (whole lines). */
+static void
+acl_expect(store *s, enum acl_kind kind, int count, const char *const *items)
+{
+    kvseen seen = acl_walk(s, kind);
+    ck_assert_msg(seen.count == count, "%d records, not %d: %s", seen.count, count, seen.buf);
+    char padded[sizeof seen.buf + 2], item[512];
+    snprintf(padded, sizeof padded, ",%s,", seen.buf);
+    for (int i = 0; i < count; i++) {
+        snprintf(item, sizeof item, ",%s,", items[i]);
+        ck_assert_msg(strstr(padded, item) != NULL, "%s not in %s", items[i], seen.buf);
+    }
+}
+
+static char long255[256];
+
+static void
+long255_init(void)
+{
+    memset(long255, 'L', 255);
+    long255[255] = '\0';
+}
+
+START_TEST(test_vhost_records)
+{
+    long255_init();
+    store *s = open_store();
+    store_vhost a = { B("/"), B("Default"), B("prod,eu"), 0, B("classic"), STORE_NO_LIMIT,
+                      STORE_NO_LIMIT };
+    store_vhost b = { B("staging"), B(""), B(""), 0, B(""), 10, 0 };   /* 0: none allowed */
+    store_vhost c = { B(long255), B("long"), B(""), 0, B("quorum"), 1, INT64_MAX };
+    store_put_vhost(s, &a);
+    store_put_vhost(s, &b);
+    store_put_vhost(s, &c);
+    /* an exchange, a user of the same name are other kinds */
+    store_exchange x = { B("/"), B("staging"), 1, 0, B("") };
+    store_put_exchange(s, &x);
+    store_user u = { B("staging"), B(""), STORE_HASH_NONE, B(""), -1, -1 };
+    store_put_user(s, &u);
+    settle(s);
+    acl_expect(s, ACL_VHOST, 3, (const char *const[]){
+        "/|Default|prod,eu|0|classic|-1|-1", "staging|||0||10|0",
+        "long255|long||0|quorum|1|9223372036854775807" });
+    ck_assert_int_eq(exchanges(s).count, 1);
+    ck_assert_int_eq(acl_walk(s, ACL_USER).count, 1);
+
+    /* a put of the same name replaces, whatever else changed */
+    a.description = B("the default");
+    a.tags = B("");
+    a.default_queue_type = B("quorum");
+    a.max_connections = 500;
+    a.max_queues = INT64_MIN;
+    store_put_vhost(s, &a);
+    settle(s);
+    acl_expect(s, ACL_VHOST, 3, (const char *const[]){
+        "/|the default||0|quorum|500|-9223372036854775808", "staging|||0||10|0",
+        "long255|long||0|quorum|1|9223372036854775807" });
+
+    store_del_vhost(s, B("staging"));
+    store_del_vhost(s, B(long255));
+    store_del_vhost(s, B("missing"));   /* deleting nothing is fine */
+    settle(s);
+    acl_expect(s, ACL_VHOST, 1, (const char *const[]){
+        "/|the default||0|quorum|500|-9223372036854775808" });
+    ck_assert_int_eq(exchanges(s).count, 1);
+    ck_assert_int_eq(acl_walk(s, ACL_USER).count, 1);
+    store_close(s);
+}
+END_TEST
+
+START_TEST(test_user_records)
+{
+    long255_init();
+    store *s = open_store();
+    /* a hash is raw bytes: zeros and high bytes come back as they went */
+    static const uint8_t hash[] = { 0x90, 0x8d, 0x00, 0x0a, 0xff, 0x00, 0x01 };
+    store_user guest = { B("guest"), { hash, sizeof hash }, STORE_HASH_SHA256,
+                         B("administrator"), STORE_NO_LIMIT, STORE_NO_LIMIT };
+    store_user svc = { B("svc"), B("\x01\x02"), STORE_HASH_SHA512, B("monitoring,mgmt"),
+                       5, 64 };
+    store_user cert = { B(long255), B(""), STORE_HASH_NONE, B(""), 0, 2047 };
+    store_put_user(s, &guest);
+    store_put_user(s, &svc);
+    store_put_user(s, &cert);
+    settle(s);
+    acl_expect(s, ACL_USER, 3, (const char *const[]){
+        "guest|908d000aff0001|1|administrator|-1|-1", "svc|0102|2|monitoring,mgmt|5|64",
+        "long255||0||0|2047" });
+    ck_assert_int_eq(acl_walk(s, ACL_VHOST).count, 0);
+
+    /* a new password replaces the record, not adds one */
+    guest.password_hash = B("\x11\x22\x33");
+    guest.hash_algo = STORE_HASH_MD5;
+    guest.tags = B("");
+    guest.max_channels = 1;
+    store_put_user(s, &guest);
+    settle(s);
+    acl_expect(s, ACL_USER, 3, (const char *const[]){
+        "guest|112233|3||-1|1", "svc|0102|2|monitoring,mgmt|5|64",
+        "long255||0||0|2047" });
+
+    store_del_user(s, B("svc"));
+    store_del_user(s, B("Guest"));       /* names are bytes: another user */
+    store_del_user(s, B(long255));
+    settle(s);
+    acl_expect(s, ACL_USER, 1, (const char *const[]){ "guest|112233|3||-1|1" });
+    store_close(s);
+}
+END_TEST
+
+START_TEST(test_permission_records)
+{
+    long255_init();
+    store *s = open_store();
+    /* the same user in two vhosts, two users in one vhost */
+    store_permission p1 = { B("app"), B("/"), B("^app-"), B("^out"), B("^in") };
+    store_permission p2 = { B("app"), B("staging"), B(".*"), B(".*"), B(".*") };
+    store_permission p3 = { B("ops"), B("/"), B(""), B(""), B(".*") };
+    /* ("ab", "c") and ("a", "bc"): the lengths keep them apart */
+    store_permission p4 = { B("ab"), B("c"), B("1"), B(""), B("") };
+    store_permission p5 = { B("a"), B("bc"), B("2"), B(""), B("") };
+    store_permission p6 = { B(long255), B(long255), B("x"), B("y"), B("z") };
+    store_permission all[] = { p1, p2, p3, p4, p5, p6 };
+    for (size_t i = 0; i < 6; i++)
+        store_put_permission(s, &all[i]);
+    settle(s);
+    acl_expect(s, ACL_PERM, 6, (const char *const[]){
+        "app|/|^app-|^out|^in", "app|staging|.*|.*|.*", "ops|/|||.*", "ab|c|1||", "a|bc|2||",
+        "long255|long255|x|y|z" });
+
+    /* a put of the same user and vhost replaces; the other vhost's stays */
+    p1.configure = B("");
+    p1.read = B("^in|^more");
+    store_put_permission(s, &p1);
+    settle(s);
+    acl_expect(s, ACL_PERM, 6, (const char *const[]){
+        "app|/||^out|^in|^more", "app|staging|.*|.*|.*", "ops|/|||.*", "ab|c|1||", "a|bc|2||",
+        "long255|long255|x|y|z" });
+
+    store_del_permission(s, B("app"), B("staging"));
+    store_del_permission(s, B("a"), B("bc"));
+    store_del_permission(s, B("staging"), B("app"));   /* swapped: no such record */
+    store_del_permission(s, B(long255), B(long255));
+    settle(s);
+    acl_expect(s, ACL_PERM, 3, (const char *const[]){
+        "app|/||^out|^in|^more", "ops|/|||.*", "ab|c|1||" });
+    store_close(s);
+}
+END_TEST
+
+START_TEST(test_topic_permission_records)
+{
+    long255_init();
+    store *s = open_store();
+    store_topic_permission t1 = { B("app"), B("/"), B("amq.topic"), B("^sensors\\."), B(".*") };
+    store_topic_permission t2 = { B("app"), B("/"), B("events"), B(""), B("^a$") };
+    store_topic_permission t3 = { B("app"), B("staging"), B("amq.topic"), B(".*"), B(".*") };
+    store_topic_permission t4 = { B("ops"), B("/"), B("amq.topic"), B(""), B("") };
+    store_topic_permission t5 = { B(long255), B(long255), B(long255), B("w"), B("r") };
+    store_topic_permission all[] = { t1, t2, t3, t4, t5 };
+    for (size_t i = 0; i < 5; i++)
+        store_put_topic_permission(s, &all[i]);
+    /* a plain permission of the same user and vhost is another kind */
+    store_permission p = { B("app"), B("/"), B(".*"), B(".*"), B(".*") };
+    store_put_permission(s, &p);
+    settle(s);
+    acl_expect(s, ACL_TOPIC, 5, (const char *const[]){
+        "app|/|amq.topic|^sensors\\.|.*", "app|/|events||^a$", "app|staging|amq.topic|.*|.*",
+        "ops|/|amq.topic||", "long255|long255|long255|w|r" });
+    ck_assert_int_eq(acl_walk(s, ACL_PERM).count, 1);
+
+    t1.write = B("");
+    store_put_topic_permission(s, &t1);
+    store_del_topic_permission(s, B("app"), B("/"), B("events"));
+    store_del_topic_permission(s, B("app"), B("/"), B("missing"));
+    store_del_topic_permission(s, B(long255), B(long255), B(long255));
+    settle(s);
+    acl_expect(s, ACL_TOPIC, 3, (const char *const[]){
+        "app|/|amq.topic||.*", "app|staging|amq.topic|.*|.*", "ops|/|amq.topic||" });
+    /* deleting the topic permissions leaves the permission */
+    store_del_topic_permission(s, B("app"), B("/"), B("amq.topic"));
+    settle(s);
+    ck_assert_int_eq(acl_walk(s, ACL_TOPIC).count, 2);
+    ck_assert_int_eq(acl_walk(s, ACL_PERM).count, 1);
+    store_close(s);
+}
+END_TEST
+
+static int
+stop_acl(void *ctx)
+{
+    (*(int *)ctx)++;
+    return 5;
+}
+
+static int stop_vhost(const store_vhost *h, void *ctx) { (void)h; return stop_acl(ctx); }
+static int stop_user(const store_user *u, void *ctx) { (void)u; return stop_acl(ctx); }
+static int stop_perm(const store_permission *p, void *ctx) { (void)p; return stop_acl(ctx); }
+static int stop_topic(const store_topic_permission *p, void *ctx) { (void)p; return stop_acl(ctx); }
+
+START_TEST(test_acl_callback_stops)
+{
+    store *s = open_store();
+    const char *names2[] = { "a", "b" };
+    for (int i = 0; i < 2; i++) {
+        store_vhost h = { B(names2[i]), B(""), B(""), 0, B(""), -1, -1 };
+        store_user u = { B(names2[i]), B(""), 0, B(""), -1, -1 };
+        store_permission p = { B(names2[i]), B("/"), B(""), B(""), B("") };
+        store_topic_permission t = { B(names2[i]), B("/"), B("x"), B(""), B("") };
+        store_put_vhost(s, &h);
+        store_put_user(s, &u);
+        store_put_permission(s, &p);
+        store_put_topic_permission(s, &t);
+    }
+    settle(s);
+    store_reader *r;
+    int calls = 0;
+    ck_assert_int_eq(store_read_begin(s, &r), 0);
+    ck_assert_int_eq(store_each_vhost(r, stop_vhost, &calls), 5);
+    ck_assert_int_eq(calls, 1);
+    ck_assert_int_eq(store_each_user(r, stop_user, &calls), 5);
+    ck_assert_int_eq(calls, 2);
+    ck_assert_int_eq(store_each_permission(r, stop_perm, &calls), 5);
+    ck_assert_int_eq(calls, 3);
+    ck_assert_int_eq(store_each_topic_permission(r, stop_topic, &calls), 5);
+    ck_assert_int_eq(calls, 4);
+    store_read_end(r);
+    store_close(s);
+}
+END_TEST
+
+/* The keys are FORMAT.md's: the kind, then SipHash-2-4-128 of the
+ * identity's fields, each as u32 length ‖ bytes. */
+START_TEST(test_acl_keys)
+{
+    uint8_t hk[16], want[16], got[REC_META_KEY_LEN], other[REC_META_KEY_LEN];
+    for (int i = 0; i < 16; i++)
+        hk[i] = (uint8_t)(0x30 + i);
+    /* the worked example: permission of "app" on "/" */
+    static const uint8_t input[] = { 0, 0, 0, 3, 'a', 'p', 'p', 0, 0, 0, 1, '/' };
+    rec_sip h;
+    rec_sip_init(&h, hk);
+    rec_sip_update(&h, input, sizeof input);
+    rec_sip_final(&h, want);
+    rec_permission_key(hk, B("app"), B("/"), got);
+    ck_assert_uint_eq(got[0], 6);
+    ck_assert_mem_eq(got + 1, want, 16);
+    /* (user, vhost) is ordered: "/" on "app" is another record */
+    rec_permission_key(hk, B("/"), B("app"), other);
+    ck_assert(memcmp(got, other, sizeof got) != 0);
+    /* a topic permission adds the exchange */
+    static const uint8_t tinput[] = { 0, 0, 0, 3, 'a', 'p', 'p', 0, 0, 0, 1, '/',
+                                      0, 0, 0, 1, 'x' };
+    rec_sip_init(&h, hk);
+    rec_sip_update(&h, tinput, sizeof tinput);
+    rec_sip_final(&h, want);
+    rec_topic_permission_key(hk, B("app"), B("/"), B("x"), got);
+    ck_assert_uint_eq(got[0], 7);
+    ck_assert_mem_eq(got + 1, want, 16);
+    /* a vhost and a user of one name: one hash, two kinds */
+    static const uint8_t ninput[] = { 0, 0, 0, 5, 'g', 'u', 'e', 's', 't' };
+    rec_sip_init(&h, hk);
+    rec_sip_update(&h, ninput, sizeof ninput);
+    rec_sip_final(&h, want);
+    rec_vhost_key(hk, B("guest"), got);
+    rec_user_key(hk, B("guest"), other);
+    ck_assert_uint_eq(got[0], 1);
+    ck_assert_uint_eq(other[0], 5);
+    ck_assert_mem_eq(got + 1, want, 16);
+    ck_assert_mem_eq(other + 1, want, 16);
+}
+END_TEST
+
+START_TEST(test_acl_reopen)
+{
+    store_config cfg = { .dir = tmpdir, .sync = STORE_SYNC_ALWAYS };
+    store *s = open_cfg(&cfg);
+    store_vhost h = { B("/"), B("Default"), B(""), 0, B("quorum"), -1, 100 };
+    store_user u = { B("guest"), B("\x01\x02\x03\x04"), STORE_HASH_SHA256, B("administrator"),
+                     -1, 8 };
+    store_user gone = { B("gone"), B(""), 0, B(""), -1, -1 };
+    store_permission p = { B("guest"), B("/"), B(".*"), B(".*"), B(".*") };
+    store_topic_permission t = { B("guest"), B("/"), B("amq.topic"), B("a"), B("b") };
+    store_put_vhost(s, &h);
+    store_put_user(s, &u);
+    store_put_user(s, &gone);
+    store_put_permission(s, &p);
+    store_put_topic_permission(s, &t);
+    store_del_user(s, B("gone"));
+    store_close(s);   /* commits what is queued */
+
+    s = open_cfg(&cfg);
+    acl_expect(s, ACL_VHOST, 1, (const char *const[]){ "/|Default||0|quorum|-1|100" });
+    acl_expect(s, ACL_USER, 1, (const char *const[]){ "guest|01020304|1|administrator|-1|8" });
+    acl_expect(s, ACL_PERM, 1, (const char *const[]){ "guest|/|.*|.*|.*" });
+    acl_expect(s, ACL_TOPIC, 1, (const char *const[]){ "guest|/|amq.topic|a|b" });
+    /* the same keys after reopening: a put replaces, a delete finds */
+    u.max_channels = -1;
+    store_put_user(s, &u);
+    store_del_vhost(s, B("/"));
+    store_del_permission(s, B("guest"), B("/"));
+    store_close(s);
+
+    s = open_cfg(&cfg);
+    ck_assert_int_eq(acl_walk(s, ACL_VHOST).count, 0);
+    ck_assert_int_eq(acl_walk(s, ACL_PERM).count, 0);
+    acl_expect(s, ACL_USER, 1, (const char *const[]){ "guest|01020304|1|administrator|-1|-1" });
+    acl_expect(s, ACL_TOPIC, 1, (const char *const[]){ "guest|/|amq.topic|a|b" });
+    store_close(s);
+}
+END_TEST
+
+START_TEST(test_acl_fixtures_valid)
+{
+    uint8_t v[256], enc[256];
+    size_t n;
+
+    n = fixture("vhost.bin", v, sizeof v);
+    store_vhost h;
+    ck_assert_int_eq(rec_vhost_decode(v, n, &h), 0);
+    ck_assert(beq(h.name, "/"));
+    ck_assert(beq(h.description, "Default"));
+    ck_assert(beq(h.tags, "prod"));
+    ck_assert_uint_eq(h.flags, 0);
+    ck_assert(beq(h.default_queue_type, "quorum"));
+    ck_assert(h.max_connections == STORE_NO_LIMIT);
+    ck_assert(h.max_queues == 100);
+    ck_assert_uint_eq(rec_vhost_size(&h), n);
+    rec_vhost_encode(&h, enc);
+    ck_assert_mem_eq(enc, v, n);
+
+    n = fixture("user.bin", v, sizeof v);
+    store_user u;
+    static const uint8_t hash[36] = {
+        0x90, 0x8d, 0xc6, 0x0a, 0xbb, 0x30, 0x04, 0xb3, 0x59, 0x43, 0x31, 0xc9,
+        0x27, 0xde, 0x50, 0x2e, 0x8c, 0x9f, 0x01, 0x5a, 0x28, 0x62, 0x19, 0xef,
+        0x7f, 0xb8, 0xdb, 0xaa, 0x25, 0xbd, 0x06, 0x33, 0x98, 0x52, 0x5a, 0x1e,
+    };
+    ck_assert_int_eq(rec_user_decode(v, n, &u), 0);
+    ck_assert(beq(u.name, "guest"));
+    ck_assert_uint_eq(u.password_hash.len, 36);
+    ck_assert_mem_eq(u.password_hash.data, hash, 36);
+    ck_assert_uint_eq(u.hash_algo, STORE_HASH_SHA256);
+    ck_assert(beq(u.tags, "administrator"));
+    ck_assert(u.max_connections == STORE_NO_LIMIT);
+    ck_assert(u.max_channels == 8);
+    ck_assert_uint_eq(rec_user_size(&u), n);
+    rec_user_encode(&u, enc);
+    ck_assert_mem_eq(enc, v, n);
+
+    n = fixture("permission.bin", v, sizeof v);
+    ck_assert_uint_eq(n, 34);   /* FORMAT.md's worked example */
+    store_permission p;
+    ck_assert_int_eq(rec_permission_decode(v, n, &p), 0);
+    ck_assert(beq(p.user, "app"));
+    ck_assert(beq(p.vhost, "/"));
+    ck_assert(beq(p.configure, "^app-"));
+    ck_assert(beq(p.write, "^out"));
+    ck_assert(beq(p.read, "^in"));
+    ck_assert_uint_eq(rec_permission_size(&p), n);
+    rec_permission_encode(&p, enc);
+    ck_assert_mem_eq(enc, v, n);
+
+    n = fixture("topic-permission.bin", v, sizeof v);
+    store_topic_permission t;
+    ck_assert_int_eq(rec_topic_permission_decode(v, n, &t), 0);
+    ck_assert(beq(t.user, "app"));
+    ck_assert(beq(t.vhost, "/"));
+    ck_assert(beq(t.exchange, "amq.topic"));
+    ck_assert(beq(t.write, "a.*"));
+    ck_assert_uint_eq(t.read.len, 0);
+    ck_assert_uint_eq(rec_topic_permission_size(&t), n);
+    rec_topic_permission_encode(&t, enc);
+    ck_assert_mem_eq(enc, v, n);
+}
+END_TEST
+
+/* Every prefix of a valid value of type, at its exact size so ASan sees
+ * an overread, is corrupt. */
+static void
+acl_prefixes_corrupt(enum acl_kind kind, const uint8_t *v, size_t n)
+{
+    for (size_t cut = 0; cut < n; cut++) {
+        uint8_t *copy = malloc(cut ? cut : 1);
+        memcpy(copy, v, cut);
+        union {
+            store_vhost h;
+            store_user u;
+            store_permission p;
+            store_topic_permission t;
+        } out;
+        int rc;
+        switch (kind) {
+        case ACL_VHOST: rc = rec_vhost_decode(copy, cut, &out.h); break;
+        case ACL_USER: rc = rec_user_decode(copy, cut, &out.u); break;
+        case ACL_PERM: rc = rec_permission_decode(copy, cut, &out.p); break;
+        default: rc = rec_topic_permission_decode(copy, cut, &out.t); break;
+        }
+        ck_assert_msg(rc == STORE_ECORRUPT, "kind %d cut at %zu: %d", kind, cut, rc);
+        free(copy);
+    }
+}
+
+START_TEST(test_acl_fixtures_bad)
+{
+    uint8_t v[256];
+    size_t n;
+    store_vhost h;
+    store_user u;
+    store_permission p;
+    store_topic_permission t;
+
+    n = fixture("user-truncated.bin", v, sizeof v);
+    ck_assert_int_eq(rec_user_decode(v, n, &u), STORE_ECORRUPT);
+    n = fixture("vhost-newer.bin", v, sizeof v);
+    ck_assert_int_eq(rec_vhost_decode(v, n, &h), STORE_EVERSION);
+    n = fixture("permission-trailing.bin", v, sizeof v);
+    ck_assert_int_eq(rec_permission_decode(v, n, &p), STORE_ECORRUPT);
+    ck_assert_int_eq(rec_permission_decode(v, n - 1, &p), 0);
+
+    /* each type read as another is corrupt (a permission and a topic
+     * permission of the same sizes would otherwise pass) */
+    ck_assert_int_eq(rec_topic_permission_decode(v, n - 1, &t), STORE_ECORRUPT);
+    n = fixture("topic-permission.bin", v, sizeof v);
+    ck_assert_int_eq(rec_permission_decode(v, n, &p), STORE_ECORRUPT);
+    acl_prefixes_corrupt(ACL_TOPIC, v, n);
+    n = fixture("user.bin", v, sizeof v);
+    ck_assert_int_eq(rec_vhost_decode(v, n, &h), STORE_ECORRUPT);
+    acl_prefixes_corrupt(ACL_USER, v, n);
+    v[2 + 7] = 0xff;   /* the hash's u16 length, far past the end */
+    ck_assert_int_eq(rec_user_decode(v, n, &u), STORE_ECORRUPT);
+    n = fixture("vhost.bin", v, sizeof v);
+    ck_assert_int_eq(rec_user_decode(v, n, &u), STORE_ECORRUPT);
+    acl_prefixes_corrupt(ACL_VHOST, v, n);
+    v[2 + 3] = 0x80;   /* the description's u32 length */
+    ck_assert_int_eq(rec_vhost_decode(v, n, &h), STORE_ECORRUPT);
+    n = fixture("permission.bin", v, sizeof v);
+    acl_prefixes_corrupt(ACL_PERM, v, n);
+    v[0] = 0;          /* version 0 never existed */
+    ck_assert_int_eq(rec_permission_decode(v, n, &p), STORE_ECORRUPT);
+    v[0] = REC_VERSION + 1;
+    ck_assert_int_eq(rec_permission_decode(v, n, &p), STORE_EVERSION);
+}
+END_TEST
+
+/* Damaged access control records are logged and skipped by the walks;
+ * the good ones around them still come. */
+START_TEST(test_acl_corrupt_in_env)
+{
+    store *s = open_store();
+    uint8_t hk[16];
+    store_hash_key(s, hk);
+    store_vhost va = { B("a"), B(""), B(""), 0, B(""), -1, -1 };
+    store_user ua = { B("a"), B(""), 0, B(""), -1, -1 };
+    store_permission pa = { B("a"), B("/"), B(""), B(""), B("") };
+    store_topic_permission ta = { B("a"), B("/"), B("x"), B(""), B("") };
+    store_put_vhost(s, &va);
+    store_put_user(s, &ua);
+    store_put_permission(s, &pa);
+    store_put_topic_permission(s, &ta);
+
+    uint8_t v[256], k[REC_META_KEY_LEN];
+    size_t n;
+    /* garbage under a vhost key */
+    rec_vhost_key(hk, B("b"), k);
+    n = fixture("message-truncated.bin", v, sizeof v);
+    store_put_raw(s, REC_DB_META, k, sizeof k, v, n);
+    /* a valid vhost ("/") under the key of another name */
+    rec_vhost_key(hk, B("elsewhere"), k);
+    n = fixture("vhost.bin", v, sizeof v);
+    store_put_raw(s, REC_DB_META, k, sizeof k, v, n);
+    /* a vhost key of the wrong length */
+    store_put_raw(s, REC_DB_META, k, 5, v, n);
+    /* a cut user under its right key */
+    rec_user_key(hk, B("guest"), k);
+    n = fixture("user-truncated.bin", v, sizeof v);
+    store_put_raw(s, REC_DB_META, k, sizeof k, v, n);
+    /* a valid user under a permission key: a record of the wrong type */
+    rec_permission_key(hk, B("guest"), B("/"), k);
+    n = fixture("user.bin", v, sizeof v);
+    store_put_raw(s, REC_DB_META, k, sizeof k, v, n);
+    /* a permission with a byte too many, under its right key */
+    rec_permission_key(hk, B("app"), B("/"), k);
+    n = fixture("permission-trailing.bin", v, sizeof v);
+    store_put_raw(s, REC_DB_META, k, sizeof k, v, n);
+    /* a permission ("app", "/") under the topic permission key of
+     * ("app", "/", "") */
+    rec_topic_permission_key(hk, B("app"), B("/"), B(""), k);
+    n = fixture("permission.bin", v, sizeof v);
+    store_put_raw(s, REC_DB_META, k, sizeof k, v, n);
+    settle(s);
+
+    acl_expect(s, ACL_VHOST, 1, (const char *const[]){ "a|||0||-1|-1" });
+    acl_expect(s, ACL_USER, 1, (const char *const[]){ "a||0||-1|-1" });
+    acl_expect(s, ACL_PERM, 1, (const char *const[]){ "a|/|||" });
+    acl_expect(s, ACL_TOPIC, 1, (const char *const[]){ "a|/|x||" });
+
+    /* a put over a damaged record repairs it, a delete removes it */
+    store_user guest = { B("guest"), B("\x01"), STORE_HASH_SHA256, B(""), -1, -1 };
+    store_put_user(s, &guest);
+    store_del_permission(s, B("guest"), B("/"));
+    store_del_topic_permission(s, B("app"), B("/"), B(""));
+    settle(s);
+    acl_expect(s, ACL_USER, 2, (const char *const[]){ "a||0||-1|-1", "guest|01|1||-1|-1" });
+    acl_expect(s, ACL_PERM, 1, (const char *const[]){ "a|/|||" });
+
+    /* a record of a newer version stops the walk with STORE_EVERSION */
+    rec_vhost_key(hk, B("/"), k);
+    n = fixture("vhost-newer.bin", v, sizeof v);
+    store_put_raw(s, REC_DB_META, k, sizeof k, v, n);
+    settle(s);
+    kvseen none = { .count = 0 };
+    none.buf[0] = '\0';
+    store_reader *r;
+    ck_assert_int_eq(store_read_begin(s, &r), 0);
+    ck_assert_int_eq(acl_each(r, ACL_VHOST, &none), STORE_EVERSION);
+    ck_assert_int_eq(acl_each(r, ACL_USER, &none), 0);
+    store_read_end(r);
+    store_close(s);
+}
+END_TEST
+
 START_TEST(test_hashkey_persists)
 {
     uint8_t k1[16], k2[16];
@@ -1765,6 +2389,15 @@ suite_store(void)
     tcase_add_test(tc, test_kv_long_names);
     tcase_add_test(tc, test_kv_key);
     tcase_add_test(tc, test_kv_corrupt_in_env);
+    tcase_add_test(tc, test_vhost_records);
+    tcase_add_test(tc, test_user_records);
+    tcase_add_test(tc, test_permission_records);
+    tcase_add_test(tc, test_topic_permission_records);
+    tcase_add_test(tc, test_acl_callback_stops);
+    tcase_add_test(tc, test_acl_keys);
+    tcase_add_test(tc, test_acl_fixtures_valid);
+    tcase_add_test(tc, test_acl_fixtures_bad);
+    tcase_add_test(tc, test_acl_corrupt_in_env);
     tcase_add_test(tc, test_hashkey_persists);
     tcase_add_test(tc, test_open_errors);
     suite_add_tcase(s, tc);
@@ -1792,6 +2425,7 @@ suite_store(void)
     tcase_add_test(tc, test_reopen);
     tcase_add_test(tc, test_append_after_reopen);
     tcase_add_test(tc, test_kv_reopen);
+    tcase_add_test(tc, test_acl_reopen);
     suite_add_tcase(s, tc);
     return s;
 }
