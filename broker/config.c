@@ -40,6 +40,10 @@ config_defaults(config *c)
     c->mqtt_max_session_expiry = 86400;
     c->mqtt_max_packet_size = 268435455;
     c->mqtt_max_packet_size_unauth = 65536;
+    snprintf(c->tls_bind_addr, sizeof c->tls_bind_addr, "0.0.0.0");
+    snprintf(c->mqtt_tls_bind_addr, sizeof c->mqtt_tls_bind_addr, "0.0.0.0");
+    c->tls_versions = CONFIG_TLS_1_2 | CONFIG_TLS_1_3;
+    snprintf(c->auth_mechanisms, sizeof c->auth_mechanisms, "PLAIN AMQPLAIN");
 }
 
 int
@@ -124,6 +128,83 @@ copy_str(char *dst, size_t cap, const char *v)
     if (strlen(v) >= cap)
         return -1;
     memcpy(dst, v, strlen(v) + 1);
+    return 0;
+}
+
+/* Appends v to a list joined by sep, unless it is there already. */
+static int
+list_add(char *list, size_t cap, char sep, const char *v)
+{
+    size_t len = strlen(list), vlen = strlen(v);
+    if (vlen == 0 || memchr(v, sep, vlen))
+        return -1;
+    for (const char *p = list; *p; ) {
+        const char *e = strchr(p, sep);
+        size_t n = e ? (size_t)(e - p) : strlen(p);
+        if (n == vlen && memcmp(p, v, n) == 0)
+            return 0;
+        p += n + (e != NULL);
+    }
+    if (len + (len > 0) + vlen >= cap)
+        return -1;
+    if (len > 0)
+        list[len++] = sep;
+    memcpy(list + len, v, vlen + 1);
+    return 0;
+}
+
+/* The TLS and SASL keys. Returns 1 when key is not one of them. */
+static int
+config_set_tls(config *c, const char *key, const char *value)
+{
+    if (strcmp(key, "listeners.ssl") == 0) {
+        if (strcmp(value, "none") != 0) return -1;
+        c->tls_port = 0;
+    } else if (strncmp(key, "listeners.ssl.", 14) == 0) {
+        return parse_listener(c->tls_bind_addr, &c->tls_port, value);
+    } else if (strcmp(key, "mqtt.listeners.ssl") == 0) {
+        if (strcmp(value, "none") != 0) return -1;
+        c->mqtt_tls_port = 0;
+    } else if (strncmp(key, "mqtt.listeners.ssl.", 19) == 0) {
+        return parse_listener(c->mqtt_tls_bind_addr, &c->mqtt_tls_port, value);
+    } else if (strcmp(key, "ssl_options.cacertfile") == 0) {
+        return copy_str(c->tls_cacertfile, sizeof c->tls_cacertfile, value);
+    } else if (strcmp(key, "ssl_options.certfile") == 0) {
+        return copy_str(c->tls_certfile, sizeof c->tls_certfile, value);
+    } else if (strcmp(key, "ssl_options.keyfile") == 0) {
+        return copy_str(c->tls_keyfile, sizeof c->tls_keyfile, value);
+    } else if (strcmp(key, "ssl_options.verify") == 0) {
+        if (strcmp(value, "verify_peer") == 0) c->tls_verify_peer = true;
+        else if (strcmp(value, "verify_none") == 0) c->tls_verify_peer = false;
+        else return -1;
+    } else if (strcmp(key, "ssl_options.fail_if_no_peer_cert") == 0) {
+        return parse_bool(value, &c->tls_fail_if_no_peer_cert);
+    } else if (strncmp(key, "ssl_options.versions.", 21) == 0) {
+        /* TLS 1.2 and 1.3 only: older versions are refused, not ignored */
+        unsigned v = strcmp(value, "tlsv1.2") == 0 ? CONFIG_TLS_1_2
+                   : strcmp(value, "tlsv1.3") == 0 ? CONFIG_TLS_1_3 : 0;
+        if (!v) return -1;
+        if (!c->tls_versions_set) c->tls_versions = 0;
+        c->tls_versions_set = true;
+        c->tls_versions |= v;
+    } else if (strncmp(key, "ssl_options.ciphers.", 20) == 0) {
+        return list_add(c->tls_ciphers, sizeof c->tls_ciphers, ':', value);
+    } else if (strcmp(key, "ssl_cert_login_from") == 0) {
+        if (strcmp(value, "common_name") == 0) c->tls_login_from = CONFIG_LOGIN_COMMON_NAME;
+        else if (strcmp(value, "subject_alternative_name") == 0) c->tls_login_from = CONFIG_LOGIN_SAN;
+        else return -1;
+    } else if (strncmp(key, "auth_mechanisms.", 16) == 0) {
+        if (strcmp(value, "PLAIN") != 0 && strcmp(value, "AMQPLAIN") != 0 &&
+            strcmp(value, "EXTERNAL") != 0)
+            return -1;
+        if (!c->auth_mechanisms_set) c->auth_mechanisms[0] = 0;
+        c->auth_mechanisms_set = true;
+        return list_add(c->auth_mechanisms, sizeof c->auth_mechanisms, ' ', value);
+    } else if (strcmp(key, "mqtt.ssl_cert_login") == 0) {
+        return parse_bool(value, &c->mqtt_ssl_cert_login);
+    } else {
+        return 1;
+    }
     return 0;
 }
 
@@ -216,6 +297,8 @@ config_set(config *c, const char *key, const char *value, char *err, int errlen)
         rc = config_parse_size(value, &c->disk_free_limit);
     } else if (strcmp(key, "data_dir") == 0) {
         rc = copy_str(c->data_dir, sizeof c->data_dir, value);
+    } else if ((rc = config_set_tls(c, key, value)) <= 0) {
+        /* a TLS or SASL key, rc says how it went */
     } else {
         log_warning("config: unknown key '%s' ignored", key);
         return 0;

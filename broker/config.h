@@ -36,7 +36,29 @@ typedef struct config {
     uint32_t mqtt_max_session_expiry; /* mqtt.max_session_expiry_interval_seconds, 86400 */
     uint32_t mqtt_max_packet_size; /* mqtt.max_packet_size_authenticated, 256 MiB - 1 */
     uint32_t mqtt_max_packet_size_unauth; /* mqtt.max_packet_size_unauthenticated, 65536 */
+
+    /* TLS (RabbitMQ's ssl_options.* keys; docs/tls.md) and SASL */
+    char tls_bind_addr[64];        /* "0.0.0.0" unless listeners.ssl.* names one */
+    int tls_port;                  /* listeners.ssl.default; 0 = no AMQP TLS listener */
+    char mqtt_tls_bind_addr[64];   /* as mqtt_bind_addr, for mqtt.listeners.ssl.* */
+    int mqtt_tls_port;             /* mqtt.listeners.ssl.default; 0 = none */
+    char tls_cacertfile[512];      /* ssl_options.cacertfile */
+    char tls_certfile[512];        /* ssl_options.certfile */
+    char tls_keyfile[512];         /* ssl_options.keyfile */
+    bool tls_verify_peer;          /* ssl_options.verify = verify_peer (default verify_none) */
+    bool tls_fail_if_no_peer_cert; /* ssl_options.fail_if_no_peer_cert, false */
+    unsigned tls_versions;         /* ssl_options.versions.N: CONFIG_TLS_1_2 | CONFIG_TLS_1_3 */
+    bool tls_versions_set;         /* a versions.N key replaced the default */
+    char tls_ciphers[2048];        /* ssl_options.ciphers.N joined by ':'; "" = OpenSSL's */
+    int tls_login_from;            /* ssl_cert_login_from: CONFIG_LOGIN_* */
+    char auth_mechanisms[64];      /* auth_mechanisms.N joined by ' ', "PLAIN AMQPLAIN" */
+    bool auth_mechanisms_set;      /* an auth_mechanisms.N key replaced the default */
+    bool mqtt_ssl_cert_login;      /* mqtt.ssl_cert_login, false */
 } config;
+
+#define CONFIG_TLS_1_2 1u
+#define CONFIG_TLS_1_3 2u
+enum { CONFIG_LOGIN_COMMON_NAME, CONFIG_LOGIN_SAN };
 
 /* "50MB", "1GB", "512kB", "1TiB" or plain bytes, as RabbitMQ reads sizes
  * (k/M/G/T powers of 1000, kiB/MiB/GiB/TiB powers of 1024). */

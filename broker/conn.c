@@ -243,7 +243,7 @@ conn_flush(conn *c)
                 ev_io_start(B.loop, &c->wio);
                 return;
             }
-            conn_abort(c, strerror(errno));
+            conn_abort(c, stream_strerror(&c->io, errno));
             return;
         }
         buf_consume(&c->out, (size_t)n);
@@ -288,12 +288,17 @@ flush_cb(struct ev_loop *loop, ev_prepare *w, int revents)
     flush_all();
 }
 
+static void read_cb(struct ev_loop *loop, ev_io *w, int revents);
+
 static void
 write_cb(struct ev_loop *loop, ev_io *w, int revents)
 {
     (void)loop; (void)revents;
     conn *c = (conn *)((char *)w - offsetof(conn, wio));
     conn_flush(c);
+    /* a TLS read (the handshake) was waiting for room to write */
+    if (c->state != CONN_DEAD && c->io.want_write)
+        read_cb(loop, &c->rio, EV_READ);
 }
 
 static void
@@ -488,6 +493,22 @@ conn_close_all(const char *reason)
 
 /* ---- the handshake ------------------------------------------------------ */
 
+/* Whether mechanism mech (a name from auth_mechanisms) is offered on c:
+ * EXTERNAL only over TLS, as RabbitMQ's rabbitmq_auth_mechanism_ssl. */
+static bool
+mechanism_offered(const conn *c, const char *mech, size_t len)
+{
+    if (len == 8 && memcmp(mech, "EXTERNAL", 8) == 0 && !c->io.tr->secure)
+        return false;
+    for (const char *p = B.cfg.auth_mechanisms; *p; ) {
+        size_t n = strcspn(p, " ");
+        if (n == len && memcmp(p, mech, n) == 0)
+            return true;
+        p += n + (p[n] == ' ');
+    }
+    return false;
+}
+
 static void
 send_start(conn *c)
 {
@@ -513,7 +534,17 @@ send_start(conn *c)
     m.a.connection_start.version_major = 0;
     m.a.connection_start.version_minor = 9;
     m.a.connection_start.server_properties = (amqp_table){ sizeof props / sizeof props[0], props };
-    m.a.connection_start.mechanisms = AMQP_BYTES_LIT("AMQPLAIN PLAIN");
+    char mechs[sizeof B.cfg.auth_mechanisms] = "";
+    size_t mlen = 0;
+    for (const char *p = B.cfg.auth_mechanisms; *p; ) {
+        size_t n = strcspn(p, " ");
+        if (mechanism_offered(c, p, n)) {
+            mlen += (size_t)snprintf(mechs + mlen, sizeof mechs - mlen, "%s%.*s",
+                                     mlen ? " " : "", (int)n, p);
+        }
+        p += n + (p[n] == ' ');
+    }
+    m.a.connection_start.mechanisms = (amqp_bytes){ mechs, (uint32_t)mlen };
     m.a.connection_start.locales = AMQP_BYTES_LIT("en_US");
     conn_send_method(c, 0, &m);
     c->state = CONN_START;
@@ -576,17 +607,33 @@ handle_start_ok(conn *c, const amqp_connection_start_ok *m)
     c->cap_cancel_notify = cap_enabled(&m->client_properties, "consumer_cancel_notify");
     c->cap_auth_failure_close = cap_enabled(&m->client_properties, "authentication_failure_close");
     c->cap_blocked = cap_enabled(&m->client_properties, "connection.blocked");
-    if (!amqp_bytes_eq_cstr(m->mechanism, "PLAIN") &&
-        !amqp_bytes_eq_cstr(m->mechanism, "AMQPLAIN")) {
+    if (!mechanism_offered(c, m->mechanism.data, m->mechanism.len)) {
         conn_error(c, AMQP_ACCESS_REFUSED, AMQP_CONNECTION_START_OK,
                    "unsupported authentication mechanism '%.*s'",
                    (int)m->mechanism.len, m->mechanism.data);
         return;
     }
     amqp_bytes user = { 0 }, pass = { 0 };
-    bool ok = parse_credentials(c, m->mechanism, m->response, &user, &pass);
+    char cert_user[128];
+    bool ok;
+    enum auth_result ar = AUTH_OK;
+    if (amqp_bytes_eq_cstr(m->mechanism, "EXTERNAL")) {
+        /* the verified client certificate names the user; the response
+         * (an authorization identity at most) is not used, as RabbitMQ */
+        int n = c->io.tr->peer_name(&c->io, cert_user, sizeof cert_user);
+        ok = n >= 0;
+        if (ok) {
+            user = (amqp_bytes){ cert_user, (uint32_t)n };
+            ar = auth_check_external(user, c->peer_loopback);
+        } else {
+            log_warning("%s: EXTERNAL login without a verified client certificate naming a user",
+                        c->name);
+        }
+    } else {
+        ok = parse_credentials(c, m->mechanism, m->response, &user, &pass);
+        ar = ok ? auth_check(user, pass, c->peer_loopback) : AUTH_OK;
+    }
     const config *cfg = &B.cfg;
-    enum auth_result ar = ok ? auth_check(user, pass, c->peer_loopback) : AUTH_OK;
     if (ar == AUTH_BAD_CREDENTIALS) {
         log_warning("%s: invalid credentials for user '%.*s'", c->name,
                     (int)user.len, user.data);
@@ -1069,7 +1116,9 @@ read_cb(struct ev_loop *loop, ev_io *w, int revents)
             if (errno == EINTR)
                 continue;
             if (errno != EAGAIN && errno != EWOULDBLOCK)
-                conn_abort(c, c->state == CONN_DRAINING ? NULL : strerror(errno));
+                conn_abort(c, c->state == CONN_DRAINING ? NULL : stream_strerror(&c->io, errno));
+            else if (c->io.want_write)
+                ev_io_start(B.loop, &c->wio);
             break;
         }
         if (n == 0) {
@@ -1132,12 +1181,13 @@ timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
 }
 
 void
-conn_accept(int fd, const char *peer, bool loopback)
+conn_accept(const stream *s, const char *peer, bool loopback)
 {
     conn *c = calloc(1, sizeof *c);
     if (!c)
         abort();
-    stream_tcp(&c->io, fd);
+    c->io = *s;
+    int fd = s->fd;
     c->id = ++B.next_conn_id;
     c->state = CONN_HEADER;
     c->peer_loopback = loopback;

@@ -150,8 +150,9 @@ typedef struct conn {
     channel *dirty;                /* channels with confirms to send */
 } conn;
 
-/* Accepts an fd (already non-blocking) from a listener. */
-void conn_accept(int fd, const char *peer, bool loopback);
+/* Accepts a stream (TCP or TLS, non-blocking) from a listener; takes it
+ * over. */
+void conn_accept(const stream *s, const char *peer, bool loopback);
 /* Starts every watcher the connections need (flush, reap). */
 void conn_init_loop(void);
 

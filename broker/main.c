@@ -19,6 +19,9 @@ usage(FILE *out)
             "Options:\n"
             "  -p, --port PORT       AMQP listener port (default 5672)\n"
             "      --mqtt-port PORT  MQTT listener port (default 1883; 0 = none)\n"
+            "      --tls-port PORT   AMQP over TLS listener port (default none; needs\n"
+            "                        ssl_options.* in the config file)\n"
+            "      --mqtt-tls-port PORT  MQTT over TLS listener port (default none)\n"
             "  -d, --data-dir DIR    where durable state lives (default ./data)\n"
             "  -c, --config FILE     RabbitMQ-style 'key = value' config file\n"
             "  -l, --log-level LVL   debug, info, warning or error (default info)\n"
@@ -35,6 +38,8 @@ main(int argc, char **argv)
     static const struct option opts[] = {
         { "port", required_argument, NULL, 'p' },
         { "mqtt-port", required_argument, NULL, 'm' },
+        { "tls-port", required_argument, NULL, 'T' },
+        { "mqtt-tls-port", required_argument, NULL, 'M' },
         { "data-dir", required_argument, NULL, 'd' },
         { "config", required_argument, NULL, 'c' },
         { "log-level", required_argument, NULL, 'l' },
@@ -43,11 +48,14 @@ main(int argc, char **argv)
         { NULL, 0, NULL, 0 },
     };
     const char *config_path = NULL, *port = NULL, *mqtt_port = NULL, *data_dir = NULL, *level = NULL;
+    const char *tls_port = NULL, *mqtt_tls_port = NULL;
     int opt;
     while ((opt = getopt_long(argc, argv, "p:d:c:l:hV", opts, NULL)) != -1) {
         switch (opt) {
         case 'p': port = optarg; break;
         case 'm': mqtt_port = optarg; break;
+        case 'T': tls_port = optarg; break;
+        case 'M': mqtt_tls_port = optarg; break;
         case 'd': data_dir = optarg; break;
         case 'c': config_path = optarg; break;
         case 'l': level = optarg; break;
@@ -70,6 +78,8 @@ main(int argc, char **argv)
     }
     if ((port && config_set(&B.cfg, "listeners.tcp.default", port, err, sizeof err)) ||
         (mqtt_port && config_set(&B.cfg, "mqtt.listeners.tcp.default", mqtt_port, err, sizeof err)) ||
+        (tls_port && config_set(&B.cfg, "listeners.ssl.default", tls_port, err, sizeof err)) ||
+        (mqtt_tls_port && config_set(&B.cfg, "mqtt.listeners.ssl.default", mqtt_tls_port, err, sizeof err)) ||
         (data_dir && config_set(&B.cfg, "data_dir", data_dir, err, sizeof err)) ||
         (level && config_set(&B.cfg, "log.console.level", level, err, sizeof err))) {
         fprintf(stderr, "coney: %s\n", err);

@@ -11,6 +11,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "broker/stream.h"
+
 typedef struct plugin {
     const char *name;
     /* Recovers the plugin's durable state and opens its listeners; a
@@ -30,11 +32,17 @@ extern const plugin mqtt_plugin;
 /* ---- what plugins get from server.c ------------------------------------------ */
 
 struct ev_io;
-/* Accepts connections on addr:port into on_accept(fd non-blocking, peer
- * "host:port", peer is loopback); w is the caller's watcher, which must
- * live until server_unlisten. Returns 0, or -1 after logging why. */
-int server_listen(struct ev_io *w, const char *addr, int port,
-                  void (*on_accept)(int fd, const char *peer, bool loopback));
+/* Accepts connections on addr:port, wraps each in a stream of the given
+ * kind (STREAM_TLS: the context broker/tls.h built from ssl_options) and
+ * hands it to on_accept(s, peer "host:port", peer is loopback), which
+ * takes over the stream (copies it; owns its fd and transport state). w
+ * is the caller's watcher, which must live until server_unlisten. A TLS
+ * twin of a listener is one more call with STREAM_TLS. Returns 0, or -1
+ * after logging why. */
+int server_listen(struct ev_io *w, const char *addr, int port, enum stream_kind kind,
+                  void (*on_accept)(const stream *s, const char *peer, bool loopback));
+/* Stops and closes a listener; does nothing for one that never opened
+ * (w->fd < 0). */
 void server_unlisten(struct ev_io *w);
 
 /* Run after each store batch is done (confirms, acks that wait for a

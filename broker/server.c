@@ -1,7 +1,10 @@
 /*
  * The process: listeners, signals and the loop. SIGINT/SIGTERM close every
  * connection with 320 CONNECTION_FORCED, give clients a moment to answer,
- * then stop the loop so main can exit 0.
+ * then stop the loop so main can exit 0. SIGHUP reloads the TLS
+ * certificates (broker/tls.h). A listener is TCP or TLS: it wraps each
+ * accepted socket in the stream its kind says, so the protocols above
+ * take a stream and never know which.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -21,14 +24,15 @@
 #include "broker/persist.h"
 #include "broker/plugin.h"
 #include "broker/server.h"
+#include "broker/tls.h"
 
 broker B;
 
-static ev_io listener_watcher;
+static ev_io listener_watcher, tls_listener_watcher;
 
 static const plugin *const plugins[] = { &mqtt_plugin };
 #define NPLUGINS (sizeof plugins / sizeof plugins[0])
-static ev_signal sigint_watcher, sigterm_watcher;
+static ev_signal sigint_watcher, sigterm_watcher, sighup_watcher;
 static ev_timer stop_timer;
 static ev_timer disk_timer;
 
@@ -75,13 +79,19 @@ format_peer(const struct sockaddr_storage *ss, char *out, size_t cap)
     snprintf(out, cap, "%s:%d", host, port);
 }
 
-typedef void accept_fn(int fd, const char *peer, bool loopback);
+typedef void accept_fn(const stream *s, const char *peer, bool loopback);
+
+/* What a listener's watcher carries (w->data, owned by the listener). */
+typedef struct listener {
+    accept_fn *on_accept;
+    enum stream_kind kind;
+} listener;
 
 static void
 accept_cb(struct ev_loop *loop, ev_io *w, int revents)
 {
     (void)loop; (void)revents;
-    accept_fn *on_accept = (accept_fn *)(uintptr_t)w->data;
+    const listener *l = w->data;
     for (int i = 0; i < 64; i++) {
         struct sockaddr_storage ss;
         socklen_t len = sizeof ss;
@@ -93,7 +103,17 @@ accept_cb(struct ev_loop *loop, ev_io *w, int revents)
         }
         char peer[64];
         format_peer(&ss, peer, sizeof peer);
-        on_accept(fd, peer, addr_is_loopback(&ss));
+        stream s;
+        if (l->kind == STREAM_TLS) {
+            if (stream_tls(&s, fd) != 0) {
+                log_warning("cannot start TLS for %s: out of memory", peer);
+                close(fd);
+                continue;
+            }
+        } else {
+            stream_tcp(&s, fd);
+        }
+        l->on_accept(&s, peer, addr_is_loopback(&ss));
     }
 }
 
@@ -128,13 +148,19 @@ listen_on(const char *addr, int port)
 }
 
 int
-server_listen(ev_io *w, const char *addr, int port, accept_fn *on_accept)
+server_listen(ev_io *w, const char *addr, int port, enum stream_kind kind, accept_fn *on_accept)
 {
+    listener *l = malloc(sizeof *l);
+    if (!l)
+        abort();
+    *l = (listener){ on_accept, kind };
     int fd = listen_on(addr, port);
-    if (fd < 0)
+    if (fd < 0) {
+        free(l);
         return -1;
+    }
     ev_io_init(w, accept_cb, fd, EV_READ);
-    w->data = (void *)(uintptr_t)on_accept;
+    w->data = l;
     ev_io_start(B.loop, w);
     return 0;
 }
@@ -147,6 +173,8 @@ server_unlisten(ev_io *w)
     ev_io_stop(B.loop, w);
     close(w->fd);
     w->fd = -1;
+    free(w->data);
+    w->data = NULL;
 }
 
 static void
@@ -177,11 +205,23 @@ signal_cb(struct ev_loop *loop, ev_signal *w, int revents)
     log_info("received %s, closing connections and stopping",
              w->signum == SIGINT ? "SIGINT" : "SIGTERM");
     server_unlisten(&listener_watcher);
+    server_unlisten(&tls_listener_watcher);
     conn_close_all("shutdown");
     for (size_t i = 0; i < NPLUGINS; i++)
         plugins[i]->close("shutdown");
     ev_timer_init(&stop_timer, stop_check_cb, 0.05, 0.05);
     ev_timer_start(loop, &stop_timer);
+}
+
+static void
+sighup_cb(struct ev_loop *loop, ev_signal *w, int revents)
+{
+    (void)loop; (void)w; (void)revents;
+    char err[512];
+    if (!tls_configured(&B.cfg))
+        log_info("received SIGHUP: no TLS listener, nothing to reload");
+    else if (tls_reload(err, sizeof err) != 0)
+        log_error("received SIGHUP: TLS reload failed, keeping the old certificate: %s", err);
 }
 
 int
@@ -198,10 +238,21 @@ server_run(void)
         return 1;
     }
     listener_watcher.fd = -1;
+    tls_listener_watcher.fd = -1;
     conn_init_loop();
     size_t started = 0;
-    if (server_listen(&listener_watcher, B.cfg.bind_addr, B.cfg.port, conn_accept) != 0)
+    if (tls_configured(&B.cfg) && tls_init(&B.cfg, err, sizeof err) != 0) {
+        log_error("%s", err);
         goto fail;
+    }
+    if (server_listen(&listener_watcher, B.cfg.bind_addr, B.cfg.port, STREAM_TCP, conn_accept) != 0)
+        goto fail;
+    if (B.cfg.tls_port) {
+        if (server_listen(&tls_listener_watcher, B.cfg.tls_bind_addr, B.cfg.tls_port,
+                          STREAM_TLS, conn_accept) != 0)
+            goto fail;
+        log_info("AMQP 0-9-1 over TLS listening on %s:%d", B.cfg.tls_bind_addr, B.cfg.tls_port);
+    }
     for (; started < NPLUGINS; started++) {
         if (plugins[started]->start(err, sizeof err) != 0) {
             log_error("%s: %s", plugins[started]->name, err);
@@ -215,6 +266,8 @@ server_run(void)
     ev_signal_start(B.loop, &sigint_watcher);
     ev_signal_init(&sigterm_watcher, signal_cb, SIGTERM);
     ev_signal_start(B.loop, &sigterm_watcher);
+    ev_signal_init(&sighup_watcher, sighup_cb, SIGHUP);
+    ev_signal_start(B.loop, &sighup_watcher);
 
     log_info("Coney %s started; AMQP 0-9-1 listening on %s:%d; data in %s",
              CONEY_VERSION, B.cfg.bind_addr, B.cfg.port, B.cfg.data_dir);
@@ -228,8 +281,10 @@ server_run(void)
         plugins[i]->close(NULL);
     ev_run(B.loop, EVRUN_NOWAIT);   /* lets the reapers free them */
     server_unlisten(&listener_watcher);
+    server_unlisten(&tls_listener_watcher);
     for (size_t i = 0; i < NPLUGINS; i++)
         plugins[i]->finish();
+    tls_free();
     persist_close();
     for (map_iter it = map_first(&B.vhosts); it.e; map_next(&B.vhosts, &it))
         vhost_free(it.e->value);
@@ -239,8 +294,10 @@ server_run(void)
 
 fail:
     server_unlisten(&listener_watcher);
+    server_unlisten(&tls_listener_watcher);
     while (started > 0)
         plugins[--started]->finish();
+    tls_free();
     persist_close();
     return 1;
 }

@@ -1,6 +1,7 @@
 /* The plain TCP transport. */
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -31,7 +32,17 @@ tcp_close(stream *s)
     s->fd = -1;
 }
 
-const transport transport_tcp = { "tcp", tcp_read, tcp_writev, tcp_shutdown, tcp_close };
+static int
+tcp_peer_name(stream *s, char *out, size_t cap)
+{
+    (void)s;
+    if (cap)
+        *out = 0;
+    return -1;
+}
+
+const transport transport_tcp = { "tcp", false, tcp_read, tcp_writev, tcp_shutdown,
+                                  tcp_close, tcp_peer_name };
 
 void
 stream_tcp(stream *s, int fd)
@@ -41,4 +52,12 @@ stream_tcp(stream *s, int fd)
     s->fd = fd;
     s->tr = &transport_tcp;
     s->ctx = NULL;
+    s->want_write = false;
+    s->error = NULL;
+}
+
+const char *
+stream_strerror(const stream *s, int err)
+{
+    return s->error ? s->error : strerror(err);
 }

@@ -24,7 +24,7 @@
 #define CONNECT_TIMEOUT 10.0
 #define DRAIN_TIMEOUT 2.0
 
-static ev_io listener;
+static ev_io listener, tls_listener;
 static ev_prepare flush_watcher;
 static ev_check reap_watcher;
 static mqtt_client *clients, *flush_list, *dead_list, *ack_waiters;
@@ -78,7 +78,7 @@ flush(mqtt_client *c)
                 ev_io_start(B.loop, &c->wio);
                 return;
             }
-            mqtt_client_abort(c, strerror(errno));
+            mqtt_client_abort(c, stream_strerror(&c->io, errno));
             return;
         }
         buf_consume(&c->out, (size_t)n);
@@ -107,11 +107,17 @@ flush_cb(struct ev_loop *loop, ev_prepare *w, int revents)
     }
 }
 
+static void read_cb(struct ev_loop *loop, ev_io *w, int revents);
+
 static void
 write_cb(struct ev_loop *loop, ev_io *w, int revents)
 {
     (void)loop; (void)revents;
-    flush((mqtt_client *)((char *)w - offsetof(mqtt_client, wio)));
+    mqtt_client *c = (mqtt_client *)((char *)w - offsetof(mqtt_client, wio));
+    flush(c);
+    /* a TLS read (the handshake) was waiting for room to write */
+    if (c->state != MC_DEAD && c->io.want_write)
+        read_cb(loop, &c->rio, EV_READ);
 }
 
 /* ---- closing ------------------------------------------------------------------ */
@@ -387,7 +393,10 @@ read_cb(struct ev_loop *loop, ev_io *w, int revents)
             if (errno == EINTR)
                 continue;
             if (errno != EAGAIN && errno != EWOULDBLOCK)
-                mqtt_client_abort(c, c->state == MC_DRAINING ? NULL : strerror(errno));
+                mqtt_client_abort(c, c->state == MC_DRAINING ? NULL
+                                     : stream_strerror(&c->io, errno));
+            else if (c->io.want_write)
+                ev_io_start(B.loop, &c->wio);
             break;
         }
         if (n == 0) {
@@ -434,12 +443,13 @@ timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
 }
 
 static void
-accept_client(int fd, const char *peer, bool loopback)
+accept_client(const stream *s, const char *peer, bool loopback)
 {
     mqtt_client *c = calloc(1, sizeof *c);
     if (!c)
         abort();
-    stream_tcp(&c->io, fd);
+    c->io = *s;
+    int fd = s->fd;
     snprintf(c->peer, sizeof c->peer, "%s", peer);
     c->peer_loopback = loopback;
     c->state = MC_CONNECTING;
@@ -470,7 +480,8 @@ static int
 plugin_start(char *err, size_t errlen)
 {
     listener.fd = -1;
-    if (B.cfg.mqtt_port == 0)
+    tls_listener.fd = -1;
+    if (B.cfg.mqtt_port == 0 && B.cfg.mqtt_tls_port == 0)
         return 0;
     ev_prepare_init(&flush_watcher, flush_cb);
     ev_prepare_start(B.loop, &flush_watcher);
@@ -479,12 +490,26 @@ plugin_start(char *err, size_t errlen)
     persist_on_progress(store_progress);
     if (mqtt_retain_recover(err, errlen) != 0 || mqtt_sessions_recover(err, errlen) != 0)
         return -1;
-    if (server_listen(&listener, B.cfg.mqtt_bind_addr, B.cfg.mqtt_port, accept_client) != 0) {
-        snprintf(err, errlen, "cannot open the MQTT listener on %s:%d",
-                 B.cfg.mqtt_bind_addr, B.cfg.mqtt_port);
-        return -1;
+    if (B.cfg.mqtt_port) {
+        if (server_listen(&listener, B.cfg.mqtt_bind_addr, B.cfg.mqtt_port, STREAM_TCP,
+                          accept_client) != 0) {
+            snprintf(err, errlen, "cannot open the MQTT listener on %s:%d",
+                     B.cfg.mqtt_bind_addr, B.cfg.mqtt_port);
+            return -1;
+        }
+        log_info("MQTT 3.1/3.1.1/5.0 listening on %s:%d", B.cfg.mqtt_bind_addr, B.cfg.mqtt_port);
     }
-    log_info("MQTT 3.1/3.1.1/5.0 listening on %s:%d", B.cfg.mqtt_bind_addr, B.cfg.mqtt_port);
+    if (B.cfg.mqtt_tls_port) {
+        if (server_listen(&tls_listener, B.cfg.mqtt_tls_bind_addr, B.cfg.mqtt_tls_port,
+                          STREAM_TLS, accept_client) != 0) {
+            snprintf(err, errlen, "cannot open the MQTT TLS listener on %s:%d",
+                     B.cfg.mqtt_tls_bind_addr, B.cfg.mqtt_tls_port);
+            server_unlisten(&listener);
+            return -1;
+        }
+        log_info("MQTT over TLS listening on %s:%d", B.cfg.mqtt_tls_bind_addr,
+                 B.cfg.mqtt_tls_port);
+    }
     return 0;
 }
 
@@ -492,6 +517,7 @@ static void
 plugin_close(const char *reason)
 {
     server_unlisten(&listener);
+    server_unlisten(&tls_listener);
     for (mqtt_client *c = clients, *next; c; c = next) {
         next = c->next;
         if (reason && c->state == MC_OPEN)
@@ -510,7 +536,7 @@ plugin_clients(void)
 static void
 plugin_finish(void)
 {
-    if (B.cfg.mqtt_port == 0)
+    if (B.cfg.mqtt_port == 0 && B.cfg.mqtt_tls_port == 0)
         return;
     reap_cb(B.loop, &reap_watcher, 0);
     ev_prepare_stop(B.loop, &flush_watcher);

@@ -3,7 +3,8 @@
  * session, the will, and the limits both sides announce. Credentials are
  * the broker's users; a user name "vhost:user" picks the vhost as in
  * RabbitMQ, otherwise mqtt.vhost. Without a user name the client is the
- * configured mqtt.default_user when mqtt.allow_anonymous is on.
+ * user its verified TLS certificate names when mqtt.ssl_cert_login is on,
+ * else the configured mqtt.default_user when mqtt.allow_anonymous is on.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -83,8 +84,15 @@ mqtt_handle_connect(mqtt_client *c, const mqtt_frame *f)
     }
 
     /* who */
-    amqp_bytes vname, user, pass;
-    if (ct.has_username) {
+    amqp_bytes vname, user, pass = { 0 };
+    char cert_user[128];
+    int cert_len = -1;
+    if (!ct.has_username && B.cfg.mqtt_ssl_cert_login)
+        cert_len = c->io.tr->peer_name(&c->io, cert_user, sizeof cert_user);
+    if (cert_len >= 0) {
+        vname = amqp_cstr(B.cfg.mqtt_vhost);
+        user = (amqp_bytes){ cert_user, (uint32_t)cert_len };
+    } else if (ct.has_username) {
         split_user(ct.username, &vname, &user);
         pass = (amqp_bytes){ (const char *)ct.password.p, ct.has_password ? ct.password.len : 0 };
         if (!ct.has_password) {
@@ -99,7 +107,8 @@ mqtt_handle_connect(mqtt_client *c, const mqtt_frame *f)
         refuse(c, MQTT_RC_BAD_USERNAME_OR_PASSWORD, "no user name and anonymous access is off");
         return;
     }
-    switch (auth_check(user, pass, c->peer_loopback)) {
+    switch (cert_len >= 0 ? auth_check_external(user, c->peer_loopback)
+                          : auth_check(user, pass, c->peer_loopback)) {
     case AUTH_OK:
         break;
     case AUTH_BAD_CREDENTIALS:
