@@ -4,13 +4,13 @@
 #               same tests against an AddressSanitizer+UBSan build
 #   make asan   build the sanitizer binaries under build/asan
 #   make soak   the long kill -9 crash test
-#   make bench  Coney and RabbitMQ side by side (installs rabbitmq-server)
+#   make bench  Coney against RabbitMQ (AMQP) and Mosquitto (MQTT) side by side
 
 CC      ?= gcc
-PKGS    := openssl lmdb
+PKGS    := openssl lmdb libpcre2-8
 # libev ships no .pc file on Debian, so it is linked by name.
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
-PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null || echo -lssl -lcrypto -llmdb) -lev
+PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null || echo -lssl -lcrypto -llmdb -lpcre2-8) -lev
 CHECK_CFLAGS := $(shell pkg-config --cflags check 2>/dev/null)
 CHECK_LIBS   := $(shell pkg-config --libs check 2>/dev/null)
 
@@ -35,18 +35,23 @@ BROKER_SRC := $(wildcard broker/*.c) \
               $(filter-out $(MQTT_CODEC),$(wildcard plugins/mqtt/*.c))
 UNIT_SRC   := $(wildcard tests/unit/*.c)
 PERF_SRC   := $(wildcard tools/perf/*.c)
+MQTT_PERF_SRC := $(wildcard tools/mqtt-perf/*.c)
+CTL_SRC    := $(wildcard tools/ctl/*.c)
 
 CORE_OBJ   := $(CORE_SRC:%.c=$(BUILD)/%.o)
 BROKER_OBJ := $(BROKER_SRC:%.c=$(BUILD)/%.o)
 UNIT_OBJ   := $(UNIT_SRC:%.c=$(BUILD)/%.o)
 PERF_OBJ   := $(PERF_SRC:%.c=$(BUILD)/%.o)
+MQTT_PERF_OBJ := $(MQTT_PERF_SRC:%.c=$(BUILD)/%.o)
+CTL_OBJ    := $(CTL_SRC:%.c=$(BUILD)/%.o)
 
 PYTHON  := /usr/bin/python3
 PORT    ?= 5672
 
 .PHONY: all run test unit integration asan asan-test soak bench deps clean
 
-all: $(BUILD)/coney $(BUILD)/unit-tests $(if $(PERF_SRC),$(BUILD)/coney-perf)
+all: $(BUILD)/coney $(BUILD)/coney-ctl $(BUILD)/unit-tests $(if $(PERF_SRC),$(BUILD)/coney-perf) \
+     $(if $(MQTT_PERF_SRC),$(BUILD)/coney-mqtt-perf)
 
 $(BUILD)/coney: $(BROKER_OBJ) $(CORE_OBJ)
 	$(CC) -o $@ $^ $(ALL_LDFLAGS) $(LDLIBS)
@@ -54,10 +59,18 @@ $(BUILD)/coney: $(BROKER_OBJ) $(CORE_OBJ)
 $(BUILD)/unit-tests: $(UNIT_OBJ) $(CORE_OBJ)
 	$(CC) -o $@ $^ $(ALL_LDFLAGS) $(CHECK_LIBS) $(LDLIBS)
 
+# rabbitmqctl's counterpart: talks to a running broker's control socket.
+$(BUILD)/coney-ctl: $(CTL_OBJ)
+	$(CC) -o $@ $^ $(ALL_LDFLAGS) -ljansson -lcrypto
+
 # The load tool speaks AMQP through rabbitmq-c and shares no code with
 # the broker it measures.
 $(BUILD)/coney-perf: $(PERF_OBJ)
 	$(CC) -o $@ $^ $(ALL_LDFLAGS) -lrabbitmq -pthread -lm
+
+# Its MQTT sibling, on libmosquitto, for the same reason.
+$(BUILD)/coney-mqtt-perf: $(MQTT_PERF_OBJ)
+	$(CC) -o $@ $^ $(ALL_LDFLAGS) -lmosquitto -pthread -lm
 
 $(BUILD)/tests/unit/%.o: tests/unit/%.c
 	@mkdir -p $(dir $@)
@@ -96,7 +109,7 @@ test: deps
 
 # Coney against RabbitMQ, side by side, same scenarios, medians.
 bench: deps
-	@$(MAKE) --no-print-directory $(BUILD)/coney $(BUILD)/coney-perf
+	@$(MAKE) --no-print-directory $(BUILD)/coney $(BUILD)/coney-perf $(BUILD)/coney-mqtt-perf
 	scripts/deps.sh bench
 	BUILD=$(BUILD) scripts/bench.sh
 
@@ -107,4 +120,5 @@ soak: deps $(BUILD)/coney
 clean:
 	rm -rf build
 
--include $(CORE_OBJ:.o=.d) $(BROKER_OBJ:.o=.d) $(UNIT_OBJ:.o=.d) $(PERF_OBJ:.o=.d)
+-include $(CORE_OBJ:.o=.d) $(BROKER_OBJ:.o=.d) $(UNIT_OBJ:.o=.d) $(PERF_OBJ:.o=.d) \
+         $(MQTT_PERF_OBJ:.o=.d)

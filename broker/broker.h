@@ -214,6 +214,10 @@ typedef struct vhost {
     map exchanges;                 /* name -> exchange */
     map queues;                    /* name -> queue (one reference) */
     exchange *default_ex;
+    char *description, *tags;      /* owned, "" when unset */
+    int64_t max_connections;       /* vhost limits, -1 = none */
+    int64_t max_queues;
+    uint32_t connections;          /* open now */
 } vhost;
 
 vhost *vhost_new(const char *name);

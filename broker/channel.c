@@ -12,6 +12,7 @@
 #include <string.h>
 #include <sys/random.h>
 
+#include "broker/auth.h"
 #include "broker/conn.h"
 #include "broker/log.h"
 #include "broker/persist.h"
@@ -96,6 +97,60 @@ find_queue(channel *ch, amqp_bytes name, uint32_t method)
         return NULL;
     }
     return q;
+}
+
+/* RabbitMQ's access control: configure to declare or delete, write to
+ * publish to an exchange or bind into a queue, read to consume, get or
+ * purge a queue or to bind from an exchange. A refusal is 403 on the
+ * channel, worded as RabbitMQ words it. */
+static bool
+permitted(channel *ch, uint32_t method, enum auth_perm kind, const char *what, amqp_bytes name)
+{
+    if (auth_permitted(ch->conn->u, ch->conn->vh, kind, name))
+        return true;
+    char why[600];
+    auth_refusal(why, sizeof why, what, name, ch->conn->vh, ch->conn->u);
+    channel_error(ch, AMQP_ACCESS_REFUSED, method, "%s", why);
+    return false;
+}
+
+/* Topic permissions, on topic exchanges only: write to publish with a
+ * routing key, read to bind with one. */
+static bool
+topic_permitted(channel *ch, uint32_t method, const exchange *x, enum auth_perm kind,
+                amqp_bytes key)
+{
+    if (x->type != ROUTE_TOPIC ||
+        auth_topic_permitted(ch->conn->u, ch->conn->vh, x->name, kind, key, NULL))
+        return true;
+    channel_error(ch, AMQP_ACCESS_REFUSED, method,
+                  "access to topic '" BYTES_FMT "' in exchange '" BYTES_FMT "' in vhost '%.*s' "
+                  "refused for user '%s'", BYTES_ARG(key), BYTES_ARG(x->name), VHOST_ARG(ch),
+                  ch->conn->user);
+    return false;
+}
+
+/* The publish path asks once per exchange, not once per message: the
+ * answer is kept until the exchange or the permissions change. */
+static bool
+write_permitted(channel *ch, uint32_t method, amqp_bytes ex, bool *topic_restricted)
+{
+    uint64_t gen = auth_generation();
+    if (ch->perm_gen != gen || ch->perm_ex_len != ex.len ||
+        memcmp(ch->perm_ex, ex.data, ex.len) != 0) {
+        ch->perm_ok = auth_permitted(ch->conn->u, ch->conn->vh, AUTH_WRITE, ex);
+        ch->perm_topic = auth_topic_restricted(ch->conn->u, ch->conn->vh, ex);
+        ch->perm_ex_len = (uint8_t)ex.len;
+        memcpy(ch->perm_ex, ex.data, ex.len);
+        ch->perm_gen = gen;
+    }
+    *topic_restricted = ch->perm_topic;
+    if (ch->perm_ok)
+        return true;
+    char why[600];
+    auth_refusal(why, sizeof why, "exchange", ex, ch->conn->vh, ch->conn->u);
+    channel_error(ch, AMQP_ACCESS_REFUSED, method, "%s", why);
+    return false;
 }
 
 static exchange *
@@ -417,6 +472,7 @@ void
 channel_free(channel *ch)
 {
     channel_release(ch);
+    auth_channel_close(ch->conn->u);
     persist_unwait_channel(ch);
     free(ch->cp);
     if (ch->confirm_dirty) {
@@ -631,8 +687,14 @@ channel_content_done(channel *ch)
 {
     message *m = ch->pending;
     ch->pending = NULL;
+    bool topic_restricted;
+    if (!write_permitted(ch, ch->pub_method, m->exchange, &topic_restricted)) {
+        message_unref(&m);
+        return;
+    }
     exchange *x = find_exchange(ch, m->exchange, ch->pub_method);
-    if (!x) {
+    if (!x || (topic_restricted &&
+               !topic_permitted(ch, ch->pub_method, x, AUTH_WRITE, m->routing_key))) {
         message_unref(&m);
         return;
     }
@@ -695,6 +757,8 @@ exchange_declare(channel *ch, const amqp_exchange_declare *a)
         channel_error(ch, AMQP_ACCESS_REFUSED, M, "operation not permitted on the default exchange");
         return;
     }
+    if (!permitted(ch, M, AUTH_CONFIGURE, "exchange", a->exchange))
+        return;
     uint32_t alen;
     uint8_t *args = encode_args(ch, &a->arguments, &alen);
     exchange *x = vhost_exchange(vh, a->exchange);
@@ -751,6 +815,8 @@ exchange_delete(channel *ch, const amqp_exchange_delete *a)
         channel_error(ch, AMQP_ACCESS_REFUSED, M, "operation not permitted on the default exchange");
         return;
     }
+    if (!permitted(ch, M, AUTH_CONFIGURE, "exchange", a->exchange))
+        return;
     exchange *x = vhost_exchange(ch->conn->vh, a->exchange);
     if (x && x->builtin) {
         channel_error(ch, AMQP_ACCESS_REFUSED, M,
@@ -779,11 +845,14 @@ exchange_bind(channel *ch, const amqp_exchange_bind *a, bool bind)
         channel_error(ch, AMQP_ACCESS_REFUSED, M, "operation not permitted on the default exchange");
         return;
     }
+    if (!permitted(ch, M, AUTH_WRITE, "exchange", a->destination) ||
+        !permitted(ch, M, AUTH_READ, "exchange", a->source))
+        return;
     exchange *dst = find_exchange(ch, a->destination, M);
     if (!dst)
         return;
     exchange *src = find_exchange(ch, a->source, M);
-    if (!src)
+    if (!src || !topic_permitted(ch, M, src, AUTH_READ, a->routing_key))
         return;
     uint32_t alen;
     uint8_t *args = encode_args(ch, &a->arguments, &alen);
@@ -836,6 +905,10 @@ queue_declare(channel *ch, const amqp_queue_declare *a)
                           BYTES_ARG(name));
             return;
         }
+        /* a server-named queue is checked under its amq.gen-* name, as
+         * RabbitMQ does */
+        if (!permitted(ch, M, AUTH_CONFIGURE, "queue", name))
+            return;
         uint32_t alen;
         uint8_t *args = encode_args(ch, &a->arguments, &alen);
         q = vhost_queue(vh, name);
@@ -857,6 +930,12 @@ queue_declare(channel *ch, const amqp_queue_declare *a)
             if (!args_equivalent(ch, M, "queue", q->name, q->args, q->args_len,
                                  &a->arguments, queue_equiv_keys))
                 return;
+        } else if (vh->max_queues >= 0 && vh->queues.count >= (uint64_t)vh->max_queues) {
+            channel_error(ch, AMQP_PRECONDITION_FAILED, M,
+                          "cannot declare queue '" BYTES_FMT "': queue limit in vhost '%.*s' "
+                          "(%lld) is reached", BYTES_ARG(name), VHOST_ARG(ch),
+                          (long long)vh->max_queues);
+            return;
         } else {
             q = queue_new(vh, name, a->durable, a->exclusive, a->auto_delete,
                           a->exclusive ? ch->conn : NULL, args, alen);
@@ -888,8 +967,11 @@ queue_bind(channel *ch, amqp_bytes qname, amqp_bytes xname, amqp_bytes key,
         channel_error(ch, AMQP_ACCESS_REFUSED, M, "operation not permitted on the default exchange");
         return;
     }
+    if (!permitted(ch, M, AUTH_WRITE, "queue", q->name) ||
+        !permitted(ch, M, AUTH_READ, "exchange", xname))
+        return;
     exchange *x = find_exchange(ch, xname, M);
-    if (!x || !check_exclusive(ch, q, M))
+    if (!x || !check_exclusive(ch, q, M) || !topic_permitted(ch, M, x, AUTH_READ, key))
         return;
     uint32_t alen;
     uint8_t *args = encode_args(ch, arguments, &alen);
@@ -909,7 +991,8 @@ static void
 queue_purge_method(channel *ch, const amqp_queue_purge *a)
 {
     queue *q = find_queue(ch, a->queue, AMQP_QUEUE_PURGE);
-    if (!q || !check_exclusive(ch, q, AMQP_QUEUE_PURGE))
+    if (!q || !check_exclusive(ch, q, AMQP_QUEUE_PURGE) ||
+        !permitted(ch, AMQP_QUEUE_PURGE, AUTH_READ, "queue", q->name))
         return;
     uint32_t n = queue_purge(q);
     if (!a->no_wait) {
@@ -924,6 +1007,8 @@ queue_delete_method(channel *ch, const amqp_queue_delete *a)
 {
     const uint32_t M = AMQP_QUEUE_DELETE;
     amqp_bytes name = a->queue.len ? a->queue : ch->last_queue;
+    if (!permitted(ch, M, AUTH_CONFIGURE, "queue", name))
+        return;
     queue *q = vhost_queue(ch->conn->vh, name);
     uint32_t n = 0;
     if (q) {
@@ -973,7 +1058,7 @@ basic_consume(channel *ch, const amqp_basic_consume *a)
 {
     const uint32_t M = AMQP_BASIC_CONSUME;
     queue *q = find_queue(ch, a->queue, M);
-    if (!q || !check_exclusive(ch, q, M))
+    if (!q || !check_exclusive(ch, q, M) || !permitted(ch, M, AUTH_READ, "queue", q->name))
         return;
     char tagbuf[64];
     amqp_bytes tag = a->consumer_tag;
@@ -1023,7 +1108,8 @@ static void
 basic_get(channel *ch, const amqp_basic_get *a)
 {
     queue *q = find_queue(ch, a->queue, AMQP_BASIC_GET);
-    if (!q || !check_exclusive(ch, q, AMQP_BASIC_GET))
+    if (!q || !check_exclusive(ch, q, AMQP_BASIC_GET) ||
+        !permitted(ch, AMQP_BASIC_GET, AUTH_READ, "queue", q->name))
         return;
     qentry e;
     if (!queue_pop(q, &e)) {

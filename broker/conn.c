@@ -142,6 +142,10 @@ conn_release(conn *c)
             c->channels[i] = NULL;
         }
     }
+    if (c->counted) {
+        auth_connection_close(c->u, c->vh);
+        c->counted = false;
+    }
     if (c->vh) {
         /* exclusive queues die with their connection */
         queue *doomed[256];
@@ -644,17 +648,25 @@ handle_start_ok(conn *c, const amqp_connection_start_ok *m)
         ok = false;
     }
     if (!ok) {
-        if (c->cap_auth_failure_close) {
-            conn_error(c, AMQP_ACCESS_REFUSED, AMQP_CONNECTION_START_OK,
-                       "Login was refused using authentication mechanism %.*s. "
-                       "For details see the broker logfile.",
-                       (int)m->mechanism.len, m->mechanism.data);
-        } else {
-            conn_abort(c, "authentication failed");
+        /* The answer waits (longer after each recent failure from the
+         * same address) and nothing more is read meanwhile, so passwords
+         * cannot be tried quickly; the timer sends it. */
+        double delay = auth_failed_login(c->peer);
+        snprintf(c->deferred_name, sizeof c->deferred_name, "%.*s", (int)m->mechanism.len,
+                 m->mechanism.data);
+        c->refusing = true;
+        c->refuse_at = ev_now(B.loop) + delay;
+        if (c->reading) {
+            ev_io_stop(B.loop, &c->rio);
+            c->reading = false;
         }
+        ev_timer_stop(B.loop, &c->timer);
+        ev_timer_set(&c->timer, delay, 1.0);
+        ev_timer_start(B.loop, &c->timer);
         return;
     }
     snprintf(c->user, sizeof c->user, "%.*s", (int)user.len, user.data);
+    c->u = auth_user_find(user);
     amqp_method t = { .id = AMQP_CONNECTION_TUNE };
     t.a.connection_tune.channel_max = cfg->channel_max;
     t.a.connection_tune.frame_max = cfg->frame_max;
@@ -711,6 +723,21 @@ handle_open(conn *c, const amqp_connection_open *m)
                    m->virtual_host.data);
         return;
     }
+    if (!auth_vhost_access(c->u, vh)) {
+        log_warning("%s: access to vhost '%.*s' refused for user '%s'", c->name,
+                    (int)vh->name.len, vh->name.data, c->user);
+        conn_error(c, AMQP_NOT_ALLOWED, AMQP_CONNECTION_OPEN,
+                   "access to vhost '%.*s' refused for user '%s'", (int)vh->name.len,
+                   vh->name.data, c->user);
+        return;
+    }
+    char why[256];
+    if (auth_connection_open(c->u, vh, why, sizeof why) != 0) {
+        log_warning("%s: %s", c->name, why);
+        conn_error(c, AMQP_NOT_ALLOWED, AMQP_CONNECTION_OPEN, "%s", why);
+        return;
+    }
+    c->counted = true;
     c->vh = vh;
     c->state = CONN_OPEN;
     amqp_method ok = { .id = AMQP_CONNECTION_OPEN_OK };
@@ -834,6 +861,11 @@ conn_gate(conn *c, uint16_t chan, const amqp_method *m)
             conn_error(c, AMQP_CHANNEL_ERROR, m->id,
                        "channel number %u exceeds negotiated channel_max %u",
                        chan, c->channel_max);
+            return;
+        }
+        char why[256];
+        if (auth_channel_open(c->u, why, sizeof why) != 0) {
+            conn_error(c, AMQP_NOT_ALLOWED, m->id, "%s", why);
             return;
         }
         conn_channel_set(c, chan, channel_new(c, chan));
@@ -1154,6 +1186,22 @@ timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
     ev_tstamp now = ev_now(loop);
     switch (c->state) {
     case CONN_HEADER: case CONN_START: case CONN_TUNE: case CONN_OPENING:
+        if (c->refusing && now >= c->refuse_at - 0.001) {
+            c->refusing = false;
+            if (!c->reading) {     /* for the close-ok */
+                ev_io_start(B.loop, &c->rio);
+                c->reading = true;
+            }
+            if (c->cap_auth_failure_close)
+                conn_error(c, AMQP_ACCESS_REFUSED, AMQP_CONNECTION_START_OK,
+                           "Login was refused using authentication mechanism %s. "
+                           "For details see the broker logfile.", c->deferred_name);
+            else
+                conn_abort(c, "authentication failed");
+            return;
+        }
+        if (c->refusing)
+            return;
         if (now >= c->deadline)
             conn_abort(c, "handshake timeout");
         return;

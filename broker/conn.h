@@ -90,6 +90,11 @@ typedef struct channel {
     size_t tx_nops, tx_opcap;
 
     amqp_bytes last_queue;         /* owned: the last queue declared here */
+    /* the last exchange checked for write permission (publishing) */
+    uint8_t perm_ex_len;
+    char perm_ex[256];
+    uint64_t perm_gen;             /* auth_generation() of the answer; 0 = none */
+    bool perm_ok, perm_topic;      /* may write; has topic permissions there */
     struct channel *dirty_next;
 } channel;
 
@@ -139,6 +144,10 @@ typedef struct conn {
 
     vhost *vh;
     char user[128];
+    struct auth_user *u;           /* the logged-in user; NULL before */
+    bool counted;                  /* counts against vhost and user limits */
+    bool refusing;                 /* a failed login's answer is held back */
+    ev_tstamp refuse_at;
     bool cap_cancel_notify;
     bool cap_auth_failure_close;
     bool cap_blocked;              /* understands connection.blocked */

@@ -19,6 +19,7 @@
 #include <string.h>
 #include <sys/statvfs.h>
 
+#include "broker/auth.h"
 #include "broker/log.h"
 #include "broker/persist.h"
 #include "broker/plugin.h"
@@ -484,7 +485,6 @@ persist_page_in(queue *q, size_t max, uint64_t limit)
 /* ---- start-up ------------------------------------------------------------------- */
 
 typedef struct recover_ctx {
-    vhost *vh;
     uint64_t *live;
     size_t nlive, cap;
     size_t exchanges, queues, bindings, skipped;
@@ -494,13 +494,14 @@ static int
 recover_exchange(const store_exchange *r, void *ctx)
 {
     recover_ctx *rc = ctx;
-    if (!amqp_bytes_eq(ab(r->vhost), rc->vh->name) || r->type > ROUTE_HEADERS) {
+    vhost *vh = broker_vhost(ab(r->vhost));
+    if (!vh || r->type > ROUTE_HEADERS) {
         rc->skipped++;
         return 0;
     }
-    if (vhost_exchange(rc->vh, ab(r->name)))
+    if (vhost_exchange(vh, ab(r->name)))
         return 0;                  /* a predeclared one: never duplicated */
-    vhost_exchange_add(rc->vh, ab(r->name), (enum route_type)r->type,
+    vhost_exchange_add(vh, ab(r->name), (enum route_type)r->type,
                        r->flags & STORE_F_DURABLE, r->flags & STORE_F_AUTO_DELETE,
                        r->flags & STORE_F_INTERNAL, r->args.data, r->args.len);
     rc->exchanges++;
@@ -511,16 +512,17 @@ static int
 recover_queue(const store_queue *r, void *ctx)
 {
     recover_ctx *rc = ctx;
-    if (!amqp_bytes_eq(ab(r->vhost), rc->vh->name) || vhost_queue(rc->vh, ab(r->name))) {
+    vhost *vh = broker_vhost(ab(r->vhost));
+    if (!vh || vhost_queue(vh, ab(r->name))) {
         rc->skipped++;
         return 0;
     }
-    queue *q = queue_new(rc->vh, ab(r->name), true, false, r->flags & STORE_F_AUTO_DELETE,
+    queue *q = queue_new(vh, ab(r->name), true, false, r->flags & STORE_F_AUTO_DELETE,
                          NULL, r->args.data, r->args.len);
     q->id = r->id;
     if (r->id > B.next_queue_id)
         B.next_queue_id = r->id;
-    vhost_queue_add(rc->vh, q);
+    vhost_queue_add(vh, q);
     if (rc->nlive == rc->cap) {
         rc->cap = rc->cap ? rc->cap * 2 : 256;
         rc->live = realloc(rc->live, rc->cap * sizeof *rc->live);
@@ -536,14 +538,16 @@ static int
 recover_binding(const store_binding *r, void *ctx)
 {
     recover_ctx *rc = ctx;
-    exchange *src = vhost_exchange(rc->vh, ab(r->source));
-    void *dest = r->dest_kind == STORE_DEST_QUEUE ? (void *)vhost_queue(rc->vh, ab(r->dest))
-                                                  : (void *)vhost_exchange(rc->vh, ab(r->dest));
-    if (!amqp_bytes_eq(ab(r->vhost), rc->vh->name) || !src || !dest) {
+    vhost *vh = broker_vhost(ab(r->vhost));
+    exchange *src = vh ? vhost_exchange(vh, ab(r->source)) : NULL;
+    void *dest = !vh ? NULL
+                 : r->dest_kind == STORE_DEST_QUEUE ? (void *)vhost_queue(vh, ab(r->dest))
+                                                    : (void *)vhost_exchange(vh, ab(r->dest));
+    if (!src || !dest) {
         rc->skipped++;
         return 0;
     }
-    if (vhost_bind(rc->vh, src, dest, ab(r->key), r->args.data, r->args.len) < 0)
+    if (vhost_bind(vh, src, dest, ab(r->key), r->args.data, r->args.len) < 0)
         rc->skipped++;
     else
         rc->bindings++;
@@ -571,8 +575,7 @@ scan_entry(const store_qentry *e, void *ctx)
 static int
 recover(char *err, size_t errlen)
 {
-    vhost *vh = broker_vhost(amqp_cstr(B.cfg.default_vhost));
-    recover_ctx rc = { .vh = vh };
+    recover_ctx rc = { 0 };
     store_reader *r;
     int e = store_read_begin(B.store, &r);
     if (e) {
@@ -580,6 +583,12 @@ recover(char *err, size_t errlen)
         return -1;
     }
     B.recovering = true;
+    /* vhosts and users first: every other record names its vhost */
+    if (auth_recover(r, err, errlen) != 0) {
+        store_read_end(r);
+        B.recovering = false;
+        return -1;
+    }
     e = store_each_exchange(r, recover_exchange, &rc);
     if (!e)
         e = store_each_queue(r, recover_queue, &rc);
@@ -605,10 +614,13 @@ recover(char *err, size_t errlen)
     uint64_t messages = 0;
     scan_ctx sc = { NULL, 0 };
     if (store_read_begin(B.store, &r) == 0) {
-        for (map_iter it = map_first(&vh->queues); it.e; map_next(&vh->queues, &it)) {
-            sc.q = it.e->value;
-            store_each_qentry(r, sc.q->id, 0, 0, scan_entry, &sc);
-            messages += sc.q->tail_count;
+        for (map_iter vi = map_first(&B.vhosts); vi.e; map_next(&B.vhosts, &vi)) {
+            vhost *vh = vi.e->value;
+            for (map_iter it = map_first(&vh->queues); it.e; map_next(&vh->queues, &it)) {
+                sc.q = it.e->value;
+                store_each_qentry(r, sc.q->id, 0, 0, scan_entry, &sc);
+                messages += sc.q->tail_count;
+            }
         }
         store_read_end(r);
     }

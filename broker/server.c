@@ -19,7 +19,9 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "broker/auth.h"
 #include "broker/conn.h"
+#include "broker/control.h"
 #include "broker/log.h"
 #include "broker/persist.h"
 #include "broker/plugin.h"
@@ -229,8 +231,7 @@ server_run(void)
 {
     B.loop = ev_default_loop(EVFLAG_AUTO);
     signal(SIGPIPE, SIG_IGN);
-    vhost *vh = vhost_new(B.cfg.default_vhost);
-    map_put(&B.vhosts, vh->name.data, vh->name.len, vh);
+    /* vhosts and users come from the store (persist_open) */
 
     char err[512];
     if (persist_open(err, sizeof err) != 0) {
@@ -259,6 +260,10 @@ server_run(void)
             goto fail;
         }
     }
+    if (control_open(err, sizeof err) != 0) {
+        log_error("%s", err);
+        goto fail;
+    }
     conn_alarm_changed(persist_disk_check());
     ev_timer_init(&disk_timer, disk_cb, 1.0, 1.0);
     ev_timer_start(B.loop, &disk_timer);
@@ -279,6 +284,7 @@ server_run(void)
         conn_abort(B.conns, NULL);
     for (size_t i = 0; i < NPLUGINS; i++)
         plugins[i]->close(NULL);
+    control_close();
     ev_run(B.loop, EVRUN_NOWAIT);   /* lets the reapers free them */
     server_unlisten(&listener_watcher);
     server_unlisten(&tls_listener_watcher);
@@ -289,10 +295,12 @@ server_run(void)
     for (map_iter it = map_first(&B.vhosts); it.e; map_next(&B.vhosts, &it))
         vhost_free(it.e->value);
     map_free(&B.vhosts);
+    auth_free();
     log_info("stopped");
     return 0;
 
 fail:
+    control_close();
     server_unlisten(&listener_watcher);
     server_unlisten(&tls_listener_watcher);
     while (started > 0)

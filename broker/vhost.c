@@ -39,6 +39,11 @@ vhost_new(const char *name)
     if (!vh)
         abort();
     vh->name = bytes_dup(amqp_cstr(name));
+    vh->description = strdup("");
+    vh->tags = strdup("");
+    if (!vh->description || !vh->tags)
+        abort();
+    vh->max_connections = vh->max_queues = -1;
     for (size_t i = 0; i < sizeof builtin_exchanges / sizeof builtin_exchanges[0]; i++) {
         exchange *x = vhost_exchange_add(vh, amqp_cstr(builtin_exchanges[i].name),
                                          builtin_exchanges[i].type, true, false,
@@ -73,6 +78,8 @@ vhost_free(vhost *vh)
     map_free(&vh->queues);
     map_free(&vh->exchanges);
     free((char *)vh->name.data);
+    free(vh->description);
+    free(vh->tags);
     free(vh);
 }
 

@@ -7,17 +7,20 @@ PACKAGES=(
   # build
   gcc make pkg-config libc6-dev
   libssl-dev liblmdb-dev libev-dev check
+  libpcre2-dev        # permission patterns, matched as RabbitMQ (PCRE) does
+  libjansson-dev      # coney-ctl's JSON arguments (limits)
   librabbitmq-dev     # coney-perf, the load tool (shares no code with the broker)
+  libmosquitto-dev    # coney-mqtt-perf, its MQTT sibling
   # tests: real AMQP clients against a real broker
   python3 python3-pytest python3-pika amqp-tools
-  python3-paho-mqtt mosquitto-clients   # real MQTT clients (mosquitto itself is not needed)
+  python3-paho-mqtt mosquitto-clients   # real MQTT clients (the mosquitto broker only for `make bench`)
   iproute2            # a network namespace as a second host (loopback_users)
   # sanitizer runtime comes with gcc (libasan, libubsan)
 )
 
 # `deps.sh bench` adds what `make bench` compares against.
 if [ "${1:-}" = bench ]; then
-  PACKAGES=(rabbitmq-server)
+  PACKAGES=(rabbitmq-server mosquitto)
 fi
 
 missing=()

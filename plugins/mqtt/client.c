@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "broker/auth.h"
 #include "broker/log.h"
 #include "broker/persist.h"
 #include "broker/plugin.h"
@@ -125,6 +126,10 @@ write_cb(struct ev_loop *loop, ev_io *w, int revents)
 static void
 client_release(mqtt_client *c)
 {
+    if (c->counted) {
+        auth_connection_close(c->u, c->vh);
+        c->counted = false;
+    }
     if (c->ack_waiting) {
         for (mqtt_client **p = &ack_waiters; *p; p = &(*p)->wait_next) {
             if (*p == c) {
@@ -425,7 +430,12 @@ timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
     ev_tstamp now = ev_now(loop);
     switch (c->state) {
     case MC_CONNECTING:
-        if (now >= c->deadline)
+        if (c->refusing && now >= c->refuse_at - 0.001) {
+            c->refusing = false;
+            mqtt_refuse_now(c, c->refuse_reason);
+            return;
+        }
+        if (!c->refusing && now >= c->deadline)
             mqtt_client_abort(c, "no CONNECT in time");
         return;
     case MC_DRAINING:

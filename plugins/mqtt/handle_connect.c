@@ -39,6 +39,33 @@ refuse(mqtt_client *c, unsigned reason, const char *why)
     mqtt_client_close(c, 0xff, NULL);
 }
 
+void
+mqtt_refuse_now(mqtt_client *c, uint8_t reason)
+{
+    send_connack(c, false, reason, NULL);
+    mqtt_client_close(c, 0xff, NULL);
+}
+
+/* A failed login: the CONNACK waits (longer after each recent failure
+ * from the same address) and nothing more is read, so passwords cannot
+ * be tried quickly; the client's timer sends it. */
+static void
+refuse_later(mqtt_client *c, unsigned reason, const char *why)
+{
+    log_warning("refused MQTT connection from %s: %s", c->peer, why);
+    double delay = auth_failed_login(c->peer);
+    c->refusing = true;
+    c->refuse_reason = (uint8_t)reason;
+    c->refuse_at = ev_now(B.loop) + delay;
+    if (c->reading) {
+        ev_io_stop(B.loop, &c->rio);
+        c->reading = false;
+    }
+    ev_timer_stop(B.loop, &c->timer);
+    ev_timer_set(&c->timer, delay, 0.25);
+    ev_timer_start(B.loop, &c->timer);
+}
+
 static bool
 id_is_ours(mqtt_str id)
 {
@@ -114,7 +141,7 @@ mqtt_handle_connect(mqtt_client *c, const mqtt_frame *f)
     case AUTH_BAD_CREDENTIALS:
         log_warning("MQTT %s: invalid credentials for user '%.*s'", c->peer,
                     (int)user.len, user.data);
-        refuse(c, MQTT_RC_BAD_USERNAME_OR_PASSWORD, "authentication failed");
+        refuse_later(c, MQTT_RC_BAD_USERNAME_OR_PASSWORD, "authentication failed");
         return;
     case AUTH_LOOPBACK_ONLY:
         log_warning("MQTT %s: user '%.*s' can only connect via localhost", c->peer,
@@ -128,6 +155,22 @@ mqtt_handle_connect(mqtt_client *c, const mqtt_frame *f)
         refuse(c, MQTT_RC_NOT_AUTHORIZED, "no such vhost");
         return;
     }
+    auth_user *u = auth_user_find(user);
+    if (!auth_vhost_access(u, vh)) {
+        log_warning("MQTT %s: access to vhost '%.*s' refused for user '%.*s'", c->peer,
+                    (int)vh->name.len, vh->name.data, (int)user.len, user.data);
+        refuse(c, MQTT_RC_NOT_AUTHORIZED, "no access to the vhost");
+        return;
+    }
+    char why[256];
+    if (auth_connection_open(u, vh, why, sizeof why) != 0) {
+        /* RabbitMQ's mapping: quota exceeded in 5.0, not authorized before */
+        refuse(c, c->version == MQTT_V5 ? MQTT_RC_QUOTA_EXCEEDED : MQTT_RC_NOT_AUTHORIZED, why);
+        return;
+    }
+    c->u = u;
+    c->vh = vh;
+    c->counted = true;
 
     /* which session */
     char assigned[40];

@@ -17,6 +17,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "broker/auth.h"
 #include "broker/log.h"
 #include "broker/persist.h"
 #include "plugins/mqtt/session.h"
@@ -165,6 +166,35 @@ mqtt_message_view(const message *m, mqtt_msg_view *out, amqp_pool *pool)
 
 /* ---- inbound PUBLISH ------------------------------------------------------------- */
 
+/* Write permission on the MQTT exchange (kept per connection until the
+ * permissions change) and, where the user has topic permissions there,
+ * on the routing key the topic maps to. */
+static bool
+may_publish(mqtt_client *c, mqtt_str topic)
+{
+    amqp_bytes ex = amqp_cstr(B.cfg.mqtt_exchange);
+    uint64_t gen = auth_generation();
+    if (c->perm_gen != gen) {
+        c->perm_write = auth_permitted(c->u, c->vh, AUTH_WRITE, ex);
+        c->perm_topic = auth_topic_restricted(c->u, c->vh, ex);
+        c->perm_gen = gen;
+    }
+    if (!c->perm_write)
+        return false;
+    if (!c->perm_topic)
+        return true;
+    char stack[256];
+    char *key = topic.len <= sizeof stack ? stack : malloc(topic.len);
+    if (!key)
+        abort();
+    mqtt_topic_to_amqp(topic.p, topic.len, key);
+    bool ok = auth_topic_permitted(c->u, c->vh, ex, AUTH_WRITE, (amqp_bytes){ key, topic.len },
+                                   c->session ? c->session->client_id : NULL);
+    if (key != stack)
+        free(key);
+    return ok;
+}
+
 static bool
 qos2_in_has(const mqtt_session *s, uint16_t id)
 {
@@ -225,6 +255,18 @@ mqtt_handle_publish(mqtt_client *c, const mqtt_frame *f)
     }
     if (p.topic.len == 0) {
         mqtt_client_close(c, MQTT_RC_PROTOCOL_ERROR, "empty topic");
+        return;
+    }
+    if (!may_publish(c, p.topic)) {
+        log_warning("MQTT " MQTT_CLIENT_FMT ": user '%s' may not publish to '%.*s'",
+                    MQTT_CLIENT_ARG(c), c->user, (int)p.topic.len, (const char *)p.topic.p);
+        if (c->version != MQTT_V5) {
+            /* 3.1.1 has no way to say no but to close (as RabbitMQ does) */
+            mqtt_client_close(c, MQTT_RC_NOT_AUTHORIZED, "publish not authorized");
+        } else if (p.qos > 0) {
+            mqtt_client_ack_after(c, p.qos == 1 ? MQTT_PUBACK : MQTT_PUBREC, p.packet_id,
+                                  MQTT_RC_NOT_AUTHORIZED, 0);
+        }
         return;
     }
     if (p.qos > 0 && c->version == MQTT_V5 && c->inflight_in >= 1024) {

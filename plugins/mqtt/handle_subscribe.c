@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "broker/auth.h"
 #include "broker/log.h"
 #include "plugins/mqtt/session.h"
 
@@ -22,6 +23,44 @@ static exchange *
 mqtt_exchange(vhost *vh)
 {
     return vhost_exchange(vh, amqp_cstr(B.cfg.mqtt_exchange));
+}
+
+/* RabbitMQ's checks for a subscription: configure, write and read on the
+ * queue it uses, read on the exchange, and topic read on the binding
+ * key where the user has topic permissions. */
+static bool
+may_subscribe(mqtt_client *c, mqtt_str group, mqtt_str filter)
+{
+    mqtt_session *s = c->session;
+    char qname[600];
+    int n;
+    if (group.len) {
+        n = snprintf(qname, sizeof qname, "mqtt-shared-%.*s-", (int)group.len, (const char *)group.p);
+        if ((size_t)n + filter.len >= sizeof qname)
+            return false;
+        mqtt_filter_to_amqp(filter.p, filter.len, qname + n);
+        n += (int)filter.len;
+    } else {
+        n = mqtt_session_queue_name(s, qname, sizeof qname);
+    }
+    amqp_bytes q = { qname, (uint32_t)n };
+    amqp_bytes ex = amqp_cstr(B.cfg.mqtt_exchange);
+    if (!auth_permitted(c->u, c->vh, AUTH_CONFIGURE, q) ||
+        !auth_permitted(c->u, c->vh, AUTH_WRITE, q) || !auth_permitted(c->u, c->vh, AUTH_READ, q) ||
+        !auth_permitted(c->u, c->vh, AUTH_READ, ex))
+        return false;
+    if (!auth_topic_restricted(c->u, c->vh, ex))
+        return true;
+    char stack[256];
+    char *key = filter.len <= sizeof stack ? stack : malloc(filter.len);
+    if (!key)
+        abort();
+    mqtt_filter_to_amqp(filter.p, filter.len, key);
+    bool ok = auth_topic_permitted(c->u, c->vh, ex, AUTH_READ, (amqp_bytes){ key, filter.len },
+                                   s->client_id);
+    if (key != stack)
+        free(key);
+    return ok;
 }
 
 static mqtt_sub *
@@ -162,6 +201,19 @@ mqtt_handle_subscribe(mqtt_client *c, const mqtt_frame *f)
                 return;
             }
             codes[i++] = c->version == MQTT_V5 ? MQTT_RC_TOPIC_FILTER_INVALID : 0x80;
+            continue;
+        }
+        if (!may_subscribe(c, group, inner)) {
+            log_warning("MQTT " MQTT_CLIENT_FMT ": user '%s' may not subscribe to '%.*s'",
+                        MQTT_CLIENT_ARG(c), c->user, (int)sf.filter.len,
+                        (const char *)sf.filter.p);
+            if (c->version == MQTT_V31) {
+                free(codes);
+                free(later);
+                mqtt_client_close(c, MQTT_RC_NOT_AUTHORIZED, "subscription not authorized");
+                return;
+            }
+            codes[i++] = c->version == MQTT_V5 ? MQTT_RC_NOT_AUTHORIZED : 0x80;
             continue;
         }
         uint8_t qos = sf.qos > 2 ? 2 : sf.qos;

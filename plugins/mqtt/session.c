@@ -92,8 +92,8 @@ session_key(mqtt_session *s)
 
 /* ---- the queue -------------------------------------------------------------------- */
 
-static int
-queue_name(const mqtt_session *s, char *out, size_t cap)
+int
+mqtt_session_queue_name(const mqtt_session *s, char *out, size_t cap)
 {
     return snprintf(out, cap, "mqtt-subscription-%.*sqos1", (int)s->client_id_len, s->client_id);
 }
@@ -104,7 +104,7 @@ mqtt_session_queue(mqtt_session *s)
     if (s->q)
         return s->q;
     char name[300];
-    int n = queue_name(s, name, sizeof name);
+    int n = mqtt_session_queue_name(s, name, sizeof name);
     amqp_bytes qn = { name, (uint32_t)n };
     queue *q = vhost_queue(s->vh, qn);
     if (!q) {
@@ -965,7 +965,7 @@ recover_one(const store_kv *r, void *ctx)
     if (d.bad)
         log_warning("MQTT session '%s': truncated record; kept what was readable", s->client_id);
     char name[300];
-    int n = queue_name(s, name, sizeof name);
+    int n = mqtt_session_queue_name(s, name, sizeof name);
     queue *q = vhost_queue(vh, (amqp_bytes){ name, (uint32_t)n });
     if (q) {
         queue_ref(q);

@@ -68,6 +68,13 @@ typedef struct mqtt_client {
     uint16_t out_alias_max, out_alias_n;
     vhost *vh;
     char user[128];
+    struct auth_user *u;           /* the logged-in user; NULL before */
+    bool counted;                  /* counts against vhost and user limits */
+    bool refusing;                 /* a failed login's CONNACK is held back */
+    uint8_t refuse_reason;
+    ev_tstamp refuse_at;
+    uint64_t perm_gen;             /* cached publish permission (auth_generation) */
+    bool perm_write, perm_topic;
     struct mqtt_session *session;  /* NULL before CONNECT succeeds */
     /* the will, held while connected: an MQTT message ready to route */
     message *will;                 /* one reference, or NULL */
@@ -165,6 +172,9 @@ void mqtt_session_detach(mqtt_session *s);
 void mqtt_session_attach(mqtt_session *s, mqtt_client *c);
 /* Writes the session record (durable sessions only). */
 void mqtt_session_save(mqtt_session *s);
+/* The name of our queue, "mqtt-subscription-<client id>qos1"; returns
+ * its length. */
+int mqtt_session_queue_name(const mqtt_session *s, char *out, size_t cap);
 /* Our queue, created (and, for a durable session, declared durable) on
  * first use. */
 queue *mqtt_session_queue(mqtt_session *s);
@@ -213,6 +223,8 @@ void mqtt_retain_free(void);
 /* ---- handlers ----------------------------------------------------------------------- */
 
 void mqtt_handle_connect(mqtt_client *c, const mqtt_frame *f);
+/* Sends the refusing CONNACK held back after a failed login, and closes. */
+void mqtt_refuse_now(mqtt_client *c, uint8_t reason);
 void mqtt_handle_disconnect(mqtt_client *c, const mqtt_frame *f);
 void mqtt_handle_publish(mqtt_client *c, const mqtt_frame *f);
 void mqtt_handle_ack(mqtt_client *c, const mqtt_frame *f);
