@@ -355,6 +355,14 @@ tls_close(stream *s)
     tls_stream *t = s->ctx;
     if (t) {
         say_goodbye(t);
+        if (t->broken && !SSL_is_init_finished(t->ssl)) {
+            /* A refused handshake (plaintext, say) leaves the client's
+             * bytes unread; reading them first makes close() end the
+             * connection with a FIN rather than a reset. */
+            char junk[4096];
+            for (int i = 0; i < 16 && recv(s->fd, junk, sizeof junk, MSG_DONTWAIT) > 0; i++)
+                ;
+        }
         SSL_free(t->ssl);
         free(t);
         s->ctx = NULL;
