@@ -15,6 +15,7 @@ PACKAGES=(
   python3 python3-pytest python3-pika amqp-tools
   python3-paho-mqtt mosquitto-clients   # real MQTT clients (the mosquitto broker only for `make bench`)
   iproute2            # a network namespace as a second host (loopback_users)
+  openssl             # the TLS tests make their CA and certificates with it
   # sanitizer runtime comes with gcc (libasan, libubsan)
 )
 
