@@ -59,6 +59,26 @@ void message_unref(message **m);
 /* Decodes the headers property into pool; false if absent or malformed. */
 bool message_headers(const message *m, amqp_table *out, amqp_pool *pool);
 
+/* ---- message statistics ------------------------------------------------- */
+
+/* Counters with RabbitMQ's message_stats names. They only grow; every
+ * STATS_INTERVAL seconds stats.c copies them into the last of two
+ * samples, so a rate is the difference of the samples over the interval:
+ * O(1) per event, two snapshots per object, nothing that grows with
+ * traffic. */
+typedef struct msg_stats {
+    uint64_t publish, publish_in, publish_out, confirm;
+    uint64_t deliver, deliver_no_ack, get, get_no_ack, ack, redeliver;
+    uint64_t return_unroutable, drop_unroutable;
+} msg_stats;
+
+typedef struct stats {
+    msg_stats now;                 /* counted in place */
+    msg_stats s0, s1;              /* the last two samples, s1 newer */
+} stats;
+
+#define STATS_INTERVAL 5.0
+
 /* ---- routing destinations ---------------------------------------------- */
 
 /* Queues and exchanges both start with this so a route_table destination
@@ -141,6 +161,7 @@ typedef struct queue {
     uint32_t nconsumers;
     uint64_t route_mark;           /* dedup within one publish */
     bool dispatching;
+    stats st;
 } queue;
 
 queue *queue_new(struct vhost *vh, amqp_bytes name, bool durable,
@@ -203,6 +224,7 @@ typedef struct exchange {
     uint32_t args_len;
     amqp_bytes alternate;          /* alternate-exchange argument, owned */
     route_table *rt;
+    stats st;
     uint32_t as_dest;              /* bindings that have this as destination */
     uint64_t route_mark;
 } exchange;
@@ -267,6 +289,17 @@ typedef struct broker {
     bool recovering;               /* replaying the store: write nothing back */
     bool disk_alarm;               /* free disk below disk_free_limit */
     struct store *store;
+    stats st;                      /* the whole broker */
+    /* the broker's samples of the last STATS_RING * STATS_INTERVAL
+     * seconds, for charts: ring[ring_next - 1] is the newest */
+#define STATS_RING 60
+    struct stats_sample {
+        double t;                  /* ev_now of the sample */
+        msg_stats s;
+        uint64_t messages_ready, messages_unacked;
+    } ring[STATS_RING];
+    unsigned ring_next, ring_len;
+    double started;                /* ev_now at start, for uptime */
 } broker;
 
 extern broker B;

@@ -371,6 +371,11 @@ ua_settle(channel *ch, delivery *d, enum settle how, touched *t)
         d->msg = NULL;
         touched_add(t, q);
     } else {
+        if (how == SETTLE_ACK) {
+            ch->st.now.ack++;
+            q->st.now.ack++;
+            B.st.now.ack++;
+        }
         queue_entry_forget(q, d->msg, d->seq, d->flags);
         message_unref(&d->msg);
     }
@@ -530,6 +535,20 @@ static void
 consumer_deliver(consumer *c, message *m, uint64_t seq, uint32_t flags)
 {
     channel *ch = c->ch;
+    if (c->no_ack) {
+        ch->st.now.deliver_no_ack++;
+        c->q->st.now.deliver_no_ack++;
+        B.st.now.deliver_no_ack++;
+    } else {
+        ch->st.now.deliver++;
+        c->q->st.now.deliver++;
+        B.st.now.deliver++;
+    }
+    if (flags & QE_REDELIVERED) {
+        ch->st.now.redeliver++;
+        c->q->st.now.redeliver++;
+        B.st.now.redeliver++;
+    }
     uint64_t tag = ch->next_tag++;
     amqp_method d = { .id = AMQP_BASIC_DELIVER };
     d.a.basic_deliver.consumer_tag = c->tag;
@@ -634,6 +653,8 @@ channel_flush_confirms(channel *ch)
             send_confirm(ch, AMQP_BASIC_NACK, p->seq);
         } else {
             ack_upto = p->seq;
+            ch->st.now.confirm++;
+            B.st.now.confirm++;
         }
         ch->cp_head++;
     }
@@ -671,6 +692,17 @@ publish_route(channel *ch, exchange *x, message *m, bool mandatory)
 {
     size_t reached;
     uint64_t batch = vhost_publish(ch->conn->vh, x, m, &reached);
+    ch->st.now.publish++;
+    B.st.now.publish++;
+    if (reached == 0) {
+        if (mandatory) {
+            ch->st.now.return_unroutable++;
+            B.st.now.return_unroutable++;
+        } else {
+            ch->st.now.drop_unroutable++;
+            B.st.now.drop_unroutable++;
+        }
+    }
     if (reached == 0 && mandatory) {
         amqp_method ret = { .id = AMQP_BASIC_RETURN };
         ret.a.basic_return.reply_code = AMQP_NO_ROUTE;
@@ -1124,6 +1156,20 @@ basic_get(channel *ch, const amqp_basic_get *a)
     ok.a.basic_get_ok.routing_key = e.msg->routing_key;
     ok.a.basic_get_ok.message_count = queue_ready(q);
     conn_send_content(ch->conn, ch->id, &ok, e.msg);
+    if (a->no_ack) {
+        ch->st.now.get_no_ack++;
+        q->st.now.get_no_ack++;
+        B.st.now.get_no_ack++;
+    } else {
+        ch->st.now.get++;
+        q->st.now.get++;
+        B.st.now.get++;
+    }
+    if (e.flags & QE_REDELIVERED) {
+        ch->st.now.redeliver++;
+        q->st.now.redeliver++;
+        B.st.now.redeliver++;
+    }
     e.flags = deliver_disk_state(q, e.msg, e.seq, e.flags, a->no_ack);
     if (a->no_ack) {
         message_unref(&e.msg);

@@ -251,6 +251,7 @@ conn_flush(conn *c)
             return;
         }
         buf_consume(&c->out, (size_t)n);
+        c->send_oct += (size_t)n;
         c->last_send = ev_now(B.loop);
     }
     ev_io_stop(B.loop, &c->wio);
@@ -1166,6 +1167,7 @@ read_cb(struct ev_loop *loop, ev_io *w, int revents)
             continue;
         }
         buf_commit(&c->in, (size_t)n);
+        c->recv_oct += (size_t)n;
         budget = (size_t)n < budget ? budget - (size_t)n : 0;
         conn_process(c);
         since_flush += (size_t)n;

@@ -90,6 +90,7 @@ typedef struct channel {
     size_t tx_nops, tx_opcap;
 
     amqp_bytes last_queue;         /* owned: the last queue declared here */
+    stats st;
     /* the last exchange checked for write permission (publishing) */
     uint8_t perm_ex_len;
     char perm_ex[256];
@@ -134,6 +135,8 @@ typedef struct conn {
     bool store_waiting;            /* on the store's waiter list */
     struct conn *swait_next, *swait_prev;
 
+    uint64_t recv_oct, send_oct;   /* bytes read and written */
+    uint64_t oct_s0[2], oct_s1[2]; /* their last two samples (stats.c) */
     uint32_t frame_max;
     uint16_t channel_max;
     uint16_t heartbeat;

@@ -26,6 +26,7 @@
 #include "broker/persist.h"
 #include "broker/plugin.h"
 #include "broker/server.h"
+#include "broker/stats.h"
 #include "broker/tls.h"
 
 broker B;
@@ -264,6 +265,7 @@ server_run(void)
         log_error("%s", err);
         goto fail;
     }
+    stats_start();
     conn_alarm_changed(persist_disk_check());
     ev_timer_init(&disk_timer, disk_cb, 1.0, 1.0);
     ev_timer_start(B.loop, &disk_timer);
@@ -285,6 +287,7 @@ server_run(void)
     for (size_t i = 0; i < NPLUGINS; i++)
         plugins[i]->close(NULL);
     control_close();
+    stats_stop();
     ev_run(B.loop, EVRUN_NOWAIT);   /* lets the reapers free them */
     server_unlisten(&listener_watcher);
     server_unlisten(&tls_listener_watcher);

@@ -354,8 +354,12 @@ vhost_publish(vhost *vh, exchange *x, message *m, size_t *reached)
     route_result *r = &scratch;
     vhost_route(vh, x, m, r);
     *reached = r->n;
+    x->st.now.publish_in++;
     if (r->n == 0)
         return 0;
+    x->st.now.publish_out++;
+    for (size_t i = 0; i < r->n; i++)
+        r->q[i]->st.now.publish++;
     static uint64_t *dseq;
     static queue **durable;
     static uint8_t *done;

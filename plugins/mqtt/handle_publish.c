@@ -291,6 +291,9 @@ mqtt_handle_publish(mqtt_client *c, const mqtt_frame *f)
     size_t reached;
     uint64_t batch = mqtt_message_route(c->vh, m, &reached);
     message_unref(&m);
+    B.st.now.publish++;
+    if (reached == 0)
+        B.st.now.drop_unroutable++;
     uint8_t reason = reached == 0 && c->version == MQTT_V5 ? MQTT_RC_NO_MATCHING_SUBSCRIBERS
                                                            : MQTT_RC_SUCCESS;
     if (p.qos == 1) {
