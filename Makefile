@@ -7,10 +7,10 @@
 #   make bench  Coney against RabbitMQ (AMQP) and Mosquitto (MQTT) side by side
 
 CC      ?= gcc
-PKGS    := openssl lmdb libpcre2-8
+PKGS    := openssl lmdb libpcre2-8 libmicrohttpd jansson
 # libev ships no .pc file on Debian, so it is linked by name.
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
-PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null || echo -lssl -lcrypto -llmdb -lpcre2-8) -lev
+PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null || echo -lssl -lcrypto -llmdb -lpcre2-8 -lmicrohttpd -ljansson) -lev
 CHECK_CFLAGS := $(shell pkg-config --cflags check 2>/dev/null)
 CHECK_LIBS   := $(shell pkg-config --libs check 2>/dev/null)
 
@@ -32,7 +32,8 @@ VERSION := $(shell cat VERSION 2>/dev/null || echo 0.0.0)
 MQTT_CODEC := $(addprefix plugins/mqtt/,packet.c connect.c publish.c subscribe.c topic.c)
 CORE_SRC   := $(wildcard protocol/*.c routing/*.c storage/*.c) $(wildcard $(MQTT_CODEC))
 BROKER_SRC := $(wildcard broker/*.c) \
-              $(filter-out $(MQTT_CODEC),$(wildcard plugins/mqtt/*.c))
+              $(filter-out $(MQTT_CODEC),$(wildcard plugins/mqtt/*.c)) \
+              $(wildcard plugins/management/*.c)
 UNIT_SRC   := $(wildcard tests/unit/*.c)
 PERF_SRC   := $(wildcard tools/perf/*.c)
 MQTT_PERF_SRC := $(wildcard tools/mqtt-perf/*.c)

@@ -98,6 +98,47 @@ auth_user_name(const auth_user *u)
     return u->name;
 }
 
+const char *
+auth_user_tags(const auth_user *u)
+{
+    return u->tags;
+}
+
+void
+auth_user_hash(const auth_user *u, char *b64, size_t cap, const char **algorithm)
+{
+    static const char *const names[] = {
+        [CRYPTO_NONE] = "rabbit_password_hashing_sha256",
+        [CRYPTO_SHA256] = "rabbit_password_hashing_sha256",
+        [CRYPTO_SHA512] = "rabbit_password_hashing_sha512",
+        [CRYPTO_MD5] = "rabbit_password_hashing_md5",
+    };
+    *algorithm = names[u->algo <= CRYPTO_MD5 ? u->algo : CRYPTO_SHA256];
+    if (u->hash_len == 0 || cap < 4 * ((u->hash_len + 2) / 3) + 1) {
+        if (cap)
+            b64[0] = 0;
+        return;
+    }
+    crypto_b64_encode(u->hash, u->hash_len, b64);
+}
+
+int64_t
+auth_user_limit(const auth_user *u, const char *key)
+{
+    if (strcmp(key, "max-connections") == 0)
+        return u->max_connections;
+    if (strcmp(key, "max-channels") == 0)
+        return u->max_channels;
+    return -1;
+}
+
+void
+auth_each_user(void (*fn)(void *ctx, const auth_user *u), void *ctx)
+{
+    for (map_iter it = map_first(&users); it.e; map_next(&users, &it))
+        fn(ctx, it.e->value);
+}
+
 static auth_user *
 user_named(const char *name)
 {

@@ -41,6 +41,16 @@ enum auth_result auth_check_external(amqp_bytes name, bool loopback);
 /* The user of that name, or NULL. Valid until the user is deleted. */
 auth_user *auth_user_find(amqp_bytes name);
 const char *auth_user_name(const auth_user *u);
+/* Comma-separated tags ("administrator,monitoring"), "" for none. */
+const char *auth_user_tags(const auth_user *u);
+/* The password hash as RabbitMQ exports it: base64 of salt and digest
+ * into b64 (cap >= 100) and the algorithm's name
+ * ("rabbit_password_hashing_sha256"); "" for a user without password. */
+void auth_user_hash(const auth_user *u, char *b64, size_t cap, const char **algorithm);
+/* A user limit: "max-connections" or "max-channels"; -1 = none. */
+int64_t auth_user_limit(const auth_user *u, const char *key);
+/* Calls fn for every user. */
+void auth_each_user(void (*fn)(void *ctx, const auth_user *u), void *ctx);
 
 /* ---- login throttling ---------------------------------------------------------- */
 

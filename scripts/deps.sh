@@ -8,7 +8,8 @@ PACKAGES=(
   gcc make pkg-config libc6-dev
   libssl-dev liblmdb-dev libev-dev check
   libpcre2-dev        # permission patterns, matched as RabbitMQ (PCRE) does
-  libjansson-dev      # coney-ctl's JSON arguments (limits)
+  libjansson-dev      # JSON: the management API, coney-ctl
+  libmicrohttpd-dev   # the management API's HTTP server
   librabbitmq-dev     # coney-perf, the load tool (shares no code with the broker)
   libmosquitto-dev    # coney-mqtt-perf, its MQTT sibling
   # tests: real AMQP clients against a real broker
