@@ -40,6 +40,10 @@ config_defaults(config *c)
     c->mqtt_max_session_expiry = 86400;
     c->mqtt_max_packet_size = 268435455;
     c->mqtt_max_packet_size_unauth = 65536;
+    snprintf(c->management_bind_addr, sizeof c->management_bind_addr, "0.0.0.0");
+    c->management_port = 15672;
+    snprintf(c->prometheus_bind_addr, sizeof c->prometheus_bind_addr, "0.0.0.0");
+    c->prometheus_port = 15692;
     snprintf(c->tls_bind_addr, sizeof c->tls_bind_addr, "0.0.0.0");
     snprintf(c->mqtt_tls_bind_addr, sizeof c->mqtt_tls_bind_addr, "0.0.0.0");
     c->tls_versions = CONFIG_TLS_1_2 | CONFIG_TLS_1_3;
@@ -151,6 +155,38 @@ list_add(char *list, size_t cap, char sep, const char *v)
         list[len++] = sep;
     memcpy(list + len, v, vlen + 1);
     return 0;
+}
+
+/* A port that "none" or 0 turns off. */
+static int
+parse_port_or_none(const char *v, int *port)
+{
+    uint64_t n;
+    if (strcmp(v, "none") == 0) {
+        *port = 0;
+        return 0;
+    }
+    if (parse_uint(v, 65535, &n))
+        return -1;
+    *port = (int)n;
+    return 0;
+}
+
+/* The management and Prometheus listeners: RabbitMQ's management.tcp.*
+ * (and the older management.listener.*) and prometheus.tcp.* keys.
+ * Returns 1 when key is not one of them. */
+static int
+config_set_http(config *c, const char *key, const char *value)
+{
+    if (strcmp(key, "management.tcp.port") == 0 || strcmp(key, "management.listener.port") == 0)
+        return parse_port_or_none(value, &c->management_port);
+    if (strcmp(key, "management.tcp.ip") == 0 || strcmp(key, "management.listener.ip") == 0)
+        return copy_str(c->management_bind_addr, sizeof c->management_bind_addr, value);
+    if (strcmp(key, "prometheus.tcp.port") == 0)
+        return parse_port_or_none(value, &c->prometheus_port);
+    if (strcmp(key, "prometheus.tcp.ip") == 0)
+        return copy_str(c->prometheus_bind_addr, sizeof c->prometheus_bind_addr, value);
+    return 1;
 }
 
 /* The TLS and SASL keys. Returns 1 when key is not one of them. */
@@ -299,6 +335,8 @@ config_set(config *c, const char *key, const char *value, char *err, int errlen)
         rc = copy_str(c->data_dir, sizeof c->data_dir, value);
     } else if ((rc = config_set_tls(c, key, value)) <= 0) {
         /* a TLS or SASL key, rc says how it went */
+    } else if ((rc = config_set_http(c, key, value)) <= 0) {
+        /* a management or Prometheus key */
     } else {
         log_warning("config: unknown key '%s' ignored", key);
         return 0;

@@ -37,6 +37,12 @@ typedef struct config {
     uint32_t mqtt_max_packet_size; /* mqtt.max_packet_size_authenticated, 256 MiB - 1 */
     uint32_t mqtt_max_packet_size_unauth; /* mqtt.max_packet_size_unauthenticated, 65536 */
 
+    /* the management plugin (RabbitMQ's management.* and prometheus.* keys) */
+    char management_bind_addr[64]; /* management.tcp.ip, 0.0.0.0 */
+    int management_port;           /* management.tcp.port, 15672; 0 = none */
+    char prometheus_bind_addr[64]; /* prometheus.tcp.ip, 0.0.0.0 */
+    int prometheus_port;           /* prometheus.tcp.port, 15692; 0 = none */
+
     /* TLS (RabbitMQ's ssl_options.* keys; docs/tls.md) and SASL */
     char tls_bind_addr[64];        /* "0.0.0.0" unless listeners.ssl.* names one */
     int tls_port;                  /* listeners.ssl.default; 0 = no AMQP TLS listener */

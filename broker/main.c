@@ -22,6 +22,8 @@ usage(FILE *out)
             "      --tls-port PORT   AMQP over TLS listener port (default none; needs\n"
             "                        ssl_options.* in the config file)\n"
             "      --mqtt-tls-port PORT  MQTT over TLS listener port (default none)\n"
+            "      --management-port PORT  HTTP management API port (default 15672; 0 = none)\n"
+            "      --prometheus-port PORT  Prometheus metrics port (default 15692; 0 = none)\n"
             "  -d, --data-dir DIR    where durable state lives (default ./data)\n"
             "  -c, --config FILE     RabbitMQ-style 'key = value' config file\n"
             "  -l, --log-level LVL   debug, info, warning or error (default info)\n"
@@ -40,6 +42,8 @@ main(int argc, char **argv)
         { "mqtt-port", required_argument, NULL, 'm' },
         { "tls-port", required_argument, NULL, 'T' },
         { "mqtt-tls-port", required_argument, NULL, 'M' },
+        { "management-port", required_argument, NULL, 'H' },
+        { "prometheus-port", required_argument, NULL, 'P' },
         { "data-dir", required_argument, NULL, 'd' },
         { "config", required_argument, NULL, 'c' },
         { "log-level", required_argument, NULL, 'l' },
@@ -48,7 +52,7 @@ main(int argc, char **argv)
         { NULL, 0, NULL, 0 },
     };
     const char *config_path = NULL, *port = NULL, *mqtt_port = NULL, *data_dir = NULL, *level = NULL;
-    const char *tls_port = NULL, *mqtt_tls_port = NULL;
+    const char *tls_port = NULL, *mqtt_tls_port = NULL, *mgmt_port = NULL, *prom_port = NULL;
     int opt;
     while ((opt = getopt_long(argc, argv, "p:d:c:l:hV", opts, NULL)) != -1) {
         switch (opt) {
@@ -56,6 +60,8 @@ main(int argc, char **argv)
         case 'm': mqtt_port = optarg; break;
         case 'T': tls_port = optarg; break;
         case 'M': mqtt_tls_port = optarg; break;
+        case 'H': mgmt_port = optarg; break;
+        case 'P': prom_port = optarg; break;
         case 'd': data_dir = optarg; break;
         case 'c': config_path = optarg; break;
         case 'l': level = optarg; break;
@@ -80,6 +86,8 @@ main(int argc, char **argv)
         (mqtt_port && config_set(&B.cfg, "mqtt.listeners.tcp.default", mqtt_port, err, sizeof err)) ||
         (tls_port && config_set(&B.cfg, "listeners.ssl.default", tls_port, err, sizeof err)) ||
         (mqtt_tls_port && config_set(&B.cfg, "mqtt.listeners.ssl.default", mqtt_tls_port, err, sizeof err)) ||
+        (mgmt_port && config_set(&B.cfg, "management.tcp.port", mgmt_port, err, sizeof err)) ||
+        (prom_port && config_set(&B.cfg, "prometheus.tcp.port", prom_port, err, sizeof err)) ||
         (data_dir && config_set(&B.cfg, "data_dir", data_dir, err, sizeof err)) ||
         (level && config_set(&B.cfg, "log.console.level", level, err, sizeof err))) {
         fprintf(stderr, "coney: %s\n", err);

@@ -28,6 +28,7 @@ typedef struct plugin {
 } plugin;
 
 extern const plugin mqtt_plugin;
+extern const plugin management_plugin;
 
 /* ---- what plugins get from server.c ------------------------------------------ */
 

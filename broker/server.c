@@ -33,7 +33,7 @@ broker B;
 
 static ev_io listener_watcher, tls_listener_watcher;
 
-static const plugin *const plugins[] = { &mqtt_plugin };
+static const plugin *const plugins[] = { &mqtt_plugin, &management_plugin };
 #define NPLUGINS (sizeof plugins / sizeof plugins[0])
 static ev_signal sigint_watcher, sigterm_watcher, sighup_watcher;
 static ev_timer stop_timer;

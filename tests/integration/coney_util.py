@@ -65,10 +65,12 @@ class Broker:
     the tests started it (None when CONEY_TEST_TARGET points elsewhere)."""
 
     def __init__(self, host, port, proc=None, log_path=None, data_dir=None, workdir=None,
-                 mqtt_port=None):
+                 mqtt_port=None, http_port=None, prom_port=None):
         self.host = host
         self.port = port
         self.mqtt_port = mqtt_port  # None: no MQTT listener (a target, or --mqtt-port 0)
+        self.http_port = http_port  # the management API; None: not known or off
+        self.prom_port = prom_port  # Prometheus metrics; None: not known or off
         self.proc = proc
         self.log_path = log_path
         self.data_dir = data_dir
@@ -134,13 +136,26 @@ class Broker:
             shutil.rmtree(self.workdir, ignore_errors=True)
 
 
+def _flag_port(extra, flag, pass_flag, args):
+    """The port for a listener flag: the one extra_args chose (None for 0),
+    or a free one added to args; None when the config file decides."""
+    if not pass_flag:
+        return None
+    if flag in extra:
+        return int(extra[extra.index(flag) + 1]) or None
+    p = free_port()
+    args += [flag, str(p)]
+    return p
+
+
 def start_broker(binary, extra_args=None, port=None, use_port_flag=True, env=None,
-                 mqtt_port_flag=True):
+                 mqtt_port_flag=True, http_port_flag=True):
     """Start CONEY_BIN on a free port with its own data dir and log file and
-    wait until the port accepts connections. The MQTT listener gets a free
-    port of its own too (Broker.mqtt_port), passed even when the AMQP port
-    comes from a config file, so that no two brokers of the suite meet on
-    1883; extra_args may choose one instead."""
+    wait until the port accepts connections. The MQTT, management and
+    Prometheus listeners get free ports of their own too (Broker.mqtt_port,
+    .http_port, .prom_port), passed even when the AMQP port comes from a
+    config file, so that no two brokers of the suite meet on 1883 or 15672;
+    extra_args may choose them instead."""
     workdir = tempfile.mkdtemp(prefix="coney-it-")
     data_dir = os.path.join(workdir, "data")
     os.mkdir(data_dir)
@@ -149,15 +164,10 @@ def start_broker(binary, extra_args=None, port=None, use_port_flag=True, env=Non
     args = [binary]
     if use_port_flag:
         args += ["--port", str(port)]
-    mqtt_port = None
     extra = list(extra_args or [])
-    if not mqtt_port_flag:
-        mqtt_port = None           # the config file decides
-    elif "--mqtt-port" in extra:
-        mqtt_port = int(extra[extra.index("--mqtt-port") + 1]) or None
-    else:
-        mqtt_port = free_port()
-        args += ["--mqtt-port", str(mqtt_port)]
+    mqtt_port = _flag_port(extra, "--mqtt-port", mqtt_port_flag, args)
+    http_port = _flag_port(extra, "--management-port", http_port_flag, args)
+    prom_port = _flag_port(extra, "--prometheus-port", http_port_flag, args)
     args += ["--data-dir", data_dir] + list(extra_args or [])
     penv = dict(os.environ)
     penv.setdefault("ASAN_OPTIONS", "detect_leaks=1:abort_on_error=0")
@@ -167,8 +177,9 @@ def start_broker(binary, extra_args=None, port=None, use_port_flag=True, env=Non
     proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=logf, stderr=logf,
                             cwd=workdir, env=penv)
     logf.close()
-    b = Broker("127.0.0.1", port, proc, log_path, data_dir, workdir, mqtt_port)
-    for p in (port, mqtt_port):
+    b = Broker("127.0.0.1", port, proc, log_path, data_dir, workdir, mqtt_port,
+               http_port, prom_port)
+    for p in (port, mqtt_port, http_port, prom_port):
         if p is not None and not wait_port("127.0.0.1", p, 20 * SLOW, proc):
             rc = proc.poll()
             tail = b.log_tail()
@@ -333,7 +344,7 @@ def start_again(b, wait=True, note="start again"):
     b.stopped = False
     if not wait:
         return None
-    for p in (b.port, b.mqtt_port):
+    for p in (b.port, b.mqtt_port, b.http_port, b.prom_port):
         if p is not None and not wait_port(b.host, p, 60 * SLOW, proc):
             raise AssertionError("broker did not accept on port %d after %s (exit %r)\n"
                                  "--- log ---\n%s" % (p, note, proc.poll(), b.log_tail()))

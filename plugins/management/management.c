@@ -1,0 +1,70 @@
+/*
+ * The management plugin: RabbitMQ's HTTP API and web UI on the
+ * management port (15672) and Prometheus metrics on their own port
+ * (15692), both served by http.c from the broker's loop. Either port at 0
+ * turns that server off.
+ */
+#include <stdio.h>
+
+#include "broker/log.h"
+#include "broker/plugin.h"
+#include "plugins/management/management.h"
+
+static http_server *api, *metrics;
+
+static const http_route *const api_tables[] = {
+    http_routes_core, http_routes_conns, http_routes_objects, http_routes_access,
+    http_routes_definitions, http_routes_ui, NULL,
+};
+static const http_route *const metrics_tables[] = { http_routes_metrics, NULL };
+
+static int
+plugin_start(char *err, size_t errlen)
+{
+    if (B.cfg.management_port) {
+        api = http_server_start(HTTP_SERVER_API, B.cfg.management_bind_addr,
+                                B.cfg.management_port, api_tables, err, errlen);
+        if (!api)
+            return -1;
+        log_info("management API listening on %s:%d", B.cfg.management_bind_addr,
+                 B.cfg.management_port);
+    }
+    if (B.cfg.prometheus_port) {
+        metrics = http_server_start(HTTP_SERVER_METRICS, B.cfg.prometheus_bind_addr,
+                                    B.cfg.prometheus_port, metrics_tables, err, errlen);
+        if (!metrics) {
+            http_server_stop(&api);
+            return -1;
+        }
+        log_info("Prometheus metrics listening on %s:%d", B.cfg.prometheus_bind_addr,
+                 B.cfg.prometheus_port);
+    }
+    return 0;
+}
+
+/* HTTP requests are answered at once, so there is nothing to drain:
+ * closing stops both servers with whatever connections they hold. */
+static void
+plugin_close(const char *reason)
+{
+    (void)reason;
+    http_server_stop(&api);
+    http_server_stop(&metrics);
+}
+
+static size_t
+plugin_clients(void)
+{
+    return 0;
+}
+
+static void
+plugin_finish(void)
+{
+    http_server_stop(&api);
+    http_server_stop(&metrics);
+}
+
+const plugin management_plugin = {
+    "management", plugin_start, plugin_close, plugin_clients, plugin_finish,
+};

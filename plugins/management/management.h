@@ -1,0 +1,37 @@
+/*
+ * What the management plugin's own files share beyond the HTTP contract
+ * (http.h): the servers http.c runs on the loop, and the route tables
+ * that only this plugin's core serves. Private to plugins/management/.
+ */
+#ifndef CONEY_PLUGINS_MANAGEMENT_MANAGEMENT_H
+#define CONEY_PLUGINS_MANAGEMENT_MANAGEMENT_H
+
+#include <stddef.h>
+
+#include "plugins/management/http.h"
+
+typedef struct http_server http_server;
+
+/* Which answers a server gives besides its routes. */
+enum http_server_kind {
+    HTTP_SERVER_API,               /* basic auth, JSON errors (port 15672) */
+    HTTP_SERVER_METRICS,           /* no auth, plain-text errors (port 15692) */
+};
+
+/* Starts libmicrohttpd on addr:port with no thread of its own: the loop
+ * watches its epoll fd and runs it. tables is a NULL-terminated list of
+ * route tables (borrowed, static). Returns the server, or NULL with a
+ * message in err. */
+http_server *http_server_start(enum http_server_kind kind, const char *addr, int port,
+                               const http_route *const *tables, char *err, size_t errlen);
+/* Closes the listener and every connection; clears *s. NULL is fine. */
+void http_server_stop(http_server **s);
+
+/* metrics.c: /metrics and /metrics/per-object on the Prometheus port. */
+extern const http_route http_routes_metrics[];
+
+/* http.c: the process's resident memory in bytes (from /proc/self/statm),
+ * 0 if unknown. */
+unsigned long long http_rss_bytes(void);
+
+#endif
