@@ -292,6 +292,18 @@ def mqtt_client(port, ctx, **kw):
     return c
 
 
+def mqtt_close(c):
+    """DISCONNECT once the client's loop thread has stopped: paho writes it
+    and closes the socket from the calling thread, which would race an SSL
+    read in the loop thread (PahoClient.disconnect does not wait)."""
+    c._stop = True
+    if c._thread is not None:
+        c._thread.join(5)
+    if c.disconnected is None and c.connack is not None:
+        c.c.disconnect()
+    c.stop()
+
+
 # ------------------------------------------------------------ round trips
 
 def test_amqp_publish_and_consume_over_tls(tls_broker, pki):
@@ -313,8 +325,8 @@ def test_mqtt_publish_and_subscribe_over_tls(tls_broker, pki):
         m = sub.get()
         assert (m.topic, m.payload) == (topic, b"mqtt over TLS")
     finally:
-        sub.disconnect()
-        pub.disconnect()
+        mqtt_close(sub)
+        mqtt_close(pub)
 
 
 def test_tls_1_2_and_1_3_are_both_served(tls_broker, pki):
@@ -408,7 +420,7 @@ def test_mqtt_logs_in_as_the_certificate_user(tls_broker, pki):
         c.publish(topic, b"by certificate")
         assert c.get().payload == b"by certificate"
     finally:
-        c.disconnect()
+        mqtt_close(c)
     assert re.search(r"accepted MQTT .*user 'guest'", tls_broker.b.log())
     # no certificate and no user name: anonymous, which this broker refuses
     anon = mqtt_client(tls_broker.mqtt_tls_port, client_ctx(pki))
@@ -416,7 +428,7 @@ def test_mqtt_logs_in_as_the_certificate_user(tls_broker, pki):
         rc, _, _ = anon.connect(expect_rc=None)
         assert rc != 0
     finally:
-        anon.disconnect()
+        mqtt_close(anon)
 
 
 # ------------------------------------------------------------ refusals
@@ -498,7 +510,7 @@ def test_valid_client_certificate_accepted_when_required(strict_broker, pki):
     try:
         c.connect()
     finally:
-        c.disconnect()
+        mqtt_close(c)
 
 
 # ------------------------------------------------------------ slow clients
@@ -520,7 +532,7 @@ def test_silent_clients_do_not_block_handshakes_and_time_out(tls_broker, pki):
         try:
             c.connect()
         finally:
-            c.disconnect()
+            mqtt_close(c)
         assert time.monotonic() - t0 < 5 * SLOW
         # the handshake (AMQP) and CONNECT (MQTT) timeouts, 10 s, drop them
         for s in silent:
