@@ -783,6 +783,27 @@ auth_vhost_set_limit(const char *name, const char *key, long long value, char *e
     return rc;
 }
 
+int
+auth_vhost_set_metadata(const char *name, const char *description, const char *tags,
+                        char *err, size_t cap)
+{
+    vhost *vh = vhost_named(name);
+    if (!vh) {
+        fail(err, cap, "no such vhost: '%s'%s", name, NULL);
+        return -1;
+    }
+    if (description) {
+        free(vh->description);
+        vh->description = xstrdup(description);
+    }
+    if (tags) {
+        free(vh->tags);
+        vh->tags = xstrdup(tags);
+    }
+    save_vhost(vh);
+    return 0;
+}
+
 static perm *
 perm_put(map *m, const char *u, const char *v, const char *x, const char *const *src, int n,
          char *err, size_t cap)

@@ -112,6 +112,10 @@ int auth_user_set_limit(const char *name, const char *key, long long value, char
 int auth_vhost_add(const char *name, char *err, size_t cap);
 int auth_vhost_delete(const char *name, char *err, size_t cap);
 int auth_vhost_set_limit(const char *name, const char *key, long long value, char *err, size_t cap);
+/* A vhost's description and tags (comma-separated, as user tags); NULL
+ * keeps the current one. */
+int auth_vhost_set_metadata(const char *name, const char *description, const char *tags,
+                            char *err, size_t cap);
 int auth_set_permissions(const char *user, const char *vhost, const char *conf,
                          const char *write, const char *read, char *err, size_t cap);
 int auth_clear_permissions(const char *user, const char *vhost, char *err, size_t cap);
