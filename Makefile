@@ -34,13 +34,15 @@ CORE_SRC   := $(wildcard protocol/*.c routing/*.c storage/*.c) $(wildcard $(MQTT
 BROKER_SRC := $(wildcard broker/*.c) \
               $(filter-out $(MQTT_CODEC),$(wildcard plugins/mqtt/*.c)) \
               $(wildcard plugins/management/*.c)
+# The web UI's files are .incbin'd into the binary by plugins/management/*.S.
+BROKER_ASM := $(wildcard plugins/management/*.S)
 UNIT_SRC   := $(wildcard tests/unit/*.c)
 PERF_SRC   := $(wildcard tools/perf/*.c)
 MQTT_PERF_SRC := $(wildcard tools/mqtt-perf/*.c)
 CTL_SRC    := $(wildcard tools/ctl/*.c)
 
 CORE_OBJ   := $(CORE_SRC:%.c=$(BUILD)/%.o)
-BROKER_OBJ := $(BROKER_SRC:%.c=$(BUILD)/%.o)
+BROKER_OBJ := $(BROKER_SRC:%.c=$(BUILD)/%.o) $(BROKER_ASM:%.S=$(BUILD)/%.o)
 UNIT_OBJ   := $(UNIT_SRC:%.c=$(BUILD)/%.o)
 PERF_OBJ   := $(PERF_SRC:%.c=$(BUILD)/%.o)
 MQTT_PERF_OBJ := $(MQTT_PERF_SRC:%.c=$(BUILD)/%.o)
@@ -80,6 +82,13 @@ $(BUILD)/tests/unit/%.o: tests/unit/%.c
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -c -o $@ $<
+
+$(BUILD)/%.o: %.S
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -c -o $@ $<
+
+# -MMD sees #include, not .incbin: rebuild when a UI file changes.
+$(BUILD)/plugins/management/ui_assets.o: $(wildcard plugins/management/ui/*)
 
 deps:
 	@scripts/deps.sh
