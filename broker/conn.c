@@ -201,6 +201,7 @@ conn_free(conn *c)
     buf_free(&c->in);
     buf_free(&c->out);
     free(c->channels);
+    free(c->client_props);
     amqp_pool_free(&c->pool);
     free(c);
 }
@@ -612,6 +613,14 @@ handle_start_ok(conn *c, const amqp_connection_start_ok *m)
     c->cap_cancel_notify = cap_enabled(&m->client_properties, "consumer_cancel_notify");
     c->cap_auth_failure_close = cap_enabled(&m->client_properties, "authentication_failure_close");
     c->cap_blocked = cap_enabled(&m->client_properties, "connection.blocked");
+    /* kept encoded for the management API, which decodes it on demand */
+    size_t props_len = amqp_table_size(&m->client_properties);
+    free(c->client_props);
+    c->client_props = malloc(props_len);
+    if (c->client_props) {
+        amqp_table_encode(&m->client_properties, c->client_props);
+        c->client_props_len = (uint32_t)props_len;
+    }
     if (!mechanism_offered(c, m->mechanism.data, m->mechanism.len)) {
         conn_error(c, AMQP_ACCESS_REFUSED, AMQP_CONNECTION_START_OK,
                    "unsupported authentication mechanism '%.*s'",
@@ -1248,6 +1257,7 @@ conn_accept(const stream *s, const char *peer, bool loopback)
     ev_io_init(&c->wio, write_cb, fd, EV_WRITE);
     ev_init(&c->timer, timer_cb);
     c->last_recv = c->last_send = ev_now(B.loop);
+    c->connected_at = ev_time() * 1000.0;
     c->deadline = ev_now(B.loop) + HANDSHAKE_TIMEOUT;
     ev_timer_set(&c->timer, 1.0, 1.0);
     ev_timer_start(B.loop, &c->timer);

@@ -136,6 +136,10 @@ typedef struct conn {
     struct conn *swait_next, *swait_prev;
 
     uint64_t recv_oct, send_oct;   /* bytes read and written */
+    double connected_at;           /* wall clock, ms since the epoch (management API) */
+    uint8_t *client_props;         /* start-ok's client_properties, encoded with its
+                                    * length prefix; owned, NULL before start-ok */
+    uint32_t client_props_len;
     uint64_t oct_s0[2], oct_s1[2]; /* their last two samples (stats.c) */
     uint32_t frame_max;
     uint16_t channel_max;

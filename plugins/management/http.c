@@ -411,8 +411,8 @@ sort_cmp(const void *pa, const void *pb)
     return a->i < b->i ? -1 : a->i > b->i;
 }
 
-static bool
-query_true(const http_req *rq, const char *key)
+bool
+http_query_true(const http_req *rq, const char *key)
 {
     const char *v = http_query(rq, key);
     return v && strcmp(v, "true") == 0;
@@ -475,7 +475,7 @@ http_list(http_req *rq, http_resp *rs, json_t *items)
     const char *name = http_query(rq, "name");
     pcre2_code *re = NULL;
     pcre2_match_data *md = NULL;
-    if (name && *name && query_true(rq, "use_regex")) {
+    if (name && *name && http_query_true(rq, "use_regex")) {
         int ec;
         PCRE2_SIZE off;
         re = pcre2_compile((PCRE2_SPTR)name, PCRE2_ZERO_TERMINATED, PCRE2_CASELESS | PCRE2_UTF,
@@ -524,7 +524,7 @@ http_list(http_req *rq, http_resp *rs, json_t *items)
         pcre2_match_data_free(md);
         pcre2_code_free(re);
     }
-    sort_sign = query_true(rq, "sort_reverse") ? -1 : 1;
+    sort_sign = http_query_true(rq, "sort_reverse") ? -1 : 1;
     qsort(ents, n, sizeof *ents, sort_cmp);
 
     size_t from = 0, to = n;

@@ -30,6 +30,19 @@ void http_server_stop(http_server **s);
 /* metrics.c: /metrics and /metrics/per-object on the Prometheus port. */
 extern const http_route http_routes_metrics[];
 
+/* http.c: is the query argument key "true"? */
+bool http_query_true(const http_req *rq, const char *key);
+
+/* api_overview.c: "coney@<short hostname>", RabbitMQ's node name shape. */
+const char *http_node_name(void);
+/* The cluster name (PUT /api/cluster-name; the node name until set). */
+const char *http_cluster_name(void);
+
+/* Node figures: open fds, the fd limit, free bytes where data_dir is. */
+unsigned long http_fd_used(void);
+unsigned long http_fd_limit(void);
+unsigned long long http_disk_free(void);
+
 /* http.c: the process's resident memory in bytes (from /proc/self/statm),
  * 0 if unknown. */
 unsigned long long http_rss_bytes(void);
