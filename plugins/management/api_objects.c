@@ -111,6 +111,39 @@ http_bytes_json(amqp_bytes b)
     return s;
 }
 
+/* Base64 of any length (crypto_b64_decode is sized for password
+ * hashes): padding optional, whitespace skipped. Returns the decoded
+ * length, or -1 if in holds anything else. out needs n * 3 / 4 bytes. */
+static long
+b64_decode(const char *in, size_t n, uint8_t *out)
+{
+    uint32_t acc = 0;
+    int bits = 0;
+    long o = 0;
+    bool pad = false;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)in[i];
+        int v;
+        if (c >= 'A' && c <= 'Z') v = c - 'A';
+        else if (c >= 'a' && c <= 'z') v = c - 'a' + 26;
+        else if (c >= '0' && c <= '9') v = c - '0' + 52;
+        else if (c == '+') v = 62;
+        else if (c == '/') v = 63;
+        else if (c == '=') { pad = true; continue; }
+        else if (c == ' ' || c == '\n' || c == '\r' || c == '\t') continue;
+        else return -1;
+        if (pad)
+            return -1;             /* data after padding */
+        acc = (acc << 6) | (uint32_t)v;
+        bits += 6;
+        if (bits >= 8) {
+            bits -= 8;
+            out[o++] = (uint8_t)(acc >> bits);
+        }
+    }
+    return o;
+}
+
 /* "name" in a path: "amq.default" is the default exchange, "" */
 static amqp_bytes
 exchange_arg(const char *s)
@@ -1220,8 +1253,7 @@ exchange_publish(http_req *rq, http_resp *rs)
         payload = malloc(plen ? plen : 1);
         if (!payload)
             abort();
-        long n = plen ? crypto_b64_decode(json_string_value(jp), plen, payload, plen)
-                      : 0;
+        long n = b64_decode(json_string_value(jp), plen, payload);
         if (n < 0) {
             snprintf(why, sizeof why, "payload is not valid base64");
             goto out;
@@ -1471,7 +1503,8 @@ queue_get_messages(http_req *rq, http_resp *rs)
                    "reject_requeue_false, and encoding auto or base64");
         return;
     }
-    json_decref(body);
+    bool auto_enc = strcmp(enc, "auto") == 0;
+    json_decref(body);             /* enc pointed into it */
     bool requeue = ackmodes[mode].requeue;
     json_t *out = json_array();
     qentry *got = malloc((size_t)(count < 1000 ? count : 1000) * sizeof *got);
@@ -1501,7 +1534,7 @@ queue_get_messages(http_req *rq, http_resp *rs)
         json_object_set_new(o, "message_count", json_integer(queue_ready(q)));
         json_object_set_new(o, "properties", props_to_json(m));
         json_t *s = NULL;
-        if (strcmp(enc, "auto") == 0 && utf8_valid(m->body, shown))
+        if (auto_enc && utf8_valid(m->body, shown))
             s = json_stringn((const char *)m->body, shown);
         if (s) {
             json_object_set_new(o, "payload", s);
