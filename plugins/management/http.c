@@ -234,6 +234,10 @@ http_message_stats(const stats *s)
     for (size_t i = 0; i < sizeof f / sizeof f[0]; i++) {
         uint64_t v;
         memcpy(&v, (const char *)&s->now + f[i].off, sizeof v);
+        /* as RabbitMQ: a counter appears once it has counted something
+         * (which also keeps 10,000 idle queues cheap to list) */
+        if (v == 0)
+            continue;
         json_object_set_new(o, f[i].name, json_integer((json_int_t)v));
         snprintf(key, sizeof key, "%s_details", f[i].name);
         json_object_set_new(o, key, http_rate(stats_rate(s, f[i].off)));
@@ -244,8 +248,10 @@ http_message_stats(const stats *s)
                  stats_rate(s, offsetof(msg_stats, deliver_no_ack)) +
                  stats_rate(s, offsetof(msg_stats, get)) +
                  stats_rate(s, offsetof(msg_stats, get_no_ack));
-    json_object_set_new(o, "deliver_get", json_integer((json_int_t)dg));
-    json_object_set_new(o, "deliver_get_details", http_rate(dgr));
+    if (dg) {
+        json_object_set_new(o, "deliver_get", json_integer((json_int_t)dg));
+        json_object_set_new(o, "deliver_get_details", http_rate(dgr));
+    }
     return o;
 }
 
