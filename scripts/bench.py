@@ -1,13 +1,16 @@
 #!/usr/bin/python3
-"""Coney against RabbitMQ, side by side (`make bench`, docs/bench.md).
+"""Coney against RabbitMQ and Mosquitto, side by side (`make bench`,
+docs/bench.md).
 
-Starts a private Coney and, when it is installed, a private RabbitMQ node on
+Starts a private Coney and, when they are installed, a private RabbitMQ node
+(for the AMQP scenarios) and a private Mosquitto (for the MQTT scenarios) on
 free ports in a temporary directory, runs every scenario of SCENARIOS with
-coney-perf against each broker in turn for ROUNDS rounds, and prints the
-medians as a table.  Writes build/bench.md (the table as Markdown),
-build/bench.json (every round's raw RESULT) and build/bench-logs/ (broker
-logs and each coney-perf run's output).  Everything it starts it stops, at
-the end, on an error and on Ctrl-C.
+coney-perf (AMQP) or coney-mqtt-perf (MQTT) against Coney and the scenario's
+peer in turn for ROUNDS rounds, and prints the medians as one table per
+peer.  Writes build/bench.md (the tables as Markdown), build/bench.json
+(every round's raw RESULT) and build/bench-logs/ (broker logs and each load
+tool run's output).  Everything it starts it stops, at the end, on an error
+and on Ctrl-C.
 
 Standard library only; run by /usr/bin/python3 from scripts/bench.sh.
 """
@@ -27,6 +30,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 # --------------------------------------------------------------------------
@@ -36,6 +40,15 @@ import time
 # rate "half-peak" means -r is half of Coney's median recv_rate in
 # 1to1-auto, which must run first (it is added when BENCH_ONLY leaves it out).
 # kind "memory" runs against a freshly started broker and reports RSS growth.
+#
+# proto "mqtt" rows run coney-mqtt-perf against Coney's MQTT listener and
+# against Mosquitto (the driver adds --host, --port, -z SECONDS unless -C is
+# given, --topic-prefix and --json).  Both brokers hold at most 10
+# unacknowledged QoS 1 messages per subscriber (Coney's mqtt.prefetch
+# default, Mosquitto's max_inflight_messages as MOSQUITTO_CONF sets it); each
+# publisher keeps at most 100 unacknowledged (-w 100, MQTT 3.1.1, so neither
+# broker's Receive Maximum applies).  kind "mqtt-memory" holds N idle
+# subscribed clients and reports RSS growth per connection.
 
 SENT = ("sent_rate", "published msg/s", "hi")
 RECV = ("recv_rate", "received msg/s", "hi")
@@ -89,8 +102,51 @@ SCENARIOS = [
          kind="memory",
          metrics=[("rss_per_msg", "RSS bytes/msg", "lo"),
                   ("anon_per_msg", "anon RSS bytes/msg", "lo")]),
+    # ---- MQTT, against Mosquitto
+    dict(name="mqtt-qos0-1to1", proto="mqtt", title="MQTT 1→1, 16 B, QoS 0",
+         args="-x 1 -y 1 -s 16 -q 0", metrics=[SENT, RECV]),
+    dict(name="mqtt-qos1-1to1", proto="mqtt",
+         title="MQTT 1→1, 16 B, QoS 1 (publisher window 100)",
+         args="-x 1 -y 1 -s 16 -q 1 -w 100", metrics=[SENT, RECV]),
+    dict(name="mqtt-qos0-10to1-wildcard", proto="mqtt",
+         title="MQTT 10 publishers → 1 subscriber on P/#, 16 B, QoS 0",
+         args="-x 10 -y 1 -s 16 -q 0 --wildcard", metrics=[SENT, RECV]),
+    dict(name="mqtt-qos1-10to1-wildcard", proto="mqtt",
+         title="MQTT 10 publishers → 1 subscriber on P/#, 16 B, QoS 1 (window 100 each)",
+         args="-x 10 -y 1 -s 16 -q 1 -w 100 --wildcard", metrics=[SENT, RECV]),
+    dict(name="mqtt-lat-qos1-10k", proto="mqtt",
+         title="MQTT latency at 10,000 msg/s, 1→1, 16 B, QoS 1",
+         args="-x 1 -y 1 -s 16 -q 1 -w 100 -r 10000", metrics=[P50, P99, ACHIEVED]),
+    dict(name="mqtt-memory", proto="mqtt", kind="mqtt-memory",
+         title="MQTT memory: 1,000 idle clients, each subscribed to its own topic (QoS 1)",
+         args="-x 0 -y 1000 --topics 1000 -q 1",
+         metrics=[("rss_per_conn", "RSS bytes/connection", "lo"),
+                  ("anon_per_conn", "anon RSS bytes/connection", "lo")]),
 ]
 PEAK_SCENARIO = "1to1-auto"
+PEERS = {"amqp": "rabbitmq", "mqtt": "mosquitto"}
+
+MOSQUITTO = "/usr/sbin/mosquitto"
+# Mosquitto's configuration, made as comparable as we can to Coney's
+# defaults (docs/bench.md, "Fairness"): loopback only, anonymous, nothing
+# on disk, no per-client queue limit (Coney's queues have none, and
+# Mosquitto's default of 1,000 drops QoS 0 and QoS 1 messages for a
+# subscriber that falls behind), 10 unacknowledged QoS 1/2 messages per
+# client (Coney's mqtt.prefetch), Nagle off (Coney sets TCP_NODELAY).
+MOSQUITTO_CONF = """\
+listener {port} 127.0.0.1
+allow_anonymous true
+persistence false
+max_queued_messages 0
+max_queued_bytes 0
+max_inflight_messages 10
+set_tcp_nodelay true
+log_dest stdout
+log_type error
+log_type warning
+log_type notice
+connection_messages false
+"""
 
 RMQ_SERVER = "/usr/lib/rabbitmq/bin/rabbitmq-server"
 RMQ_CTL = "/usr/lib/rabbitmq/bin/rabbitmqctl"
@@ -130,6 +186,28 @@ def amqp_ready(port, timeout=1.0):
                 buf += chunk
             # frame type 1 (method), channel 0, then class 10 method 10
             return buf[0] == 1 and buf[1:3] == b"\0\0" and buf[7:11] == b"\x00\x0a\x00\x0a"
+    except OSError:
+        return False
+
+
+def mqtt_ready(port, timeout=1.0):
+    """True when the port answers an MQTT 3.1.1 CONNECT with an accepting
+    CONNACK; the probe then disconnects politely."""
+    cid = f"bench-probe-{os.getpid()}".encode()
+    body = b"\x00\x04MQTT\x04\x02\x00\x0a" + len(cid).to_bytes(2, "big") + cid
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+            s.sendall(bytes([0x10, len(body)]) + body)
+            buf = b""
+            while len(buf) < 4:
+                chunk = s.recv(4096)
+                if not chunk:
+                    return False
+                buf += chunk
+            ok = buf[:4] == b"\x20\x02\x00\x00"
+            if ok:
+                s.sendall(b"\xe0\x00")
+            return ok
     except OSError:
         return False
 
@@ -231,7 +309,8 @@ class Coney:
         self.bin = os.path.join(build, "coney")
         self.data = os.path.join(tmp, "coney-data")
         self.logpath = self.logfile = os.path.join(logdir, "coney.log")
-        self.port = None
+        self.port = self.mqtt_port = None
+        self.want_mqtt = False  # set when an MQTT scenario will run
         self.proc = None
         self.dirty = self.broken = False
 
@@ -243,20 +322,29 @@ class Coney:
         shutil.rmtree(self.data, ignore_errors=True)
         os.makedirs(self.data)
         self.port = free_port()
+        # An MQTT listener on a free port only when MQTT scenarios run
+        # (1883 may be taken); 0 = none.
+        self.mqtt_port = free_port() if self.want_mqtt else None
         with open(self.logpath, "a") as logf:
-            logf.write(f"--- bench: starting coney on port {self.port}\n")
+            logf.write(f"--- bench: starting coney on port {self.port}, "
+                       f"MQTT port {self.mqtt_port or 'none'}\n")
             logf.flush()
             self.proc = subprocess.Popen(
-                # No MQTT listener: the scenarios are AMQP, and 1883 may be taken.
-                [self.bin, "--port", str(self.port), "--mqtt-port", "0", "--data-dir", self.data],
+                [self.bin, "--port", str(self.port), "--mqtt-port", str(self.mqtt_port or 0),
+                 "--data-dir", self.data],
                 stdin=subprocess.DEVNULL, stdout=logf, stderr=subprocess.STDOUT,
                 start_new_session=True, preexec_fn=_pdeathsig)
         t0 = time.monotonic()
-        if not wait_until(lambda: self.proc.poll() is not None or amqp_ready(self.port), 20):
-            raise RuntimeError(f"coney did not accept AMQP within 20 s; see {self.logpath}")
+
+        def ready():
+            return amqp_ready(self.port) and (not self.mqtt_port or mqtt_ready(self.mqtt_port))
+        if not wait_until(lambda: self.proc.poll() is not None or ready(), 20):
+            raise RuntimeError(f"coney did not accept AMQP and MQTT within 20 s; see {self.logpath}")
         if self.proc.poll() is not None:
             raise RuntimeError(f"coney exited with {self.proc.returncode}:\n{tail(self.logpath)}")
-        log(f"coney: pid {self.proc.pid}, port {self.port}, ready in {time.monotonic() - t0:.1f} s")
+        log(f"coney: pid {self.proc.pid}, port {self.port}"
+            + (f", MQTT port {self.mqtt_port}" if self.mqtt_port else "")
+            + f", ready in {time.monotonic() - t0:.1f} s")
 
     def alive(self):
         return self.proc is not None and self.proc.poll() is None
@@ -418,22 +506,89 @@ class RabbitMQ:
         self.epmd_port = None
 
 
+class Mosquitto:
+    key, label = "mosquitto", "Mosquitto"
+
+    def __init__(self, tmp, logdir):
+        self.conf = os.path.join(tmp, "mosquitto.conf")
+        self.logpath = self.logfile = os.path.join(logdir, "mosquitto.log")
+        self.port = self.mqtt_port = None
+        self.proc = None
+        self.dirty = self.broken = False
+
+    @staticmethod
+    def installed():
+        return os.access(MOSQUITTO, os.X_OK)
+
+    def version(self):
+        return cmd_out(["dpkg-query", "-W", "-f=${Version}", "mosquitto"]) or "?"
+
+    def start(self):
+        self.mqtt_port = self.port = free_port()
+        with open(self.conf, "w") as f:
+            f.write(MOSQUITTO_CONF.format(port=self.port))
+        with open(self.logpath, "a") as logf:
+            logf.write(f"--- bench: starting mosquitto on port {self.port}\n")
+            logf.flush()
+            self.proc = subprocess.Popen(
+                [MOSQUITTO, "-c", self.conf],
+                stdin=subprocess.DEVNULL, stdout=logf, stderr=subprocess.STDOUT,
+                start_new_session=True, preexec_fn=_pdeathsig)
+        t0 = time.monotonic()
+        if not wait_until(lambda: self.proc.poll() is not None or mqtt_ready(self.port), 20):
+            raise RuntimeError(f"mosquitto did not accept MQTT within 20 s; see {self.logpath}")
+        if self.proc.poll() is not None:
+            raise RuntimeError(f"mosquitto exited with {self.proc.returncode}:\n"
+                               f"{tail(self.logpath)}")
+        log(f"mosquitto: pid {self.proc.pid}, port {self.port}, "
+            f"ready in {time.monotonic() - t0:.1f} s")
+
+    def alive(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def memory(self):
+        return proc_status(self.proc.pid) if self.alive() else None
+
+    def stop(self):
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                log("mosquitto: no exit 15 s after SIGTERM, killing")
+        kill_group(self.proc.pid, signal.SIGKILL)
+        try:
+            self.proc.wait(5)
+        except subprocess.TimeoutExpired:
+            pass
+        self.proc = None
+
+
 # --------------------------------------------------------------------------
-# Running coney-perf
+# Running the load tools
 
 class Runner:
-    def __init__(self, perf, seconds, logdir):
-        self.perf = perf
+    def __init__(self, perf, mqtt_perf, seconds, logdir):
+        self.tools = {"amqp": perf, "mqtt": mqtt_perf}
         self.seconds = seconds
         self.logdir = logdir
         self.proc = None
 
-    def run(self, broker, args, prefix, logname):
-        argv = [self.perf, "--host", "127.0.0.1", "--port", str(broker.port)] + args
-        if "-C" not in args:
+    def run(self, broker, args, prefix, logname, proto="amqp", hold=None):
+        """One load tool run.  With hold, the tool runs until it prints its
+        `ready:` line; then hold() is called while it keeps its connections,
+        and the tool is stopped with SIGINT (it still reports)."""
+        tool = self.tools[proto]
+        port = broker.mqtt_port if proto == "mqtt" else broker.port
+        argv = [tool, "--host", "127.0.0.1", "--port", str(port)] + args
+        if hold:
+            argv += ["-z", "3600"]
+        elif "-C" not in args:
             argv += ["-z", str(self.seconds)]
-        argv += ["--queue-prefix", prefix, "--json"]
-        timeout = 1800 if "-C" in args else self.seconds * 3 + 60
+        argv += ["--topic-prefix" if proto == "mqtt" else "--queue-prefix", prefix, "--json"]
+        timeout = 1800 if "-C" in args or hold else self.seconds * 3 + 60
         rec = dict(command=shlex.join(argv[1:]), ok=False)
         t0 = time.monotonic()
         logpath = os.path.join(self.logdir, logname)
@@ -442,14 +597,17 @@ class Runner:
                                          stderr=subprocess.STDOUT, text=True, errors="replace",
                                          start_new_session=True, preexec_fn=_pdeathsig)
             try:
-                out, _ = self.proc.communicate(timeout=timeout)
+                if hold:
+                    out = self._held(hold, timeout, rec)
+                else:
+                    out, _ = self.proc.communicate(timeout=timeout)
             except subprocess.TimeoutExpired:
                 kill_group(self.proc.pid, signal.SIGKILL)
                 out, _ = self.proc.communicate()
                 rec["error"] = f"timed out after {timeout} s"
             rc = self.proc.returncode
         except OSError as e:
-            rec["error"] = f"cannot run {self.perf}: {e}"
+            rec["error"] = f"cannot run {tool}: {e}"
             return rec
         finally:
             if self.proc is not None and self.proc.poll() is None:
@@ -470,20 +628,52 @@ class Runner:
                 break
         if isinstance(result, dict):
             rec["result"] = result
+        name = os.path.basename(tool)
         if "error" in rec:
             pass
         elif rc != 0:
-            rec["error"] = f"coney-perf exited with {rc}"
+            rec["error"] = f"{name} exited with {rc}"
         elif not isinstance(result, dict):
             rec["error"] = "no RESULT line"
         elif result.get("ok") is False:
-            rec["error"] = "coney-perf reported ok: false"
+            rec["error"] = f"{name} reported ok: false"
         else:
             rec["ok"] = True
         if not rec["ok"]:
             last = [l for l in out.splitlines() if l.strip()][-3:]
             rec["output_tail"] = last
         return rec
+
+    def _held(self, hold, timeout, rec):
+        """Read the tool's output until `ready:`, run hold(), stop the tool
+        with SIGINT; returns the whole output."""
+        lines, ready = [], threading.Event()
+
+        def reader():
+            for line in self.proc.stdout:
+                lines.append(line)
+                if line.startswith("ready:"):
+                    ready.set()
+        t = threading.Thread(target=reader, daemon=True)
+        t.start()
+        end = time.monotonic() + timeout
+        while not ready.wait(0.2):
+            if self.proc.poll() is not None or time.monotonic() > end:
+                break
+        if ready.is_set() and self.proc.poll() is None:
+            try:
+                rec["held"] = hold()
+            finally:
+                try:
+                    os.kill(self.proc.pid, signal.SIGINT)
+                except ProcessLookupError:
+                    pass
+        elif self.proc.poll() is None:
+            kill_group(self.proc.pid, signal.SIGKILL)
+            rec["error"] = "the clients never became ready"
+        self.proc.wait(max(1, end - time.monotonic()))
+        t.join(10)
+        return "".join(lines)
 
     def kill(self):
         if self.proc is not None and self.proc.poll() is None:
@@ -518,6 +708,28 @@ def settled_memory(broker, at_least=20, window=10, limit=180):
         time.sleep(0.5)
 
 
+def mqtt_memory_run(runner, broker, args, prefix, logname):
+    """RSS growth per connection of N idle MQTT clients, each subscribed:
+    a fresh broker, settled; the clients connect and subscribe; settled
+    again while they stay connected; then they disconnect."""
+    broker.stop()
+    broker.start()
+    before = settled_memory(broker, at_least=10, window=5)
+    rec = runner.run(broker, args, prefix, logname, proto="mqtt",
+                     hold=lambda: settled_memory(broker, at_least=10, window=5))
+    after = rec.pop("held", None)
+    if not rec["ok"]:
+        return rec
+    if before is None or after is None:
+        rec.update(ok=False, error="broker gone while measuring memory")
+        return rec
+    n = int(args[args.index("-y") + 1])
+    rec["memory"] = dict(before=before, after=after, connections=n)
+    rec["result"]["rss_per_conn"] = (after["VmRSS"] - before["VmRSS"]) / n
+    rec["result"]["anon_per_conn"] = (after.get("RssAnon", 0) - before.get("RssAnon", 0)) / n
+    return rec
+
+
 def memory_run(runner, broker, args, prefix, logname):
     """RSS growth per message of one queue filled with -C messages."""
     broker.stop()
@@ -543,7 +755,7 @@ def memory_run(runner, broker, args, prefix, logname):
 def fmt(value, metric):
     if value is None:
         return "fail"
-    if metric.endswith("per_msg"):
+    if metric.endswith(("per_msg", "per_conn")):
         return f"{value:,.1f}"
     return f"{value:,.0f}"
 
@@ -562,13 +774,16 @@ def medians(runs, brokers, metric):
     return out
 
 
-def table_rows(results, brokers):
+def table_rows(results, brokers, peer):
+    """The rows of the scenarios compared with `peer`."""
     rows = []
     for sc in results:
+        if sc["peer"] != peer:
+            continue
         for key, label, better in sc["metrics"]:
             med = medians(sc["runs"], brokers, key)
             cells = []
-            for b in ("coney", "rabbitmq"):
+            for b in ("coney", peer):
                 if b not in brokers:
                     cells.append("-")
                     continue
@@ -577,7 +792,7 @@ def table_rows(results, brokers):
                 if v is not None and ok < n:
                     c += f" ({ok}/{n} ok)"
                 cells.append(c)
-            c, r = med.get("coney", (None,))[0], med.get("rabbitmq", (None,))[0]
+            c, r = med.get("coney", (None,))[0], med.get(peer, (None,))[0]
             ratio = "-"
             if c is not None and r:
                 x = c / r  # two significant digits when it is tiny
@@ -588,8 +803,9 @@ def table_rows(results, brokers):
     return rows
 
 
-def render(rows, header):
-    cols = ["scenario", "metric", "Coney (median)", "RabbitMQ (median)", "Coney/RabbitMQ"]
+def render(rows, header, peer_label):
+    cols = ["scenario", "metric", "Coney (median)", f"{peer_label} (median)",
+            f"Coney/{peer_label}"]
     widths = [max(len(r[i]) for r in rows + [cols]) for i in range(len(cols))]
     right = {2, 3, 4}
 
@@ -605,7 +821,7 @@ def render(rows, header):
             cells[0] = ""
         lastscen = r[0]
         out.append(line(cells))
-    return "\n".join(header + ["", line(cols), sep] + out) + "\n"
+    return "\n".join(header + ([""] if header else []) + [line(cols), sep] + out) + "\n"
 
 
 def machine():
@@ -635,6 +851,7 @@ def main():
     rounds = env_int("BENCH_ROUNDS", 1 if quick else 3)
     seconds = env_int("BENCH_SECONDS", 3 if quick else 10)
     perf = os.environ.get("BENCH_PERF") or os.path.join(build, "coney-perf")
+    mqtt_perf = os.environ.get("BENCH_MQTT_PERF") or os.path.join(build, "coney-mqtt-perf")
     names = [s["name"] for s in SCENARIOS]
 
     only = [n.strip() for n in os.environ.get("BENCH_ONLY", "").split(",") if n.strip()]
@@ -643,7 +860,7 @@ def main():
         if bad and only != ["list"]:
             print(f"bench: unknown scenario {', '.join(bad)}", file=sys.stderr)
         for s in SCENARIOS:
-            print(f"  {s['name']:<13} {s['title']}", file=sys.stdout if only == ["list"] else sys.stderr)
+            print(f"  {s['name']:<24} {s['title']}", file=sys.stdout if only == ["list"] else sys.stderr)
         return 0 if only == ["list"] else 2
     if only:
         if "lat-half" in only and PEAK_SCENARIO not in only:
@@ -651,33 +868,41 @@ def main():
             only.append(PEAK_SCENARIO)
         scenarios = [s for s in SCENARIOS if s["name"] in only]
     else:
-        scenarios = [s for s in SCENARIOS if not (quick and s.get("kind") == "memory")]
+        scenarios = [s for s in SCENARIOS
+                     if not (quick and s.get("kind") in ("memory", "mqtt-memory"))]
+    protos = {s.get("proto", "amqp") for s in scenarios}
 
     want = [b.strip().lower() for b in
-            os.environ.get("BENCH_BROKERS", "coney,rabbitmq").split(",") if b.strip()]
-    if not set(want) <= {"coney", "rabbitmq"} or not want:
-        print("bench: BENCH_BROKERS takes coney and/or rabbitmq", file=sys.stderr)
+            os.environ.get("BENCH_BROKERS", "coney,rabbitmq,mosquitto").split(",") if b.strip()]
+    if not set(want) <= {"coney", "rabbitmq", "mosquitto"} or not want:
+        print("bench: BENCH_BROKERS takes coney, rabbitmq and/or mosquitto", file=sys.stderr)
         return 2
-    for path in (os.path.join(build, "coney"), perf):
+    tools = [os.path.join(build, "coney")]
+    tools += [perf] if "amqp" in protos else []
+    tools += [mqtt_perf] if "mqtt" in protos else []
+    for path in tools:
         if not os.access(path, os.X_OK):
             print(f"bench: {path} is missing; run make {os.path.relpath(path)} first",
                   file=sys.stderr)
             return 2
-    perf = os.path.abspath(perf)
+    perf, mqtt_perf = os.path.abspath(perf), os.path.abspath(mqtt_perf)
 
     logdir = os.path.join(build, "bench-logs")
     shutil.rmtree(logdir, ignore_errors=True)
     os.makedirs(logdir)
     tmp = tempfile.mkdtemp(prefix="coney-bench-")
-    brokers = []
+    brokers, missing = [], []
     if "coney" in want:
-        brokers.append(Coney(build, tmp, logdir))
-    rabbit_missing = False
-    if "rabbitmq" in want:
-        if RabbitMQ.installed():
-            brokers.append(RabbitMQ(tmp, logdir))
-        else:
-            rabbit_missing = True
+        coney = Coney(build, tmp, logdir)
+        coney.want_mqtt = "mqtt" in protos
+        brokers.append(coney)
+    # a peer is started only when one of its scenarios runs
+    for cls, proto in ((RabbitMQ, "amqp"), (Mosquitto, "mqtt")):
+        if cls.key in want and proto in protos:
+            if cls.installed():
+                brokers.append(cls(tmp, logdir))
+            else:
+                missing.append(cls.label)
     keys = [b.key for b in brokers]
 
     info = dict(machine=machine(), rounds=rounds, seconds=seconds,
@@ -686,12 +911,12 @@ def main():
     header = [
         f"Machine: {m['nproc']} × {m['cpu']}, Linux {m['kernel']}, {m['date']}",
         "Versions: " + ", ".join(f"{b.label} {info['versions'][b.key]}" for b in brokers)
-        + (", RabbitMQ not installed" if rabbit_missing else ""),
+        + "".join(f", {m} not installed" for m in missing),
         f"Medians of {rounds} round{'s' if rounds != 1 else ''} of {seconds} s per scenario "
         "and broker; ↑ higher is better, ↓ lower is better.",
     ]
     results = []
-    runner = Runner(perf, seconds, logdir)
+    runner = Runner(perf, mqtt_perf, seconds, logdir)
     state = dict(interrupted=None)
 
     def save():
@@ -703,13 +928,8 @@ def main():
     signal.signal(signal.SIGHUP, on_signal)
     try:
         for b in brokers:
-            try:
+            if b.key == "coney":  # the peers start with their first scenario
                 b.start()
-            except RuntimeError as e:
-                if b.key == "coney":
-                    raise
-                b.broken = str(e)
-                log(f"{b.key}: {e}\n{b.key}: cannot start, its runs count as failed")
         log(f"bench: {len(scenarios)} scenarios × {rounds} rounds × {seconds} s, "
             f"brokers: {', '.join(keys)}, logs in {logdir}")
         started = time.monotonic()
@@ -724,14 +944,23 @@ def main():
                 rate = max(1, int(peak / 2))
                 args += ["-r", str(rate)]
                 title = f"{title} ({rate:,} msg/s)"
-            entry = dict(name=sc["name"], title=title, args=" ".join(args),
-                         metrics=sc["metrics"], runs=[])
+            proto = sc.get("proto", "amqp")
+            peer = PEERS[proto]
+            entry = dict(name=sc["name"], title=title, args=" ".join(args), proto=proto,
+                         peer=peer, metrics=sc["metrics"], runs=[])
             results.append(entry)
+            for b in brokers:  # an idle peer (RabbitMQ's schedulers) must not take CPU
+                if b.key not in ("coney", peer) and b.proc is not None:
+                    log(f"{b.key}: stopping while {proto.upper()} scenarios run")
+                    b.stop()
             for rnd in range(1, rounds + 1):
                 for b in brokers:
-                    fresh = sc.get("kind") == "memory"  # memory_run restarts it itself
+                    if b.key not in ("coney", peer):
+                        continue
+                    kind = sc.get("kind")
+                    fresh = kind in ("memory", "mqtt-memory")  # these restart it themselves
                     if not b.broken and not fresh and (b.dirty or not b.alive()):
-                        if not b.alive():
+                        if not b.alive() and b.proc is not None:
                             log(f"{b.key}: not running, restarting")
                         try:
                             b.stop()
@@ -749,13 +978,14 @@ def main():
                     time.sleep(1)  # let the last run's queues go before timing again
                     if fresh:
                         b.dirty = True  # a full queue is left behind
+                        run = memory_run if kind == "memory" else mqtt_memory_run
                         try:
-                            rec = memory_run(runner, b, args, prefix, logname)
+                            rec = run(runner, b, args, prefix, logname)
                         except RuntimeError as e:
                             b.broken = str(e)
                             rec = dict(ok=False, error=f"broker down: {e}")
                     else:
-                        rec = runner.run(b, args, prefix, logname)
+                        rec = runner.run(b, args, prefix, logname, proto=proto)
                     if not b.alive():
                         err = rec.get("error")
                         rec.update(ok=False, error=f"{err} (broker died)" if err else "broker died")
@@ -797,13 +1027,20 @@ def main():
         info["stopped_early"] = state["interrupted"]
     if results:
         save()
-        rows = table_rows(results, keys)
-        text = render(rows, header)
+        tables = []
+        for proto, peer_label, what in (("amqp", "RabbitMQ", "AMQP 0-9-1, coney-perf"),
+                                        ("mqtt", "Mosquitto", "MQTT 3.1.1, coney-mqtt-perf")):
+            rows = table_rows(results, keys, PEERS[proto])
+            if rows:
+                tables.append(f"{what}: Coney against {peer_label}\n\n"
+                              + render(rows, [], peer_label))
+        text = "\n".join(header) + "\n\n" + "\n".join(tables)
         with open(os.path.join(build, "bench.md"), "w") as f:
             f.write(text)
-            f.write("\nScenarios (coney-perf arguments):\n\n")
+            f.write("\nScenarios (load tool arguments):\n\n")
             for sc in results:
-                f.write(f"- `{sc['name']}`: {sc['title']}: `{sc['args']}`\n")
+                tool = "coney-mqtt-perf" if sc["proto"] == "mqtt" else "coney-perf"
+                f.write(f"- `{sc['name']}`: {sc['title']}: `{tool} {sc['args']}`\n")
         log("")
         log(text)
         log(f"bench: wrote {build}/bench.md, {build}/bench.json, logs in {logdir}/")
