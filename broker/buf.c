@@ -40,6 +40,8 @@ buf_reserve(buf *b, size_t n)
 void
 buf_append(buf *b, const void *src, size_t n)
 {
+    if (n == 0)
+        return;                    /* src may be NULL then (an empty buf) */
     memcpy(buf_reserve(b, n), src, n);
     b->len += n;
 }
