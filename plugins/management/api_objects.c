@@ -890,7 +890,9 @@ bind_collect(const route_binding *b, void *ctx)
     if (f->props) {
         char pk[1200];
         props_key(b->key, b->args, b->args_len, pk, sizeof pk);
-        bool raw_key = b->args_len <= 4 && amqp_bytes_eq_cstr(b->key, f->props);
+        /* a client that did not quote the key twice sends it bare */
+        bool raw_key = b->args_len <= 4 && !strchr(f->props, '~') &&
+                       amqp_bytes_eq_cstr(b->key, f->props);
         if (strcmp(pk, f->props) != 0 && !raw_key)
             return;
         if (f->pool && !f->found) {
@@ -922,7 +924,8 @@ vhost_bindings(vhost *vh, bind_filter *f)
             if (f->props) {
                 char pk[1200];
                 props_key(q->name, NULL, 0, pk, sizeof pk);
-                if (strcmp(pk, f->props) != 0 && !amqp_bytes_eq_cstr(q->name, f->props))
+                if (strcmp(pk, f->props) != 0 &&
+                    (strchr(f->props, '~') || !amqp_bytes_eq_cstr(q->name, f->props)))
                     continue;
             }
             json_array_append_new(f->out, binding_json(vh, amqp_cstr(""), q, q->name, NULL, 0));
@@ -1737,6 +1740,7 @@ const http_route http_routes_objects[] = {
     { "POST", "/api/exchanges/{vhost}/{name}/publish", exchange_publish, M },
 
     { "GET", "/api/queues", queues_list, M },
+    { "GET", "/api/queues/detailed", queues_list, M },
     { "GET", "/api/queues/{vhost}", queues_list, M },
     { "GET", "/api/queues/{vhost}/{name}", queue_get, M },
     { "PUT", "/api/queues/{vhost}/{name}", queue_put, M },

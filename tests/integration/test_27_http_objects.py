@@ -637,3 +637,18 @@ def test_rabbitmqadmin_drives_coney(api, broker):
     run("delete", "exchange", "name=" + x)
     run("delete", "queue", "name=" + n)
     assert api.get("/api/queues/%2F/" + q(n)).status == 404
+
+
+def test_tilde_routing_key_is_not_the_empty_one(api):
+    n = uname("q")
+    api.ok("PUT", "/api/queues/%2F/" + q(n), {"durable": False})
+    eq = "/api/bindings/%%2F/e/amq.direct/q/%s" % q(n)
+    assert api.post(eq, {"routing_key": "~"}).headers["Location"].endswith("/" + q("%7E"))
+    api.ok("POST", eq, {"routing_key": ""}, 201)
+    assert sorted(b["properties_key"] for b in api.ok("GET", eq)) == ["%7E", "~"]
+    api.ok("DELETE", eq + "/~", status=204)
+    assert [b["routing_key"] for b in api.ok("GET", eq)] == ["~"]
+    api.ok("DELETE", eq + "/" + q("%7E"), status=204)
+    assert api.ok("GET", eq) == []
+    assert n in {x["name"] for x in api.ok("GET", "/api/queues/detailed")}
+    api.ok("DELETE", "/api/queues/%2F/" + q(n))
