@@ -17,8 +17,15 @@ PACKAGES=(
   python3-paho-mqtt mosquitto-clients   # real MQTT clients (the mosquitto broker only for `make bench`)
   iproute2            # a network namespace as a second host (loopback_users)
   openssl             # the TLS tests make their CA and certificates with it
+  chromium            # the web UI's browser test (tests/browser, playwright-core)
   # sanitizer runtime comes with gcc (libasan, libubsan)
 )
+
+# node and npm run the browser test; a node from elsewhere (NodeSource,
+# which bundles npm) is kept rather than replaced by Debian's.
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+  PACKAGES+=(nodejs npm)
+fi
 
 # `deps.sh bench` adds what `make bench` compares against.
 if [ "${1:-}" = bench ]; then
