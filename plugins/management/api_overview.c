@@ -29,24 +29,6 @@
 
 static char cluster_name[320];
 
-/* Weak: api_objects.c may bring the same function. */
-__attribute__((weak)) const char *
-http_node_name(void)
-{
-    static char node[300];
-    if (!node[0]) {
-        char host[256];
-        if (gethostname(host, sizeof host) != 0)
-            snprintf(host, sizeof host, "localhost");
-        host[sizeof host - 1] = 0;
-        char *dot = strchr(host, '.');
-        if (dot)
-            *dot = 0;
-        snprintf(node, sizeof node, "coney@%s", host);
-    }
-    return node;
-}
-
 /* The cluster name lives in a small file in the data directory so that a
  * PUT survives a restart. */
 static void

@@ -33,9 +33,10 @@ extern const http_route http_routes_metrics[];
 /* http.c: is the query argument key "true"? */
 bool http_query_true(const http_req *rq, const char *key);
 
-/* api_overview.c: "coney@<short hostname>", RabbitMQ's node name shape. */
+/* "coney@<short hostname>", RabbitMQ's node name shape (api_objects.c;
+ * declared in api_objects.h too). */
 const char *http_node_name(void);
-/* The cluster name (PUT /api/cluster-name; the node name until set). */
+/* api_overview.c: the cluster name (PUT /api/cluster-name; the node name until set). */
 const char *http_cluster_name(void);
 
 /* Node figures: open fds, the fd limit, free bytes where data_dir is. */
