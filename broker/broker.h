@@ -273,6 +273,8 @@ void vhost_route(vhost *vh, exchange *x, message *m, route_result *out);
  * many); m keeps the caller's reference. Returns the store batch a
  * confirm of m must wait for, or 0 if nothing was written. */
 uint64_t vhost_publish(vhost *vh, exchange *x, message *m, size_t *reached);
+/* The queues the last vhost_publish reached; valid until the next one. */
+const route_result *vhost_last_route(void);
 
 /* ---- the process --------------------------------------------------------- */
 

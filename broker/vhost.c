@@ -347,11 +347,18 @@ broker_vhost(amqp_bytes name)
 /* A persistent message is queued for the store (once, with an entry per
  * durable queue) before any queue can deliver it; one waiting no-ack
  * consumer takes it without a write. */
+static route_result publish_scratch;   /* reused by every publish */
+
+const route_result *
+vhost_last_route(void)
+{
+    return &publish_scratch;
+}
+
 uint64_t
 vhost_publish(vhost *vh, exchange *x, message *m, size_t *reached)
 {
-    static route_result scratch;   /* reused by every publish */
-    route_result *r = &scratch;
+    route_result *r = &publish_scratch;
     vhost_route(vh, x, m, r);
     *reached = r->n;
     x->st.now.publish_in++;

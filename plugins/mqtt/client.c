@@ -85,7 +85,7 @@ flush(mqtt_client *c)
         buf_consume(&c->out, (size_t)n);
     }
     ev_io_stop(B.loop, &c->wio);
-    buf_compact(&c->out);
+    buf_free(&c->out);             /* an idle client keeps no buffer */
     if (c->state == MC_DRAINING) {
         linger_done(c);
         return;
@@ -159,13 +159,18 @@ client_release(mqtt_client *c)
         mqtt_session_detach(s);
     }
     message_unref(&will);
-    for (int i = 0; i <= MQTT_SERVER_ALIAS_MAX; i++) {
-        free(c->alias[i]);
-        c->alias[i] = NULL;
-        free(c->out_alias[i]);
-        c->out_alias[i] = NULL;
+    if (c->aliases) {
+        for (int i = 0; i <= MQTT_SERVER_ALIAS_MAX; i++) {
+            free(c->aliases->in[i]);
+            free(c->aliases->out[i]);
+        }
+        free(c->aliases);
+        c->aliases = NULL;
     }
-    c->out_alias_n = 0;
+    if (c->brake_q)
+        queue_unref(c->brake_q);
+    c->brake_q = NULL;
+    c->braked = false;
 }
 
 void
@@ -209,10 +214,12 @@ mqtt_client_close(mqtt_client *c, uint8_t reason, const char *why)
     client_release(c);
     c->state = MC_DRAINING;
     c->deadline = ev_now(B.loop) + DRAIN_TIMEOUT;
-    if (buf_used(&c->out) == 0)
+    if (buf_used(&c->out) == 0) {
         linger_done(c);
-    else
+    } else {
+        mqtt_client_arm(c);
         want_flush(c);
+    }
 }
 
 static void
@@ -359,16 +366,19 @@ dispatch(mqtt_client *c, const mqtt_frame *f)
     }
 }
 
-static void
-process(mqtt_client *c)
+/* Handles the complete packets in p[0..len); returns how many bytes they
+ * took. Stops early when the client closes or is braked. */
+static size_t
+process_span(mqtt_client *c, const uint8_t *p, size_t len)
 {
-    while (c->state == MC_CONNECTING || c->state == MC_OPEN) {
+    size_t off = 0;
+    while ((c->state == MC_CONNECTING || c->state == MC_OPEN) && !c->braked &&
+           !c->refusing) {
         mqtt_frame f;
         size_t used;
-        int rc = mqtt_frame_parse(c->in.data + c->in.off, buf_used(&c->in),
-                                  c->max_packet_in, &f, &used);
+        int rc = mqtt_frame_parse(p + off, len - off, c->max_packet_in, &f, &used);
         if (rc == MQTT_NEED_MORE)
-            return;
+            break;
         if (rc != MQTT_OK) {
             char why[96];
             snprintf(why, sizeof why, "bad packet: %s", mqtt_strerror(rc));
@@ -376,14 +386,28 @@ process(mqtt_client *c)
                 mqtt_client_abort(c, why);
             else
                 mqtt_client_close(c, (uint8_t)-rc, why);
-            return;
+            break;
         }
         dispatch(c, &f);
         if (c->state == MC_DEAD)
-            return;
-        buf_consume(&c->in, used);
+            break;
+        off += used;
     }
+    return off;
 }
+
+static void
+process(mqtt_client *c)
+{
+    size_t used = process_span(c, c->in.data + c->in.off, buf_used(&c->in));
+    if (c->state != MC_DEAD)
+        buf_consume(&c->in, used);
+}
+
+/* Most reads hold whole packets: they are handled straight from one
+ * shared buffer, and a client keeps its own input buffer only for a
+ * packet cut in half, so an idle connection holds none. */
+static uint8_t read_scratch[READ_CHUNK];
 
 static void
 read_cb(struct ev_loop *loop, ev_io *w, int revents)
@@ -391,9 +415,11 @@ read_cb(struct ev_loop *loop, ev_io *w, int revents)
     (void)loop; (void)revents;
     mqtt_client *c = (mqtt_client *)((char *)w - offsetof(mqtt_client, rio));
     size_t budget = READ_BUDGET;
-    while (budget > 0 && c->state != MC_DEAD) {
-        uint8_t *dst = buf_reserve(&c->in, READ_CHUNK);
-        ssize_t n = c->io.tr->read(&c->io, dst, c->in.cap - c->in.len);
+    while (budget > 0 && c->state != MC_DEAD && c->reading) {
+        bool direct = buf_used(&c->in) == 0;
+        uint8_t *dst = direct ? read_scratch : buf_reserve(&c->in, READ_CHUNK);
+        size_t room = direct ? sizeof read_scratch : c->in.cap - c->in.len;
+        ssize_t n = c->io.tr->read(&c->io, dst, room);
         if (n < 0) {
             if (errno == EINTR)
                 continue;
@@ -414,12 +440,118 @@ read_cb(struct ev_loop *loop, ev_io *w, int revents)
             c->in.off = c->in.len = 0;
             continue;
         }
-        buf_commit(&c->in, (size_t)n);
         budget = (size_t)n < budget ? budget - (size_t)n : 0;
-        process(c);
+        if (direct) {
+            size_t used = process_span(c, read_scratch, (size_t)n);
+            if (c->state != MC_DEAD && used < (size_t)n)
+                buf_append(&c->in, read_scratch + used, (size_t)n - used);
+        } else {
+            buf_commit(&c->in, (size_t)n);
+            process(c);
+        }
     }
-    if (c->state != MC_DEAD)
+    if (c->state == MC_DEAD)
+        return;
+    if (buf_used(&c->in) == 0)
+        buf_free(&c->in);
+    else
         buf_compact(&c->in);
+}
+
+static void
+stop_reading(mqtt_client *c)
+{
+    if (c->reading) {
+        ev_io_stop(B.loop, &c->rio);
+        c->reading = false;
+    }
+}
+
+static void
+start_reading(mqtt_client *c)
+{
+    if (!c->reading && c->state != MC_DEAD) {
+        ev_io_start(B.loop, &c->rio);
+        c->reading = true;
+    }
+}
+
+struct mqtt_aliases *
+mqtt_client_aliases(mqtt_client *c)
+{
+    if (!c->aliases) {
+        c->aliases = calloc(1, sizeof *c->aliases);
+        if (!c->aliases)
+            abort();
+    }
+    return c->aliases;
+}
+
+#define BRAKE_POLL 0.005
+
+void
+mqtt_client_brake(mqtt_client *c, queue *q)
+{
+    if (c->braked)
+        return;
+    c->braked = true;
+    c->brake_q = q;
+    if (q)
+        queue_ref(q);
+    stop_reading(c);
+    mqtt_client_arm(c);
+}
+
+static bool
+brake_holds(const mqtt_client *c)
+{
+    if (persist_flow_blocked())
+        return true;
+    const queue *q = c->brake_q;
+    return q && !q->deleted && q->nconsumers && queue_ready(q) > MQTT_BACKLOG_LOW;
+}
+
+static void
+brake_release(mqtt_client *c)
+{
+    c->braked = false;
+    if (c->brake_q)
+        queue_unref(c->brake_q);
+    c->brake_q = NULL;
+    start_reading(c);
+    process(c);                    /* what was read before the brake */
+}
+
+/* libev's "be smart about timeouts": one timer, set for the next thing
+ * this client waits for. */
+void
+mqtt_client_arm(mqtt_client *c)
+{
+    ev_tstamp now = ev_now(B.loop), at;
+    switch (c->state) {
+    case MC_CONNECTING:
+        at = c->refusing ? c->refuse_at : c->deadline;
+        break;
+    case MC_DRAINING:
+        at = c->deadline;
+        break;
+    case MC_OPEN:
+        if (c->braked)
+            at = now + BRAKE_POLL;
+        else if (c->keepalive)
+            at = c->last_recv + 1.5 * c->keepalive;
+        else {
+            ev_timer_stop(B.loop, &c->timer);
+            return;
+        }
+        break;
+    default:
+        ev_timer_stop(B.loop, &c->timer);
+        return;
+    }
+    ev_timer_stop(B.loop, &c->timer);
+    ev_timer_set(&c->timer, at > now ? at - now : 0.001, 0.0);
+    ev_timer_start(B.loop, &c->timer);
 }
 
 static void
@@ -435,21 +567,35 @@ timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
             mqtt_refuse_now(c, c->refuse_reason);
             return;
         }
-        if (!c->refusing && now >= c->deadline)
+        if (!c->refusing && now >= c->deadline) {
             mqtt_client_abort(c, "no CONNECT in time");
-        return;
+            return;
+        }
+        break;
     case MC_DRAINING:
-        if (now >= c->deadline)
+        if (now >= c->deadline) {
             mqtt_client_abort(c, NULL);
-        return;
+            return;
+        }
+        break;
     case MC_OPEN:
+        if (c->braked) {
+            if (brake_holds(c))
+                break;
+            brake_release(c);
+            if (c->state != MC_OPEN)
+                return;
+        }
         /* MQTT-3.1.2-24: one and a half keepalive periods of silence. */
-        if (c->keepalive && now - c->last_recv > 1.5 * c->keepalive)
+        if (c->keepalive && now - c->last_recv > 1.5 * c->keepalive) {
             mqtt_client_close(c, MQTT_RC_KEEP_ALIVE_TIMEOUT, "keepalive timeout");
-        return;
+            return;
+        }
+        break;
     case MC_DEAD:
         return;
     }
+    mqtt_client_arm(c);
 }
 
 static void
@@ -470,9 +616,7 @@ accept_client(const stream *s, const char *peer, bool loopback)
     ev_init(&c->timer, timer_cb);
     c->last_recv = ev_now(B.loop);
     c->deadline = c->last_recv + CONNECT_TIMEOUT;
-    /* A coarse tick is enough: keepalives are whole seconds. */
-    ev_timer_set(&c->timer, 0.25, 0.25);
-    ev_timer_start(B.loop, &c->timer);
+    mqtt_client_arm(c);
     ev_io_start(B.loop, &c->rio);
     c->reading = true;
     c->next = clients;

@@ -61,9 +61,7 @@ refuse_later(mqtt_client *c, unsigned reason, const char *why)
         ev_io_stop(B.loop, &c->rio);
         c->reading = false;
     }
-    ev_timer_stop(B.loop, &c->timer);
-    ev_timer_set(&c->timer, delay, 0.25);
-    ev_timer_start(B.loop, &c->timer);
+    mqtt_client_arm(c);
 }
 
 static bool
@@ -268,6 +266,7 @@ mqtt_handle_connect(mqtt_client *c, const mqtt_frame *f)
     }
     c->will = will;
     c->state = MC_OPEN;
+    mqtt_client_arm(c);
 
     mqtt_props p = { 0 };
     if (c->version == MQTT_V5) {

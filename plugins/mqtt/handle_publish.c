@@ -227,16 +227,17 @@ mqtt_handle_publish(mqtt_client *c, const mqtt_frame *f)
                 mqtt_client_close(c, MQTT_RC_TOPIC_ALIAS_INVALID, "topic alias out of range");
                 return;
             }
+            struct mqtt_aliases *al = mqtt_client_aliases(c);
             if (p.topic.len) {
                 char *t = malloc(p.topic.len);
                 if (!t)
                     abort();
                 memcpy(t, p.topic.p, p.topic.len);
-                free(c->alias[a]);
-                c->alias[a] = t;
-                c->alias_len[a] = (uint16_t)p.topic.len;
-            } else if (c->alias[a]) {
-                p.topic = (mqtt_str){ (const uint8_t *)c->alias[a], c->alias_len[a] };
+                free(al->in[a]);
+                al->in[a] = t;
+                al->in_len[a] = (uint16_t)p.topic.len;
+            } else if (al->in[a]) {
+                p.topic = (mqtt_str){ (const uint8_t *)al->in[a], al->in_len[a] };
             } else {
                 mqtt_client_close(c, MQTT_RC_PROTOCOL_ERROR, "unknown topic alias");
                 return;
@@ -291,6 +292,16 @@ mqtt_handle_publish(mqtt_client *c, const mqtt_frame *f)
     size_t reached;
     uint64_t batch = mqtt_message_route(c->vh, m, &reached);
     message_unref(&m);
+    /* A queue that is consumed but falls behind slows its publishers
+     * down instead of growing (and paging) without end. */
+    const route_result *r = vhost_last_route();
+    for (size_t i = 0; i < reached && !c->braked; i++) {
+        queue *q = r->q[i];
+        if (q->nconsumers && queue_ready(q) > MQTT_BACKLOG_HIGH)
+            mqtt_client_brake(c, q);
+    }
+    if (!c->braked && persist_flow_blocked())
+        mqtt_client_brake(c, NULL);
     B.st.now.publish++;
     if (reached == 0)
         B.st.now.drop_unroutable++;

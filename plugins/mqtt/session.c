@@ -343,23 +343,24 @@ apply_alias(mqtt_client *c, mqtt_publish *p)
 {
     if (c->version != MQTT_V5 || c->out_alias_max == 0 || p->topic.len > 65535)
         return false;
-    for (uint16_t a = 1; a <= c->out_alias_n; a++) {
-        if (c->out_alias_len[a] == p->topic.len &&
-            memcmp(c->out_alias[a], p->topic.p, p->topic.len) == 0) {
+    struct mqtt_aliases *al = mqtt_client_aliases(c);
+    for (uint16_t a = 1; a <= al->out_n; a++) {
+        if (al->out_len[a] == p->topic.len &&
+            memcmp(al->out[a], p->topic.p, p->topic.len) == 0) {
             p->props.topic_alias = a;
             mqtt_props_set(&p->props, MQTT_PROP_TOPIC_ALIAS);
             p->topic = (mqtt_str){ NULL, 0 };
             return false;
         }
     }
-    if (c->out_alias_n >= c->out_alias_max)
+    if (al->out_n >= c->out_alias_max)
         return false;
-    uint16_t a = ++c->out_alias_n;
-    c->out_alias[a] = malloc(p->topic.len ? p->topic.len : 1);
-    if (!c->out_alias[a])
+    uint16_t a = ++al->out_n;
+    al->out[a] = malloc(p->topic.len ? p->topic.len : 1);
+    if (!al->out[a])
         abort();
-    memcpy(c->out_alias[a], p->topic.p, p->topic.len);
-    c->out_alias_len[a] = (uint16_t)p->topic.len;
+    memcpy(al->out[a], p->topic.p, p->topic.len);
+    al->out_len[a] = (uint16_t)p->topic.len;
     p->props.topic_alias = a;
     mqtt_props_set(&p->props, MQTT_PROP_TOPIC_ALIAS);
     return true;
@@ -403,8 +404,9 @@ send_message(mqtt_session *s, message *m, uint8_t qos, bool retain, bool dup,
     size_t n = mqtt_publish_size(&p, c->version);
     if (n == 0 || (c->max_packet_out && n > c->max_packet_out)) {
         if (new_alias) {           /* the client never learnt it */
-            free(c->out_alias[c->out_alias_n]);
-            c->out_alias[c->out_alias_n--] = NULL;
+            struct mqtt_aliases *al = c->aliases;
+            free(al->out[al->out_n]);
+            al->out[al->out_n--] = NULL;
         }
         return false;              /* MQTT-3.1.2-25: discard it for this client */
     }

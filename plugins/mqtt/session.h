@@ -39,6 +39,10 @@ enum mqtt_client_state {
 };
 
 #define MQTT_SERVER_ALIAS_MAX 64   /* topic aliases a client may use with us */
+/* A publisher stops being read while a queue it reached holds more than
+ * HIGH ready messages and has consumers, until it is under LOW. */
+#define MQTT_BACKLOG_HIGH 4096
+#define MQTT_BACKLOG_LOW 1024
 
 typedef struct mqtt_client {
     ev_io rio, wio;
@@ -59,13 +63,22 @@ typedef struct mqtt_client {
     uint32_t max_packet_out;       /* what the client accepts (MQTT 5) */
     uint16_t receive_max;          /* client's limit of our unacked QoS 1/2 */
     uint16_t inflight_in;          /* its QoS 1/2 publishes we have not acked */
-    char *alias[MQTT_SERVER_ALIAS_MAX + 1];   /* client-to-server topic aliases, owned */
-    uint16_t alias_len[MQTT_SERVER_ALIAS_MAX + 1];
-    /* server-to-client aliases: the first topics we send, up to the
-     * client's Topic Alias Maximum (and ours), keep their alias */
-    char *out_alias[MQTT_SERVER_ALIAS_MAX + 1];   /* owned; [1..out_alias_n] */
-    uint16_t out_alias_len[MQTT_SERVER_ALIAS_MAX + 1];
-    uint16_t out_alias_max, out_alias_n;
+    /* MQTT 5 topic aliases, allocated when first used (most clients
+     * never do, and an idle connection should cost little) */
+    struct mqtt_aliases {
+        char *in[MQTT_SERVER_ALIAS_MAX + 1];      /* client-to-server, owned */
+        uint16_t in_len[MQTT_SERVER_ALIAS_MAX + 1];
+        /* server-to-client: the first topics we send, up to the client's
+         * Topic Alias Maximum (and ours), keep their alias */
+        char *out[MQTT_SERVER_ALIAS_MAX + 1];     /* owned; [1..out_n] */
+        uint16_t out_len[MQTT_SERVER_ALIAS_MAX + 1];
+        uint16_t out_n;
+    } *aliases;
+    uint16_t out_alias_max;
+    /* back-pressure: reading stops while a queue this client publishes
+     * to has a backlog, or the store is behind (brake_q NULL) */
+    bool braked;
+    queue *brake_q;                /* one reference */
     vhost *vh;
     char user[128];
     struct auth_user *u;           /* the logged-in user; NULL before */
@@ -103,6 +116,13 @@ bool mqtt_client_writable(const mqtt_client *c);
 void mqtt_client_close(mqtt_client *c, uint8_t reason, const char *why);
 /* Closes at once without a word (socket gone). */
 void mqtt_client_abort(mqtt_client *c, const char *why);
+/* Sets the client's one timer for whatever it waits for next. */
+void mqtt_client_arm(mqtt_client *c);
+/* The aliases table, allocated on first use. */
+struct mqtt_aliases *mqtt_client_aliases(mqtt_client *c);
+/* Stops reading this publisher until q's backlog drains (q NULL: until
+ * the store catches up). */
+void mqtt_client_brake(mqtt_client *c, queue *q);
 /* Sends PUBACK/PUBREC for packet_id once batch has committed (0: now). */
 void mqtt_client_ack_after(mqtt_client *c, uint8_t type, uint16_t packet_id,
                            uint8_t reason, uint64_t batch);
