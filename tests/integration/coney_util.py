@@ -136,14 +136,19 @@ class Broker:
             shutil.rmtree(self.workdir, ignore_errors=True)
 
 
-def _flag_port(extra, flag, pass_flag, args):
+def _flag_port(extra, flag, pass_flag, args, taken):
     """The port for a listener flag: the one extra_args chose (None for 0),
-    or a free one added to args; None when the config file decides."""
+    or a free one added to args, distinct from those in taken (free_port
+    may hand out the same port twice in a row); None when the config file
+    decides."""
     if not pass_flag:
         return None
     if flag in extra:
         return int(extra[extra.index(flag) + 1]) or None
     p = free_port()
+    while p in taken:
+        p = free_port()
+    taken.add(p)
     args += [flag, str(p)]
     return p
 
@@ -165,9 +170,10 @@ def start_broker(binary, extra_args=None, port=None, use_port_flag=True, env=Non
     if use_port_flag:
         args += ["--port", str(port)]
     extra = list(extra_args or [])
-    mqtt_port = _flag_port(extra, "--mqtt-port", mqtt_port_flag, args)
-    http_port = _flag_port(extra, "--management-port", http_port_flag, args)
-    prom_port = _flag_port(extra, "--prometheus-port", http_port_flag, args)
+    taken = {port}
+    mqtt_port = _flag_port(extra, "--mqtt-port", mqtt_port_flag, args, taken)
+    http_port = _flag_port(extra, "--management-port", http_port_flag, args, taken)
+    prom_port = _flag_port(extra, "--prometheus-port", http_port_flag, args, taken)
     args += ["--data-dir", data_dir] + list(extra_args or [])
     penv = dict(os.environ)
     penv.setdefault("ASAN_OPTIONS", "detect_leaks=1:abort_on_error=0")
