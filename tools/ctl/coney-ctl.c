@@ -10,6 +10,7 @@
  */
 #include <errno.h>
 #include <jansson.h>
+#include <stdbool.h>
 #include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -215,6 +216,37 @@ main(int argc, char **argv)
             return EX_USAGE;
         }
         args[n++] = argv[i];
+    }
+
+    /* arguments each command takes (besides -p): a mistake is a usage
+     * error here, before anything reaches the broker */
+    static const struct { const char *cmd; int min, max; } arity[] = {
+        { "add_user", 1, 2 }, { "delete_user", 1, 1 }, { "change_password", 2, 2 },
+        { "clear_password", 1, 1 }, { "set_password_hash", 2, 3 },
+        { "set_user_tags", 1, MAX_ARGS - 3 }, { "authenticate_user", 2, 2 },
+        { "list_users", 0, 0 }, { "add_vhost", 1, 1 }, { "delete_vhost", 1, 1 },
+        { "list_vhosts", 0, 0 }, { "set_permissions", 4, 4 }, { "clear_permissions", 1, 1 },
+        { "list_permissions", 0, 0 }, { "list_user_permissions", 1, 1 },
+        { "set_topic_permissions", 4, 4 }, { "clear_topic_permissions", 1, 2 },
+        { "list_topic_permissions", 0, 0 }, { "list_queues", 0, 0 }, { "status", 0, 0 },
+        { "hash_password", 1, 1 }, { "set_vhost_limits", 1, 1 }, { "clear_vhost_limits", 0, 0 },
+        { "set_user_limits", 2, 2 }, { "clear_user_limits", 2, 2 },
+    };
+    bool known = false;
+    for (size_t k = 0; k < sizeof arity / sizeof arity[0]; k++) {
+        if (strcmp(arity[k].cmd, cmd) != 0)
+            continue;
+        known = true;
+        if (n < arity[k].min || n > arity[k].max) {
+            fprintf(stderr, "coney-ctl: %s takes %d to %d arguments\n", cmd, arity[k].min,
+                    arity[k].max);
+            return EX_USAGE;
+        }
+    }
+    if (!known) {
+        fprintf(stderr, "coney-ctl: unknown command '%s'\n", cmd);
+        usage(stderr);
+        return EX_USAGE;
     }
 
 #define NEED(k) do { if (n != (k)) { usage(stderr); return EX_USAGE; } } while (0)
