@@ -691,6 +691,20 @@ set_limit(int64_t *field, const char *key, long long value, char *err, size_t ca
     return 0;
 }
 
+/* Users and vhosts both limit max-connections and one thing of their
+ * own (other: max-channels, max-queues). */
+static int
+set_one_limit(const char *key, long long value, const char *what, const char *other,
+              int64_t *connections, int64_t *other_field, char *err, size_t cap)
+{
+    if (strcmp(key, "max-connections") == 0)
+        return set_limit(connections, key, value, err, cap);
+    if (strcmp(key, other) == 0)
+        return set_limit(other_field, key, value, err, cap);
+    snprintf(err, cap, "unknown %s limit '%s' (max-connections, %s)", what, key, other);
+    return -1;
+}
+
 int
 auth_user_set_limit(const char *name, const char *key, long long value, char *err, size_t cap)
 {
@@ -699,15 +713,8 @@ auth_user_set_limit(const char *name, const char *key, long long value, char *er
         fail(err, cap, "no such user: '%s'%s", name, NULL);
         return -1;
     }
-    int rc;
-    if (strcmp(key, "max-connections") == 0)
-        rc = set_limit(&u->max_connections, key, value, err, cap);
-    else if (strcmp(key, "max-channels") == 0)
-        rc = set_limit(&u->max_channels, key, value, err, cap);
-    else {
-        fail(err, cap, "unknown user limit '%s' (max-connections, max-channels)%s", key, NULL);
-        return -1;
-    }
+    int rc = set_one_limit(key, value, "user", "max-channels", &u->max_connections,
+                           &u->max_channels, err, cap);
     if (rc == 0)
         save_user(u);
     return rc;
@@ -769,15 +776,8 @@ auth_vhost_set_limit(const char *name, const char *key, long long value, char *e
         fail(err, cap, "no such vhost: '%s'%s", name, NULL);
         return -1;
     }
-    int rc;
-    if (strcmp(key, "max-connections") == 0)
-        rc = set_limit(&vh->max_connections, key, value, err, cap);
-    else if (strcmp(key, "max-queues") == 0)
-        rc = set_limit(&vh->max_queues, key, value, err, cap);
-    else {
-        fail(err, cap, "unknown vhost limit '%s' (max-connections, max-queues)%s", key, NULL);
-        return -1;
-    }
+    int rc = set_one_limit(key, value, "vhost", "max-queues", &vh->max_connections,
+                           &vh->max_queues, err, cap);
     if (rc == 0)
         save_vhost(vh);
     return rc;

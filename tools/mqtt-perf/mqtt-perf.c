@@ -448,13 +448,13 @@ rate_of(uint64_t n, uint64_t first, uint64_t last, double fallback_s)
 }
 
 static void
-print_us(FILE *f, const char *key, const mperf_hist *h, double p)
+print_us(FILE *f, const char *key, const perf_hist *h, double p)
 {
     if (h->n == 0)
         fprintf(f, ",\"%s\":null", key);
     else
         fprintf(f, ",\"%s\":%.1f", key,
-                (p > 100 ? (double)h->max : (double)mperf_hist_percentile(h, p)) /
+                (p > 100 ? (double)h->max : (double)perf_hist_percentile(h, p)) /
                     1e3);
 }
 
@@ -593,24 +593,24 @@ main(int argc, char **argv)
 
     /* ---- the report ---- */
     totals t = sample(ps, o.publishers, ss, o.subscribers);
-    mperf_hist *lat = malloc(sizeof *lat), *ack = malloc(sizeof *ack);
+    perf_hist *lat = malloc(sizeof *lat), *ack = malloc(sizeof *ack);
     if (!lat || !ack) {
         fprintf(stderr, "coney-mqtt-perf: out of memory\n");
         return 1;
     }
-    mperf_hist_init(lat);
-    mperf_hist_init(ack);
+    perf_hist_init(lat);
+    perf_hist_init(ack);
     uint64_t pf = UINT64_MAX, pl = 0, sf = UINT64_MAX, sl = 0, kf = UINT64_MAX,
              kl = 0;
     for (int i = 0; i < o.publishers; i++) {
-        mperf_hist_merge(ack, &ps[i].hist);
+        perf_hist_merge(ack, &ps[i].hist);
         if (ps[i].first_ns && ps[i].first_ns < pf) pf = ps[i].first_ns;
         if (ps[i].last_ns > pl) pl = ps[i].last_ns;
         if (ps[i].ack_first_ns && ps[i].ack_first_ns < kf) kf = ps[i].ack_first_ns;
         if (ps[i].ack_last_ns > kl) kl = ps[i].ack_last_ns;
     }
     for (int i = 0; i < o.subscribers; i++) {
-        mperf_hist_merge(lat, &ss[i].hist);
+        perf_hist_merge(lat, &ss[i].hist);
         if (ss[i].first_ns && ss[i].first_ns < sf) sf = ss[i].first_ns;
         if (ss[i].last_ns > sl) sl = ss[i].last_ns;
     }
@@ -646,15 +646,15 @@ main(int argc, char **argv)
     if (lat->n)
         printf("  latency    p50 %.1f us  p95 %.1f us  p99 %.1f us  max %.1f us"
                "  (%llu samples)\n",
-               mperf_hist_percentile(lat, 50) / 1e3,
-               mperf_hist_percentile(lat, 95) / 1e3,
-               mperf_hist_percentile(lat, 99) / 1e3, lat->max / 1e3,
+               perf_hist_percentile(lat, 50) / 1e3,
+               perf_hist_percentile(lat, 95) / 1e3,
+               perf_hist_percentile(lat, 99) / 1e3, lat->max / 1e3,
                (unsigned long long)lat->n);
     if (ack->n)
         printf("  ack        p50 %.1f us  p95 %.1f us  p99 %.1f us  max %.1f us\n",
-               mperf_hist_percentile(ack, 50) / 1e3,
-               mperf_hist_percentile(ack, 95) / 1e3,
-               mperf_hist_percentile(ack, 99) / 1e3, ack->max / 1e3);
+               perf_hist_percentile(ack, 50) / 1e3,
+               perf_hist_percentile(ack, 95) / 1e3,
+               perf_hist_percentile(ack, 99) / 1e3, ack->max / 1e3);
     if (timed_out) {
         fprintf(stderr, "coney-mqtt-perf: received %llu of %llu expected "
                 "deliveries; nothing more for %.0f s\n",

@@ -33,29 +33,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* ---- latency histogram (histogram.c) --------------------------------- */
-
-/* Log-linear buckets over uint64 nanoseconds: values below 128 are exact,
- * above that each power of two is split into 64 buckets, so a reported
- * value (the bucket's midpoint) is within 0.8% of the true one. */
-#define MPERF_HIST_BUCKETS (128 + 57 * 64)
-
-typedef struct mperf_hist {
-    uint64_t n;
-    uint64_t min;
-    uint64_t max;
-    uint64_t counts[MPERF_HIST_BUCKETS];
-} mperf_hist;
-
-void
-mperf_hist_init(mperf_hist *h);
-void
-mperf_hist_record(mperf_hist *h, uint64_t v);
-void
-mperf_hist_merge(mperf_hist *dst, const mperf_hist *src);
-/* The value at percentile p (0..100]; 0 when the histogram is empty. */
-uint64_t
-mperf_hist_percentile(const mperf_hist *h, double p);
+#include "../common/histogram.h"
 
 /* ---- options (mqtt-perf.c) ------------------------------------------- */
 
@@ -116,7 +94,7 @@ typedef struct mperf_worker {
     uint64_t first_ns;                   /* first message stamped/received */
     uint64_t last_ns;                    /* last write or delivery */
     uint64_t ack_first_ns, ack_last_ns;
-    mperf_hist hist;                     /* end-to-end (subscriber) or
+    perf_hist hist;                     /* end-to-end (subscriber) or
                                             publish -> ack (publisher) */
 } mperf_worker;
 

@@ -67,7 +67,7 @@ settle(pub *s, uint16_t pid, int bad, uint64_t now)
         return; /* not ours or already settled */
     s->pending[pid] = 0;
     s->outstanding--;
-    mperf_hist_record(&s->w->hist, now > t ? now - t : 0);
+    perf_hist_record(&s->w->hist, now > t ? now - t : 0);
     if (bad)
         s->rejected++;
     else
@@ -491,7 +491,7 @@ mperf_publisher_main(void *arg)
     snprintf(s.name, sizeof s.name, "publisher %d", w->id + 1);
     snprintf(id, sizeof id, "cmp%d-p%d", (int)getpid() % 1000000, w->id + 1);
     prctl(PR_SET_TIMERSLACK, 1000UL); /* pace to the microsecond */
-    mperf_hist_init(&w->hist);
+    perf_hist_init(&w->hist);
     const mperf_opts *o = s.o;
 
     int r = -1;

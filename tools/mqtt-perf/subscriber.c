@@ -42,7 +42,7 @@ record(sub *s, const uint8_t *payload, size_t len, uint64_t now)
     uint64_t sent;
     memcpy(&sent, payload, 8);
     if (sent <= now && now - sent < HOUR_NS) {
-        mperf_hist_record(&s->w->hist, now - sent);
+        perf_hist_record(&s->w->hist, now - sent);
         s->lat_sum += now - sent;
         s->lat_n++;
     }
@@ -224,7 +224,7 @@ mperf_subscriber_main(void *arg)
     char id[32];
     snprintf(s.name, sizeof s.name, "subscriber %d", w->id + 1);
     snprintf(id, sizeof id, "cmp%d-s%d", (int)getpid() % 1000000, w->id + 1);
-    mperf_hist_init(&w->hist);
+    perf_hist_init(&w->hist);
 
     int r = mperf_conn_open(&s.c, s.run, s.name, id, &s);
     if (r == 0)

@@ -6,12 +6,10 @@
  * reported by its midpoint, which is off by at most half a width: 1/128 of
  * the value, 0.8%. Recording is a count-leading-zeros, a shift and an add,
  * cheap enough for every message; merging is an addition per bucket.
- * The same histogram as coney-perf's, kept here so that each tool builds
- * on its own client library alone.
  */
 #include <string.h>
 
-#include "mqtt-perf.h"
+#include "histogram.h"
 
 static int
 hist_index(uint64_t v)
@@ -36,14 +34,14 @@ hist_value(int i)
 }
 
 void
-mperf_hist_init(mperf_hist *h)
+perf_hist_init(perf_hist *h)
 {
     memset(h, 0, sizeof *h);
     h->min = UINT64_MAX;
 }
 
 void
-mperf_hist_record(mperf_hist *h, uint64_t v)
+perf_hist_record(perf_hist *h, uint64_t v)
 {
     h->counts[hist_index(v)]++;
     h->n++;
@@ -54,11 +52,11 @@ mperf_hist_record(mperf_hist *h, uint64_t v)
 }
 
 void
-mperf_hist_merge(mperf_hist *dst, const mperf_hist *src)
+perf_hist_merge(perf_hist *dst, const perf_hist *src)
 {
     if (src->n == 0)
         return;
-    for (int i = 0; i < MPERF_HIST_BUCKETS; i++)
+    for (int i = 0; i < PERF_HIST_BUCKETS; i++)
         dst->counts[i] += src->counts[i];
     dst->n += src->n;
     if (src->min < dst->min)
@@ -68,7 +66,7 @@ mperf_hist_merge(mperf_hist *dst, const mperf_hist *src)
 }
 
 uint64_t
-mperf_hist_percentile(const mperf_hist *h, double p)
+perf_hist_percentile(const perf_hist *h, double p)
 {
     if (h->n == 0)
         return 0;
@@ -79,7 +77,7 @@ mperf_hist_percentile(const mperf_hist *h, double p)
     if (rank >= h->n)
         return h->max;
     uint64_t seen = 0;
-    for (int i = 0; i < MPERF_HIST_BUCKETS; i++) {
+    for (int i = 0; i < PERF_HIST_BUCKETS; i++) {
         seen += h->counts[i];
         if (seen >= rank) {
             uint64_t v = hist_value(i);
