@@ -32,6 +32,8 @@
 #include <pcre2.h>
 
 #include "broker/log.h"
+#include "broker/persist.h"
+#include "broker/plugin.h"
 #include "broker/stats.h"
 #include "plugins/management/management.h"
 
@@ -66,7 +68,17 @@ typedef struct req_ctx {
     bool answered;                 /* a response went out before the body */
     char **strs;
     size_t nstrs, strcap;
+    /* a reply that waits for the store: a durable change is answered
+     * only once committed, as AMQP's declare-ok is */
+    uint64_t wait_batch;           /* 0: not waiting */
+    bool resumed;
+    http_resp held;
+    struct MHD_Connection *mc;
+    struct http_server *srv;
+    struct req_ctx *wait_next;
 } req_ctx;
+
+static req_ctx *waiting;           /* suspended requests, any server */
 
 static char *
 ctx_keep(req_ctx *rc, char *s)
@@ -84,6 +96,17 @@ ctx_keep(req_ctx *rc, char *s)
 static void
 ctx_free(req_ctx *rc)
 {
+    for (req_ctx **w = &waiting; *w; w = &(*w)->wait_next) {
+        if (*w == rc) {
+            *w = rc->wait_next;
+            break;
+        }
+    }
+    if (rc->wait_batch) {          /* never sent: the connection went away */
+        if (rc->held.json)
+            json_decref(rc->held.json);
+        free(rc->held.owned_raw);
+    }
     for (size_t i = 0; i < rc->nstrs; i++)
         free(rc->strs[i]);
     free(rc->strs);
@@ -925,14 +948,32 @@ on_request(void *cls, struct MHD_Connection *mc, const char *url, const char *me
         *upload_size = 0;
         return MHD_YES;
     }
+    if (rc->resumed) {             /* the store committed what it waited for */
+        rc->resumed = false;
+        rc->wait_batch = 0;
+        return send_response(mc, srv, &rc->held);
+    }
     if (rc->answered)
         return MHD_YES;
     rc->answered = true;
     http_resp rs = { 0 };
+    persist_definition_batch = 0;
     if (rc->too_large)
         http_error(&rs, 413, "bad_request", "request body larger than %u bytes", BODY_MAX);
     else
         dispatch(srv, mc, url, method, rc, &rs);
+    uint64_t batch = persist_definition_batch;
+    persist_definition_batch = 0;
+    if (batch && !persist_committed(batch)) {
+        rc->held = rs;
+        rc->wait_batch = batch;
+        rc->mc = mc;
+        rc->srv = srv;
+        rc->wait_next = waiting;
+        waiting = rc;
+        MHD_suspend_connection(mc);
+        return MHD_YES;
+    }
     return send_response(mc, srv, &rs);
 }
 
@@ -978,6 +1019,32 @@ server_run(http_server *s)
     }
 }
 
+/* The store made progress: requests whose change has committed get
+ * their held reply (a failed commit turns it into a 500). */
+static void
+resume_committed(void)
+{
+    req_ctx **w = &waiting;
+    while (*w) {
+        req_ctx *rc = *w;
+        if (!persist_committed(rc->wait_batch)) {
+            w = &rc->wait_next;
+            continue;
+        }
+        *w = rc->wait_next;
+        if (persist_failed(rc->wait_batch)) {
+            if (rc->held.json)
+                json_decref(rc->held.json);
+            free(rc->held.owned_raw);
+            memset(&rc->held, 0, sizeof rc->held);
+            http_error(&rc->held, 500, "internal_error", "the store failed to commit the change");
+        }
+        rc->resumed = true;
+        MHD_resume_connection(rc->mc);
+        server_run(rc->srv);
+    }
+}
+
 static void
 io_cb(struct ev_loop *loop, ev_io *w, int revents)
 {
@@ -1011,7 +1078,13 @@ http_server_start(enum http_server_kind kind, const char *addr, int port,
         abort();
     s->kind = kind;
     s->tables = tables;
-    unsigned flags = MHD_USE_EPOLL | MHD_USE_ERROR_LOG | MHD_USE_TURBO;
+    unsigned flags = MHD_USE_EPOLL | MHD_USE_ERROR_LOG | MHD_USE_TURBO |
+                     MHD_ALLOW_SUSPEND_RESUME;
+    static bool hooked;
+    if (!hooked) {
+        persist_on_progress(resume_committed);
+        hooked = true;
+    }
     if (res->ai_family == AF_INET6)
         flags |= MHD_USE_IPv6;
     s->d = MHD_start_daemon(flags, (uint16_t)port, NULL, NULL, on_request, s,
@@ -1054,6 +1127,18 @@ http_server_stop(http_server **sp)
         return;
     ev_io_stop(B.loop, &s->io);
     ev_timer_stop(B.loop, &s->timer);
+    /* libmicrohttpd cannot stop with connections suspended: let them go
+     * (their held replies are freed with the request) */
+    for (req_ctx **w = &waiting; *w; ) {
+        req_ctx *rc = *w;
+        if (rc->srv != s) {
+            w = &rc->wait_next;
+            continue;
+        }
+        *w = rc->wait_next;
+        rc->wait_next = NULL;
+        MHD_resume_connection(rc->mc);
+    }
     MHD_stop_daemon(s->d);
     free(s);
     *sp = NULL;
