@@ -31,6 +31,7 @@ export function currentUser() {
 export function logout() {
   sessionStorage.removeItem(KEY);
   sessionStorage.removeItem(USER);
+  sessionStorage.removeItem('coney.history');
 }
 
 // Checks the credentials with /api/whoami; keeps them only if they work.

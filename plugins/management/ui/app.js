@@ -48,6 +48,8 @@ const INTERVALS = [[2000, 'every 2 s'], [5000, 'every 5 s'], [10000, 'every 10 s
 
 export const history = { samples: [], overview: null, nodes: null, listeners: new Set() };
 const HISTORY_MS = 30 * 60 * 1000;
+// kept across reloads of the tab, like the credentials
+try { history.samples = JSON.parse(sessionStorage.getItem('coney.history') || '[]'); } catch { history.samples = []; }
 
 async function sample() {
   try {
@@ -64,6 +66,7 @@ async function sample() {
     });
     const cut = Date.now() - HISTORY_MS;
     while (history.samples.length && history.samples[0].t < cut) history.samples.shift();
+    try { sessionStorage.setItem('coney.history', JSON.stringify(history.samples)); } catch { /* full: keep it in memory */ }
     history.overview = ov;
     history.nodes = nodes;
     renderAlarms();

@@ -58,6 +58,8 @@ export class LineChart {
     this.draw();
   }
 
+  setWindow(ms) { this.windowMs = ms; this.draw(); }
+
   destroy() { this.ro.disconnect(); }
 
   draw() {
@@ -80,7 +82,11 @@ export class LineChart {
     const grid = cssVar(c, '--grid', '#e5e7eb');
     const font = '11px ' + cssVar(document.body, '--font', 'system-ui, sans-serif');
     const now = this.samples.length ? this.samples[this.samples.length - 1].t : Date.now();
-    const t0 = now - this.windowMs;
+    // the window grows with the data up to windowMs, so a fresh page's
+    // first samples fill the chart instead of a sliver at its right edge
+    const span = this.samples.length ? now - this.samples[0].t : 0;
+    const win = Math.min(this.windowMs, Math.max(60000, span * 1.04));
+    const t0 = now - win;
     const pts = this.samples.filter(s => s.t >= t0);
 
     let max = 0;
@@ -93,7 +99,7 @@ export class LineChart {
     const labelW = Math.max(...[0, 1, 2, 3, 4].map(i => g.measureText(this.format(Math.min(top, i * step))).width)) + 10;
     const L = Math.ceil(labelW), R = 8, T = 8, B = 20;
     const pw = w - L - R, ph = H - T - B;
-    const x = (t) => L + ((t - t0) / this.windowMs) * pw;
+    const x = (t) => L + ((t - t0) / win) * pw;
     const y = (v) => T + ph - (v / top) * ph;
 
     // grid and y labels
@@ -107,16 +113,17 @@ export class LineChart {
       g.beginPath(); g.moveTo(L, yy); g.lineTo(w - R, yy); g.stroke();
       g.fillText(this.format(v), L - 6, yy);
     }
-    // time labels every minute or two
+    // time labels about 80 px apart, on round times
     g.textAlign = 'center';
     g.textBaseline = 'top';
-    const minute = 60000;
-    const every = this.windowMs > 10 * minute ? 5 * minute : this.windowMs > 4 * minute ? 2 * minute : minute;
+    const every = [5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600].map(x => x * 1000)
+      .find(st => win / st <= pw / 80) || 3600000;
+    const two = (n) => String(n).padStart(2, '0');
     for (let t = Math.ceil(t0 / every) * every; t <= now; t += every) {
       const xx = x(t);
       if (xx < L + 20 || xx > w - R - 20) continue;
       const d = new Date(t);
-      g.fillText(d.getHours().toString().padStart(2, '0') + ':' + d.getMinutes().toString().padStart(2, '0'), xx, T + ph + 5);
+      g.fillText(two(d.getHours()) + ':' + two(d.getMinutes()) + (every < 60000 ? ':' + two(d.getSeconds()) : ''), xx, T + ph + 5);
     }
 
     if (pts.length < 2) {

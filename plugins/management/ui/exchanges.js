@@ -81,7 +81,7 @@ export function exchangeView(ctx, vhost, name) {
   const bindingsTo = name === '' ? null : new BindingsCard({ vhost, exchange: name, direction: 'destination' });
   const el = h('div.page',
     h('div.page-head',
-      h('div', h('p.crumbs', h('a', { href: '#/exchanges' }, 'Exchanges'), ' / ', vhost),
+      h('div', h('p.crumbs', h('a', { href: '#/exchanges' }, 'Exchanges'), ' in virtual host ', h('code', vhost)),
         h('h1.object-name', exLabel(name))), actions),
     info, bindingsFrom.el, bindingsTo ? bindingsTo.el : null,
     panel('Publish a message', publishForm({ vhost, exchange: name, routingKey: '' }), { open: false, id: 'publish' }));

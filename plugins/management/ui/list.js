@@ -116,6 +116,8 @@ export class PagedList {
       : `${fmtNum(first)}–${fmtNum(last)} of ${fmtNum(r.total_count)} ${this.noun}`;
 
     const pc = r.page_count || 1;
+    // someone typing a page number keeps their input across a refresh
+    if (this.pager.contains(document.activeElement) && document.activeElement.tagName === 'INPUT') return;
     const btn = (label, page, title) => h('button.btn.ghost.small', {
       type: 'button', disabled: page < 1 || page > pc || page === r.page, title,
       onclick: () => { s.page = page; this.refresh(); },

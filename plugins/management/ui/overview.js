@@ -47,8 +47,23 @@ export function overviewView(ctx) {
   const node = h('div.node');
   const listeners = h('tbody');
   const heading = h('p.subtitle');
+  const WINDOWS = [[60000, '1 min'], [600000, '10 min'], [1800000, '30 min']];
+  let win = +(localStorage.getItem('coney.window') || 600000);
+  const windowButtons = h('div.segmented', { role: 'group', 'aria-label': 'Chart window' }, WINDOWS.map(([ms, label]) => {
+    const b = h('button', { type: 'button', 'aria-pressed': String(ms === win), dataset: { ms } }, label);
+    b.addEventListener('click', () => {
+      win = ms;
+      localStorage.setItem('coney.window', String(ms));
+      for (const x of windowButtons.children) x.setAttribute('aria-pressed', String(+x.dataset.ms === ms));
+      queued.setWindow(ms);
+      rates.setWindow(ms);
+    });
+    return b;
+  }));
+  queued.windowMs = win;
+  rates.windowMs = win;
   const el = h('div.page.overview',
-    h('div.page-head', h('div', h('h1', 'Overview'), heading)),
+    h('div.page-head', h('div', h('h1', 'Overview'), heading), h('div.head-actions', h('span.muted', 'Charts: last'), windowButtons)),
     totals,
     h('div.charts', h('div.card', queued.el), h('div.card', rates.el)),
     h('div.columns',
@@ -81,8 +96,7 @@ export function overviewView(ctx) {
           n.mem_alarm ? pill('memory alarm', 'bad') : null, n.disk_free_alarm ? pill('disk alarm', 'bad') : null),
         meter('Memory', n.mem_used || 0, n.mem_limit, fmtBytes, n.mem_alarm),
         n.disk_free !== undefined ? h('div.meter' + (n.disk_free_alarm ? '.alarmed' : ''),
-          h('div.meter-head', h('span', 'Disk free'), h('span.muted', `${fmtBytes(n.disk_free)} (alarm below ${fmtBytes(n.disk_free_limit)})`)),
-          h('div.meter-bar', h('div.meter-fill', { style: { width: (n.disk_free_limit && n.disk_free ? Math.min(100, (n.disk_free_limit / n.disk_free) * 100) : 0).toFixed(1) + '%' } }))) : null,
+          h('div.meter-head', h('span', 'Disk free'), h('span.muted', `${fmtBytes(n.disk_free)} free, alarm below ${fmtBytes(n.disk_free_limit)}`))) : null,
         n.fd_total ? meter('File descriptors', n.fd_used || 0, n.fd_total, fmtNum) : null,
         n.sockets_total ? meter('Sockets', n.sockets_used || 0, n.sockets_total, fmtNum) : null,
         h('dl.facts',

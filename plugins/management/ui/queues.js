@@ -114,14 +114,15 @@ export function queueView(ctx, vhost, name) {
 
   const el = h('div.page.queue-page', { dataset: { queue: name } },
     h('div.page-head',
-      h('div', h('p.crumbs', h('a', { href: '#/queues' }, 'Queues'), ' / ', vhost), h('h1.object-name', name)), actions),
+      h('div', h('p.crumbs', h('a', { href: '#/queues' }, 'Queues'), ' in virtual host ', h('code', vhost)), h('h1.object-name', name)), actions),
     stats,
     h('div.columns', h('div.card', chart.el), details),
     h('div.card', h('h2', 'Consumers'), h('div.table-wrap', h('table.grid',
       h('thead', h('tr', h('th', 'Tag'), h('th', 'Channel'), h('th', 'Ack'), h('th', 'Exclusive'), h('th.num', 'Prefetch'), h('th', 'Active'))), consumers))),
     bindings.el,
-    panel('Publish a message', publishForm({ vhost, exchange: '', routingKey: name, fixedKey: true }), { open: true, id: 'publish' }),
-    panel('Get messages', h('div', getForm(), getResults), { open: true, id: 'get' }));
+    h('div.columns.forms',
+      panel('Publish a message', publishForm({ vhost, exchange: '', routingKey: name, fixedKey: true }), { open: true, id: 'publish' }),
+      panel('Get messages', h('div', getForm(), getResults), { open: true, id: 'get' })));
 
   let gone = false;
 
@@ -182,7 +183,7 @@ export function queueView(ctx, vhost, name) {
     chart.update(samples);
     const rate = (k) => fmtRate(get(q, `message_stats.${k}_details.rate`));
     clear(stats,
-      h('div.stat', h('span.stat-label', 'Total'), h('span.stat-value', { dataset: { stat: 'messages' } }, fmtNum(q.messages)), h('span.stat-sub', fmtBytes(q.message_bytes))),
+      h('div.stat', h('span.stat-label', 'Total'), h('span.stat-value', { dataset: { stat: 'messages' } }, fmtNum(q.messages)), q.message_bytes !== undefined ? h('span.stat-sub', fmtBytes(q.message_bytes)) : null),
       h('div.stat', h('span.stat-label', 'Ready'), h('span.stat-value', { dataset: { stat: 'messages_ready' } }, fmtNum(q.messages_ready))),
       h('div.stat', h('span.stat-label', 'Unacked'), h('span.stat-value', { dataset: { stat: 'messages_unacknowledged' } }, fmtNum(q.messages_unacknowledged))),
       h('div.stat', h('span.stat-label', 'Consumers'), h('span.stat-value', fmtNum(q.consumers))),
@@ -196,7 +197,13 @@ export function queueView(ctx, vhost, name) {
       q.message_bytes_persistent !== undefined ? ['Persistent bytes', fmtBytes(q.message_bytes_persistent)] : null,
       q.idle_since ? ['Idle since', String(q.idle_since)] : null,
     ]));
-    const cs = q.consumer_details || [];
+    // consumer_details when the queue carries them, else /api/consumers
+    let cs = q.consumer_details;
+    if (!cs && q.consumers) {
+      const all = await GET('/consumers/' + seg(vhost)).catch(() => []);
+      cs = (Array.isArray(all) ? all : []).filter(c => c.queue && c.queue.name === name);
+    }
+    cs = cs || [];
     clear(consumers, cs.length ? cs.map(c => h('tr',
       h('td', h('code', c.consumer_tag)),
       h('td', c.channel_details ? (c.channel_details.connection_name
