@@ -10,8 +10,26 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "broker/stream.h"
+
+struct vhost;
+
+/* A connection a plugin holds (an MQTT client), as the management API
+ * lists it; strings are borrowed for the call. */
+typedef struct plugin_conn {
+    const char *name;              /* unique while it lives */
+    const char *protocol;          /* "MQTT 3.1.1" */
+    const char *user;
+    const struct vhost *vh;        /* NULL before login */
+    const char *peer;              /* "host:port" */
+    const char *client_id;         /* MQTT client id, or NULL */
+    double connected_at;           /* ev_now at accept */
+    uint64_t recv_oct, send_oct;
+    bool tls;
+    void *handle;                  /* for close_connection */
+} plugin_conn;
 
 typedef struct plugin {
     const char *name;
@@ -25,7 +43,15 @@ typedef struct plugin {
     size_t (*clients)(void);
     /* Frees everything; the loop has stopped. */
     void (*finish)(void);
+    /* Lists its open connections (NULL if it has none to list). */
+    void (*each_connection)(void (*fn)(void *ctx, const plugin_conn *c), void *ctx);
+    /* Closes one listed connection (handle from plugin_conn), saying why. */
+    void (*close_connection)(void *handle, const char *reason);
 } plugin;
+
+/* Every plugin's connections (server.c walks the plugins). */
+void server_each_plugin_connection(void (*fn)(void *ctx, const plugin *p, const plugin_conn *c),
+                                   void *ctx);
 
 extern const plugin mqtt_plugin;
 extern const plugin management_plugin;

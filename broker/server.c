@@ -35,6 +35,31 @@ static ev_io listener_watcher, tls_listener_watcher;
 
 static const plugin *const plugins[] = { &mqtt_plugin, &management_plugin };
 #define NPLUGINS (sizeof plugins / sizeof plugins[0])
+
+typedef struct each_ctx {
+    void (*fn)(void *ctx, const plugin *p, const plugin_conn *c);
+    void *ctx;
+    const plugin *p;
+} each_ctx;
+
+static void
+each_one(void *arg, const plugin_conn *c)
+{
+    each_ctx *e = arg;
+    e->fn(e->ctx, e->p, c);
+}
+
+void
+server_each_plugin_connection(void (*fn)(void *ctx, const plugin *p, const plugin_conn *c),
+                              void *ctx)
+{
+    for (size_t i = 0; i < NPLUGINS; i++) {
+        if (!plugins[i]->each_connection)
+            continue;
+        each_ctx e = { fn, ctx, plugins[i] };
+        plugins[i]->each_connection(each_one, &e);
+    }
+}
 static ev_signal sigint_watcher, sigterm_watcher, sighup_watcher;
 static ev_timer stop_timer;
 static ev_timer disk_timer;

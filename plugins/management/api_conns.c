@@ -18,6 +18,7 @@
 #include <sys/socket.h>
 
 #include "broker/conn.h"
+#include "broker/plugin.h"
 #include "broker/stats.h"
 #include "plugins/management/management.h"
 
@@ -220,6 +221,70 @@ conn_json(const conn *c)
     return o;
 }
 
+/* ---- connections of plugins (MQTT) ------------------------------------------- */
+
+static bool
+plugin_conn_visible(const http_req *rq, const plugin_conn *c)
+{
+    return (rq->tags & (HTTP_TAG_MONITORING | HTTP_TAG_ADMINISTRATOR)) ||
+           (rq->user && strcmp(c->user, auth_user_name(rq->user)) == 0);
+}
+
+static json_t *
+plugin_conn_json(const plugin_conn *c)
+{
+    char peer_host[64];
+    int peer_port;
+    split_peer(c->peer, peer_host, sizeof peer_host, &peer_port);
+    json_t *o = json_object();
+    json_object_set_new(o, "name", json_string(c->name));
+    json_object_set_new(o, "node", json_string(http_node_name()));
+    json_object_set_new(o, "type", json_string("network"));
+    json_object_set_new(o, "protocol", json_string(c->protocol));
+    json_object_set_new(o, "vhost", c->vh ? bytes_json(c->vh->name.data, c->vh->name.len)
+                                          : json_null());
+    json_object_set_new(o, "user", json_string(c->user));
+    json_object_set_new(o, "peer_host", json_string(peer_host));
+    json_object_set_new(o, "peer_port", json_integer(peer_port));
+    json_object_set_new(o, "state", json_string("running"));
+    json_object_set_new(o, "channels", json_integer(1));
+    json_object_set_new(o, "connected_at", json_integer((json_int_t)(c->connected_at * 1000)));
+    json_object_set_new(o, "recv_oct", json_integer((json_int_t)c->recv_oct));
+    json_object_set_new(o, "send_oct", json_integer((json_int_t)c->send_oct));
+    json_object_set_new(o, "ssl", json_boolean(c->tls));
+    json_object_set_new(o, "client_properties",
+                        c->client_id ? json_pack("{s:s}", "client_id", c->client_id)
+                                     : json_object());
+    return o;
+}
+
+typedef struct plugin_walk {
+    http_req *rq;
+    const vhost *only;
+    const char *name;              /* find this one (get, delete) */
+    json_t *array;                 /* or list them all here */
+    const plugin *found_p;
+    void *found;
+    json_t *found_json;
+} plugin_walk;
+
+static void
+plugin_conn_visit(void *ctx, const plugin *p, const plugin_conn *c)
+{
+    plugin_walk *w = ctx;
+    if (!plugin_conn_visible(w->rq, c) || (w->only && c->vh != w->only))
+        return;
+    if (w->name) {
+        if (!w->found && strcmp(w->name, c->name) == 0) {
+            w->found_p = p;
+            w->found = c->handle;
+            w->found_json = plugin_conn_json(c);
+        }
+        return;
+    }
+    json_array_append_new(w->array, plugin_conn_json(c));
+}
+
 static conn *
 conn_named(const char *name)
 {
@@ -239,6 +304,8 @@ connections(http_req *rq, http_resp *rs)
     for (conn *c = B.conns; c; c = c->next)
         if (conn_visible(rq, c) && (!only || c->vh == only))
             json_array_append_new(a, conn_json(c));
+    plugin_walk w = { .rq = rq, .only = only, .array = a };
+    server_each_plugin_connection(plugin_conn_visit, &w);
     http_list(rq, rs, a);
 }
 
@@ -247,6 +314,12 @@ connection_get(http_req *rq, http_resp *rs)
 {
     conn *c = conn_named(rq->args[0]);
     if (!c || !conn_visible(rq, c)) {
+        plugin_walk w = { .rq = rq, .name = rq->args[0] };
+        server_each_plugin_connection(plugin_conn_visit, &w);
+        if (w.found_json) {
+            http_json(rs, 200, w.found_json);
+            return;
+        }
         http_error(rs, 404, "Object Not Found", "Not Found");
         return;
     }
@@ -274,6 +347,15 @@ connection_delete(http_req *rq, http_resp *rs)
 {
     conn *c = conn_named(rq->args[0]);
     if (!c || !conn_visible(rq, c)) {
+        plugin_walk w = { .rq = rq, .name = rq->args[0] };
+        server_each_plugin_connection(plugin_conn_visit, &w);
+        if (w.found) {
+            json_decref(w.found_json);
+            const char *why = http_header(rq, "X-Reason");
+            w.found_p->close_connection(w.found, why ? why : "closed via management plugin");
+            http_no_content(rs);
+            return;
+        }
         http_error(rs, 404, "Object Not Found", "Not Found");
         return;
     }

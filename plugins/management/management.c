@@ -66,5 +66,6 @@ plugin_finish(void)
 }
 
 const plugin management_plugin = {
-    "management", plugin_start, plugin_close, plugin_clients, plugin_finish,
+    .name = "management", .start = plugin_start, .close = plugin_close,
+    .clients = plugin_clients, .finish = plugin_finish,
 };

@@ -83,6 +83,7 @@ flush(mqtt_client *c)
             return;
         }
         buf_consume(&c->out, (size_t)n);
+        c->send_oct += (size_t)n;
     }
     ev_io_stop(B.loop, &c->wio);
     buf_free(&c->out);             /* an idle client keeps no buffer */
@@ -436,6 +437,7 @@ read_cb(struct ev_loop *loop, ev_io *w, int revents)
             break;
         }
         c->last_recv = ev_now(B.loop);
+        c->recv_oct += (size_t)n;
         if (c->state == MC_DRAINING) {
             c->in.off = c->in.len = 0;
             continue;
@@ -615,6 +617,9 @@ accept_client(const stream *s, const char *peer, bool loopback)
     ev_io_init(&c->wio, write_cb, fd, EV_WRITE);
     ev_init(&c->timer, timer_cb);
     c->last_recv = ev_now(B.loop);
+    c->connected_at = c->last_recv;
+    static uint64_t next_id;
+    snprintf(c->name, sizeof c->name, "%s (MQTT %llu)", peer, (unsigned long long)++next_id);
     c->deadline = c->last_recv + CONNECT_TIMEOUT;
     mqtt_client_arm(c);
     ev_io_start(B.loop, &c->rio);
@@ -699,4 +704,36 @@ plugin_finish(void)
     mqtt_retain_free();
 }
 
-const plugin mqtt_plugin = { "mqtt", plugin_start, plugin_close, plugin_clients, plugin_finish };
+static void
+each_connection(void (*fn)(void *ctx, const plugin_conn *c), void *ctx)
+{
+    static const char *const protocols[] = {
+        [MQTT_V31] = "MQTT 3.1", [MQTT_V311] = "MQTT 3.1.1", [MQTT_V5] = "MQTT 5.0",
+    };
+    for (mqtt_client *c = clients; c; c = c->next) {
+        if (c->state != MC_OPEN)
+            continue;
+        plugin_conn pc = {
+            .name = c->name, .protocol = protocols[c->version], .user = c->user,
+            .vh = c->vh, .peer = c->peer,
+            .client_id = c->session ? c->session->client_id : NULL,
+            .connected_at = c->connected_at, .recv_oct = c->recv_oct, .send_oct = c->send_oct,
+            .tls = c->io.tr && c->io.tr->secure, .handle = c,
+        };
+        fn(ctx, &pc);
+    }
+}
+
+static void
+close_connection(void *handle, const char *reason)
+{
+    for (mqtt_client *c = clients; c; c = c->next) {
+        if (c == handle) {         /* still open: the handle is only compared */
+            mqtt_client_close(c, MQTT_RC_ADMINISTRATIVE_ACTION, reason);
+            return;
+        }
+    }
+}
+
+const plugin mqtt_plugin = { "mqtt", plugin_start, plugin_close, plugin_clients, plugin_finish,
+                             each_connection, close_connection };

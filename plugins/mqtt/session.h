@@ -55,6 +55,9 @@ typedef struct mqtt_client {
     bool peer_loopback;
     bool reading;
     bool flush_queued;
+    double connected_at;           /* ev_now at accept */
+    uint64_t recv_oct, send_oct;
+    char name[96];                 /* "peer (MQTT n)", for the management API */
     bool graceful;                 /* DISCONNECT received: no will */
     bool will_on_close;            /* MQTT 5 DISCONNECT 0x04: will anyway */
     uint16_t keepalive;            /* seconds; 0 = none */

@@ -246,3 +246,25 @@ def test_amqp_properties_reach_mqtt5_subscribers(broker):
     assert m.props.UserProperty == [("site", "south")]
     sub.disconnect()
     conn.close()
+
+
+def test_mqtt_connections_are_listed_and_closed_by_the_management_api(broker):
+    """MQTT clients appear in /api/connections beside AMQP ones, with their
+    protocol, user, vhost and client id, and DELETE closes one."""
+    from http_client import Api, q
+    mq = mqtt_target(broker)
+    api = Api(broker)
+    cid = mqtt_id("listed")
+    c = mq.client(cid, version=M.V5)
+    c.connect()
+    mine = wait_for(lambda: [x for x in api.ok("GET", "/api/connections")
+                             if x.get("client_properties", {}).get("client_id") == cid],
+                    what="the MQTT connection in /api/connections")
+    assert len(mine) == 1, mine
+    rec = mine[0]
+    assert (rec["protocol"], rec["user"], rec["vhost"]) == ("MQTT 5.0", "guest", "/"), rec
+    assert api.ok("GET", "/api/connections/" + q(rec["name"]))["name"] == rec["name"]
+    r = api.call("DELETE", "/api/connections/" + q(rec["name"]))
+    assert r.status == 204, r
+    c.wait_disconnected()
+    assert c.disconnected is not None
