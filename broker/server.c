@@ -21,7 +21,6 @@
 
 #include "broker/auth.h"
 #include "broker/conn.h"
-#include "broker/control.h"
 #include "broker/log.h"
 #include "broker/persist.h"
 #include "broker/plugin.h"
@@ -286,10 +285,6 @@ server_run(void)
             goto fail;
         }
     }
-    if (control_open(err, sizeof err) != 0) {
-        log_error("%s", err);
-        goto fail;
-    }
     stats_start();
     conn_alarm_changed(persist_disk_check());
     ev_timer_init(&disk_timer, disk_cb, 1.0, 1.0);
@@ -311,7 +306,6 @@ server_run(void)
         conn_abort(B.conns, NULL);
     for (size_t i = 0; i < NPLUGINS; i++)
         plugins[i]->close(NULL);
-    control_close();
     stats_stop();
     ev_run(B.loop, EVRUN_NOWAIT);   /* lets the reapers free them */
     server_unlisten(&listener_watcher);
@@ -328,7 +322,6 @@ server_run(void)
     return 0;
 
 fail:
-    control_close();
     server_unlisten(&listener_watcher);
     server_unlisten(&tls_listener_watcher);
     while (started > 0)

@@ -946,7 +946,7 @@ vhost_bindings(vhost *vh, bind_filter *f)
 static bool
 may(http_req *rq, http_resp *rs, vhost *vh, enum auth_perm kind, amqp_bytes name)
 {
-    if (auth_permitted(rq->user, vh, kind, name))
+    if (http_permitted(rq, vh, kind, name))
         return true;
     http_error(rs, 403, "not_authorised", "Access refused.");
     return false;
@@ -1222,7 +1222,7 @@ exchange_publish(http_req *rq, http_resp *rs)
     uint8_t *payload = NULL;
     char why[700];
     int st = 400;
-    if (!auth_permitted(rq->user, vh, AUTH_WRITE, xname)) {
+    if (!http_permitted(rq, vh, AUTH_WRITE, xname)) {
         st = 403;
         snprintf(why, sizeof why, "Access refused.");
         goto out;
@@ -1274,13 +1274,14 @@ exchange_publish(http_req *rq, http_resp *rs)
     amqp_basic_props bp;
     if (props_from_json(json_object_get(body, "properties"), &bp, &pool, why, sizeof why) < 0)
         goto out;
-    if ((bp.flags & AMQP_BASIC_USER_ID) && !amqp_bytes_eq_cstr(bp.user_id,
-                                                               auth_user_name(rq->user))) {
+    /* the local administrator (no user) may set any user_id */
+    if ((bp.flags & AMQP_BASIC_USER_ID) && rq->user &&
+        !amqp_bytes_eq_cstr(bp.user_id, auth_user_name(rq->user))) {
         snprintf(why, sizeof why, "user_id property set to '" BYTES_FMT "' but authenticated "
                  "user was '%s'", BYTES_ARG(bp.user_id), auth_user_name(rq->user));
         goto out;
     }
-    if (x->type == ROUTE_TOPIC &&
+    if (x->type == ROUTE_TOPIC && rq->user &&
         !auth_topic_permitted(rq->user, vh, x->name, AUTH_WRITE, key, NULL)) {
         st = 403;
         snprintf(why, sizeof why, "access to topic '" BYTES_FMT "' in exchange '" BYTES_FMT

@@ -416,8 +416,10 @@ tags_json(const char *t)
 static void
 whoami(http_req *rq, http_resp *rs)
 {
-    http_json(rs, 200, json_pack("{s:s, s:o, s:b}", "name", auth_user_name(rq->user),
-                                 "tags", tags_json(auth_user_tags(rq->user)),
+    /* the local administrator (the Unix socket) has no name */
+    http_json(rs, 200, json_pack("{s:s, s:o, s:b}", "name", http_user_name(rq),
+                                 "tags", tags_json(rq->user ? auth_user_tags(rq->user)
+                                                            : "administrator"),
                                  "is_internal_user", 1));
 }
 
@@ -575,9 +577,9 @@ aliveness(http_req *rq, http_resp *rs)
     if (!vh)
         return;
     amqp_bytes qn = AMQP_BYTES_LIT("aliveness-test");
-    if (!auth_permitted(rq->user, vh, AUTH_CONFIGURE, qn) ||
-        !auth_permitted(rq->user, vh, AUTH_WRITE, AMQP_BYTES_LIT("")) ||
-        !auth_permitted(rq->user, vh, AUTH_READ, qn)) {
+    if (!http_permitted(rq, vh, AUTH_CONFIGURE, qn) ||
+        !http_permitted(rq, vh, AUTH_WRITE, AMQP_BYTES_LIT("")) ||
+        !http_permitted(rq, vh, AUTH_READ, qn)) {
         http_error(rs, 401, "not_authorised", "access to queue 'aliveness-test' refused");
         return;
     }

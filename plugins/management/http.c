@@ -12,6 +12,12 @@
  * need no particular order. The path reaches us still percent-encoded
  * (our unescape callback keeps it), so "%2F" in a vhost segment is a
  * name, not a separator; each {x} argument is decoded on its own.
+ *
+ * The same API is served on <data_dir>/coney.sock, a Unix socket of mode
+ * 0600, by a second daemon given the listening fd. Whoever can open it is
+ * the broker's own Unix user (or root) and is trusted as the local
+ * administrator, as rabbitmqctl is trusted through the Erlang cookie: no
+ * login, http_req.user NULL, tags administrator. coney-ctl talks there.
  */
 #include <arpa/inet.h>
 #include <ctype.h>
@@ -26,6 +32,8 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #define PCRE2_CODE_UNIT_WIDTH 8
@@ -57,6 +65,7 @@ struct http_server {
     const http_route *const *tables;
     ev_io io;
     ev_timer timer;
+    char path[sizeof ((struct sockaddr_un *)0)->sun_path]; /* the Unix socket, or "" */
 };
 
 /* One request's state across MHD's calls: the body as it arrives and
@@ -339,6 +348,34 @@ http_vhost_arg(http_req *rq, http_resp *rs, const char *name)
         return NULL;
     }
     return vh;
+}
+
+bool
+http_is_local(const http_req *rq)
+{
+    return !rq->user && (rq->tags & HTTP_TAG_ADMINISTRATOR);
+}
+
+bool
+http_permitted(const http_req *rq, const vhost *vh, enum auth_perm kind, amqp_bytes name)
+{
+    return http_is_local(rq) || auth_permitted(rq->user, vh, kind, name);
+}
+
+const char *
+http_user_name(const http_req *rq)
+{
+    return rq->user ? auth_user_name(rq->user) : "";
+}
+
+bool
+http_peer_loopback(const http_req *rq)
+{
+    if (http_is_local(rq))
+        return true;
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(rq->mhd, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    return ci && sockaddr_loopback(ci->client_addr);
 }
 
 /* ---- lists: filter, sort, columns, pages ------------------------------------------ */
@@ -826,7 +863,7 @@ dispatch(http_server *srv, struct MHD_Connection *mc, const char *url, const cha
     if (!best) {
         if (path_known)
             http_error(rs, 405, "method_not_allowed", "Method Not Allowed");
-        else if (srv->kind == HTTP_SERVER_API)
+        else if (srv->kind != HTTP_SERVER_METRICS)
             http_error(rs, 404, "Object Not Found", "Not Found");
         else
             http_error(rs, 404, "not_found", "Not Found");
@@ -834,7 +871,9 @@ dispatch(http_server *srv, struct MHD_Connection *mc, const char *url, const cha
     }
 
     http_req rq = { .method = method, .path = url, .mhd = mc };
-    if (srv->kind == HTTP_SERVER_API && best->need != HTTP_NEED_NONE) {
+    if (srv->kind == HTTP_SERVER_LOCAL) {
+        rq.tags = HTTP_TAG_ADMINISTRATOR;  /* the local administrator */
+    } else if (srv->kind == HTTP_SERVER_API && best->need != HTTP_NEED_NONE) {
         if (!authenticate(mc, rs, &rq.user, &rq.tags))
             return;
         if (!need_met(best->need, rq.tags)) {
@@ -885,7 +924,7 @@ send_response(struct MHD_Connection *mc, http_server *srv, http_resp *rs)
         return MHD_NO;
     if (ct)
         MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, ct);
-    if (srv->kind == HTTP_SERVER_API) {
+    if (srv->kind != HTTP_SERVER_METRICS) {
         MHD_add_response_header(r, MHD_HTTP_HEADER_CACHE_CONTROL, "no-cache");
         MHD_add_response_header(r, MHD_HTTP_HEADER_VARY, "accept, accept-encoding, origin");
     }
@@ -1059,6 +1098,52 @@ timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
     server_run(w->data);
 }
 
+/* Options both kinds of listener share. */
+#define COMMON_OPTIONS \
+    MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL, \
+    MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL, \
+    MHD_OPTION_UNESCAPE_CALLBACK, keep_escaped, NULL, \
+    MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)120, \
+    MHD_OPTION_CONNECTION_LIMIT, (unsigned)1000
+
+static http_server *
+server_new(enum http_server_kind kind, const http_route *const *tables, unsigned *flags)
+{
+    http_server *s = calloc(1, sizeof *s);
+    if (!s)
+        abort();
+    s->kind = kind;
+    s->tables = tables;
+    *flags = MHD_USE_EPOLL | MHD_USE_ERROR_LOG | MHD_USE_TURBO | MHD_ALLOW_SUSPEND_RESUME;
+    static bool hooked;
+    if (!hooked) {
+        persist_on_progress(resume_committed);
+        hooked = true;
+    }
+    return s;
+}
+
+/* Hooks a started daemon's epoll fd into the loop; NULL (s freed) with
+ * err if it has none. */
+static http_server *
+server_attach(http_server *s, char *err, size_t errlen)
+{
+    const union MHD_DaemonInfo *di = MHD_get_daemon_info(s->d, MHD_DAEMON_INFO_EPOLL_FD);
+    if (!di) {
+        snprintf(err, errlen, "libmicrohttpd has no epoll fd");
+        MHD_stop_daemon(s->d);
+        free(s);
+        return NULL;
+    }
+    ev_io_init(&s->io, io_cb, di->epoll_fd, EV_READ);
+    s->io.data = s;
+    ev_io_start(B.loop, &s->io);
+    ev_timer_init(&s->timer, timer_cb, 0.0, 0.0);
+    s->timer.data = s;
+    server_run(s);
+    return s;
+}
+
 http_server *
 http_server_start(enum http_server_kind kind, const char *addr, int port,
                   const http_route *const *tables, char *err, size_t errlen)
@@ -1073,29 +1158,14 @@ http_server_start(enum http_server_kind kind, const char *addr, int port,
         snprintf(err, errlen, "cannot resolve listener address %s: %s", addr, gai_strerror(rc));
         return NULL;
     }
-    http_server *s = calloc(1, sizeof *s);
-    if (!s)
-        abort();
-    s->kind = kind;
-    s->tables = tables;
-    unsigned flags = MHD_USE_EPOLL | MHD_USE_ERROR_LOG | MHD_USE_TURBO |
-                     MHD_ALLOW_SUSPEND_RESUME;
-    static bool hooked;
-    if (!hooked) {
-        persist_on_progress(resume_committed);
-        hooked = true;
-    }
+    unsigned flags;
+    http_server *s = server_new(kind, tables, &flags);
     if (res->ai_family == AF_INET6)
         flags |= MHD_USE_IPv6;
     s->d = MHD_start_daemon(flags, (uint16_t)port, NULL, NULL, on_request, s,
-                            MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
                             MHD_OPTION_SOCK_ADDR, res->ai_addr,
-                            MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL,
-                            MHD_OPTION_UNESCAPE_CALLBACK, keep_escaped, NULL,
-                            MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)120,
-                            MHD_OPTION_CONNECTION_LIMIT, (unsigned)1000,
                             MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned)1,
-                            MHD_OPTION_END);
+                            COMMON_OPTIONS, MHD_OPTION_END);
     freeaddrinfo(res);
     if (!s->d) {
         snprintf(err, errlen, "cannot listen on %s:%d: %s", addr, port,
@@ -1103,19 +1173,55 @@ http_server_start(enum http_server_kind kind, const char *addr, int port,
         free(s);
         return NULL;
     }
-    const union MHD_DaemonInfo *di = MHD_get_daemon_info(s->d, MHD_DAEMON_INFO_EPOLL_FD);
-    if (!di) {
-        snprintf(err, errlen, "libmicrohttpd has no epoll fd");
-        MHD_stop_daemon(s->d);
+    return server_attach(s, err, errlen);
+}
+
+http_server *
+http_server_start_local(const char *sock_path, const http_route *const *tables, char *err,
+                        size_t errlen)
+{
+    struct sockaddr_un sa = { .sun_family = AF_UNIX };
+    size_t n = strlen(sock_path);
+    if (n >= sizeof sa.sun_path) {
+        snprintf(err, errlen, "socket sock_path too long (at most %zu bytes): %s",
+                 sizeof sa.sun_path - 1, sock_path);
+        return NULL;
+    }
+    memcpy(sa.sun_path, sock_path, n + 1);
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        snprintf(err, errlen, "socket %s: %s", sock_path, strerror(errno));
+        return NULL;
+    }
+    /* a socket left by a broker that died; the store's lock already
+     * proved no other broker uses this directory */
+    unlink(sock_path);
+    mode_t old = umask(0077);      /* 0600: the broker's own user and root */
+    int rc = bind(fd, (struct sockaddr *)&sa, sizeof sa);
+    umask(old);
+    if (rc < 0 || listen(fd, 64) < 0) {
+        snprintf(err, errlen, "cannot listen on %s: %s", sock_path, strerror(errno));
+        close(fd);
+        return NULL;
+    }
+    unsigned flags;
+    http_server *s = server_new(HTTP_SERVER_LOCAL, tables, &flags);
+    memcpy(s->path, sock_path, n + 1);
+    /* the daemon owns fd from here and closes it when it stops */
+    s->d = MHD_start_daemon(flags, 0, NULL, NULL, on_request, s,
+                            MHD_OPTION_LISTEN_SOCKET, fd, COMMON_OPTIONS, MHD_OPTION_END);
+    if (!s->d) {
+        snprintf(err, errlen, "cannot serve on %s: %s", sock_path,
+                 errno ? strerror(errno) : "libmicrohttpd refused to start");
+        close(fd);
+        unlink(sock_path);
         free(s);
         return NULL;
     }
-    ev_io_init(&s->io, io_cb, di->epoll_fd, EV_READ);
-    s->io.data = s;
-    ev_io_start(B.loop, &s->io);
-    ev_timer_init(&s->timer, timer_cb, 0.0, 0.0);
-    s->timer.data = s;
-    server_run(s);
+    if (!server_attach(s, err, errlen)) {
+        unlink(sock_path);
+        return NULL;
+    }
     return s;
 }
 
@@ -1140,6 +1246,8 @@ http_server_stop(http_server **sp)
         MHD_resume_connection(rc->mc);
     }
     MHD_stop_daemon(s->d);
+    if (s->path[0])
+        unlink(s->path);
     free(s);
     *sp = NULL;
 }

@@ -53,7 +53,10 @@ typedef struct http_req {
     int nargs;
     const char *body;              /* the request body (may be NULL); NOT NUL-terminated */
     size_t body_len;
-    const auth_user *user;         /* the logged-in user (NULL for HTTP_NEED_NONE routes) */
+    /* the logged-in user: NULL for HTTP_NEED_NONE routes, and on the Unix
+     * socket, where the local administrator needs no login (tags is
+     * HTTP_TAG_ADMINISTRATOR then; http_is_local) */
+    const auth_user *user;
     unsigned tags;                 /* HTTP_TAG_* of user */
     void *mhd;                     /* struct MHD_Connection *, for http_query/http_header */
 } http_req;
@@ -85,6 +88,7 @@ extern const http_route http_routes_access[];      /* api_access.c: vhosts, user
 extern const http_route http_routes_definitions[]; /* api_definitions.c: export and import */
 extern const http_route http_routes_conns[];       /* api_conns.c: connections, channels, consumers */
 extern const http_route http_routes_ui[];          /* ui.c: the web UI's static files */
+extern const http_route http_routes_coney[];       /* api_coney.c: Coney's own extensions */
 
 /* Query string argument, or NULL. Valid for the handler's call. */
 const char *http_query(const http_req *rq, const char *key);
@@ -121,6 +125,18 @@ bool http_vhost_visible(const http_req *rq, const vhost *vh);
 /* The vhost named by a path argument, or NULL after a 404 on rs (also
  * when the user may not see it: RabbitMQ answers 404 then, not 403). */
 vhost *http_vhost_arg(http_req *rq, http_resp *rs, const char *name);
+
+/* Did the request come over the Unix socket, from the local
+ * administrator (no user, every right)? */
+bool http_is_local(const http_req *rq);
+/* auth_permitted for the request's user; the local administrator may
+ * do everything. */
+bool http_permitted(const http_req *rq, const vhost *vh, enum auth_perm kind, amqp_bytes name);
+/* The request's user name (static or the user's, valid while it
+ * exists); "" for the local administrator. */
+const char *http_user_name(const http_req *rq);
+/* Is the peer on this host: the Unix socket or a loopback address? */
+bool http_peer_loopback(const http_req *rq);
 
 /* {"rate": r} as RabbitMQ's *_details objects. */
 json_t *http_rate(double r);

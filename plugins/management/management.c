@@ -2,7 +2,9 @@
  * The management plugin: RabbitMQ's HTTP API and web UI on the
  * management port (15672) and Prometheus metrics on their own port
  * (15692), both served by http.c from the broker's loop. Either port at 0
- * turns that server off.
+ * turns that server off. The API is also served, always, on the Unix
+ * socket <data_dir>/coney.sock to the local administrator: coney-ctl's
+ * way in, also with the management port off.
  */
 #include <stdio.h>
 
@@ -10,22 +12,29 @@
 #include "broker/plugin.h"
 #include "plugins/management/management.h"
 
-static http_server *api, *metrics;
+static http_server *api, *metrics, *local;
 
 static const http_route *const api_tables[] = {
     http_routes_core, http_routes_conns, http_routes_objects, http_routes_access,
-    http_routes_definitions, http_routes_ui, NULL,
+    http_routes_definitions, http_routes_coney, http_routes_ui, NULL,
 };
 static const http_route *const metrics_tables[] = { http_routes_metrics, NULL };
 
 static int
 plugin_start(char *err, size_t errlen)
 {
+    char path[600];
+    snprintf(path, sizeof path, "%s/coney.sock", B.cfg.data_dir);
+    local = http_server_start_local(path, api_tables, err, errlen);
+    if (!local)
+        return -1;
     if (B.cfg.management_port) {
         api = http_server_start(HTTP_SERVER_API, B.cfg.management_bind_addr,
                                 B.cfg.management_port, api_tables, err, errlen);
-        if (!api)
+        if (!api) {
+            http_server_stop(&local);
             return -1;
+        }
         log_info("management API listening on %s:%d", B.cfg.management_bind_addr,
                  B.cfg.management_port);
     }
@@ -34,6 +43,7 @@ plugin_start(char *err, size_t errlen)
                                     B.cfg.prometheus_port, metrics_tables, err, errlen);
         if (!metrics) {
             http_server_stop(&api);
+            http_server_stop(&local);
             return -1;
         }
         log_info("Prometheus metrics listening on %s:%d", B.cfg.prometheus_bind_addr,
@@ -43,13 +53,14 @@ plugin_start(char *err, size_t errlen)
 }
 
 /* HTTP requests are answered at once, so there is nothing to drain:
- * closing stops both servers with whatever connections they hold. */
+ * closing stops the servers with whatever connections they hold. */
 static void
 plugin_close(const char *reason)
 {
     (void)reason;
     http_server_stop(&api);
     http_server_stop(&metrics);
+    http_server_stop(&local);
 }
 
 static size_t
@@ -63,6 +74,7 @@ plugin_finish(void)
 {
     http_server_stop(&api);
     http_server_stop(&metrics);
+    http_server_stop(&local);
 }
 
 const plugin management_plugin = {

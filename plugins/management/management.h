@@ -16,6 +16,8 @@ typedef struct http_server http_server;
 enum http_server_kind {
     HTTP_SERVER_API,               /* basic auth, JSON errors (port 15672) */
     HTTP_SERVER_METRICS,           /* no auth, plain-text errors (port 15692) */
+    HTTP_SERVER_LOCAL,             /* the API on <data_dir>/coney.sock: no login, the
+                                    * local administrator (http.c says why) */
 };
 
 /* Starts libmicrohttpd on addr:port with no thread of its own: the loop
@@ -24,7 +26,12 @@ enum http_server_kind {
  * message in err. */
 http_server *http_server_start(enum http_server_kind kind, const char *addr, int port,
                                const http_route *const *tables, char *err, size_t errlen);
-/* Closes the listener and every connection; clears *s. NULL is fine. */
+/* The same on a Unix socket at sock_path (mode 0600, a stale one replaced),
+ * kind HTTP_SERVER_LOCAL. Returns the server, or NULL with err. */
+http_server *http_server_start_local(const char *sock_path, const http_route *const *tables,
+                                     char *err, size_t errlen);
+/* Closes the listener and every connection (and removes a Unix socket);
+ * clears *s. NULL is fine. */
 void http_server_stop(http_server **s);
 
 /* metrics.c: /metrics and /metrics/per-object on the Prometheus port. */
