@@ -57,8 +57,14 @@ context.setDefaultTimeout(TIMEOUT);
 const page = await context.newPage();
 const pageErrors = [];
 page.on('pageerror', (e) => pageErrors.push(e.message));
-// (the wrong-password step's 401 is expected; chromium logs it as an error)
-page.on('console', (m) => { if (m.type() === 'error' && !/status of 401/.test(m.text())) pageErrors.push('console: ' + m.text()); });
+// Failed requests are reported by URL (chromium's console line names no
+// URL); the wrong-password step's 401 is the one expected.
+page.on('console', (m) => { if (m.type() === 'error' && !/Failed to load resource/.test(m.text())) pageErrors.push('console: ' + m.text()); });
+page.on('response', (r) => {
+  if (r.status() >= 400 && !(r.status() === 401 && r.url().endsWith('/api/whoami'))) {
+    pageErrors.push(`${r.request().method()} ${r.url()}: ${r.status()}`);
+  }
+});
 
 let shots = 0;
 async function shot(name, opts = {}) {
@@ -85,6 +91,8 @@ async function step(name, fn) {
 
 const qname = 'ui-test-' + Math.random().toString(36).slice(2, 10);
 const payload = 'Hello from the browser test: ' + new Date().toISOString();
+// a toast from an earlier step may still be showing: wait for the newest
+const toastSays = (text) => page.locator('.toast', { hasText: text }).last().waitFor();
 let total = 0;    // queues on the broker once the bulk ones exist
 const qrow = (name) => page.locator(`section.list tbody tr[data-name="${name}"]`);
 
@@ -128,7 +136,7 @@ try {
     await form.waitFor();
     await form.locator('input[name=name]').fill(qname);
     await form.locator('button[type=submit]').click();
-    await page.locator('.toast', { hasText: `Queue ${qname} declared` }).waitFor();
+    await toastSays(`Queue ${qname} declared`);
     // on a broker with many queues it may sit on a later page: filter for it
     await page.locator('section.list[data-list=queues] input.filter').fill(qname);
     await qrow(qname).waitFor();
@@ -144,7 +152,7 @@ try {
     check(await form.locator('input[name=routing_key]').inputValue() === qname, 'routing key is not the queue name');
     await form.locator('textarea[name=payload]').fill(payload);
     await form.locator('button[type=submit]').click();
-    await page.locator('.toast', { hasText: 'Message published' }).waitFor();
+    await toastSays('Message published');
   });
 
   await step('the live refresh shows one message', async () => {
@@ -167,6 +175,60 @@ try {
     check((await msg.locator('pre.payload').textContent()) === payload, 'payload differs');
     await page.locator('.queue-stats [data-stat=messages]', { hasText: /^0$/ }).waitFor();
     await shot('message-got', { fullPage: true });
+  });
+
+  await step('declare an exchange, bind the queue to it and publish through it', async () => {
+    const ex = qname + '.fanout';
+    await page.click('nav.tabs a[data-tab=exchanges]');
+    await page.click('summary:has-text("Add an exchange")');
+    await page.fill('#add-exchange input[name=name]', ex);
+    await page.selectOption('#add-exchange select[name=type]', 'fanout');
+    await page.click('#add-exchange button[type=submit]');
+    await toastSays(`Exchange ${ex} declared`);
+    await page.goto(`${base}/#/queues/%2F/${encodeURIComponent(qname)}`);
+    await page.click('summary:has-text("Bind this queue")');
+    const bind = page.locator('[data-bindings=queue] form');
+    await bind.locator('input[name=other]').fill(ex);
+    await bind.locator('button[type=submit]').click();
+    await page.locator('[data-bindings=queue] tbody tr', { hasText: ex }).waitFor();
+    await page.goto(`${base}/#/exchanges/%2F/${encodeURIComponent(ex)}`);
+    await page.locator('[data-bindings=source] tbody tr', { hasText: qname }).waitFor();
+    await page.click('summary:has-text("Publish a message")');
+    await page.fill('#publish textarea[name=payload]', 'through the fanout');
+    await page.click('#publish button[type=submit]');
+    await toastSays('Message published');
+    await page.goto(`${base}/#/queues/%2F/${encodeURIComponent(qname)}`);
+    await page.locator('.queue-stats [data-stat=messages]', { hasText: /^1$/ }).waitFor();
+    await page.click('button:has-text("Purge")');
+    await page.click('button:has-text("Click again to purge")');
+    await page.locator('.queue-stats [data-stat=messages]', { hasText: /^0$/ }).waitFor();
+  });
+
+  await step('add a user with the admin forms; it sees no Admin tab', async () => {
+    await page.click('nav.tabs a[data-tab=admin]');
+    await page.click('summary:has-text("Add a user")');
+    await page.fill('#add-user input[name=name]', qname + '-viewer');
+    await page.fill('#add-user input[name=password]', 'viewer-pw');
+    await page.click('#add-user button.link:has-text("management")');
+    await page.click('#add-user button[type=submit]');
+    await toastSays(`User ${qname}-viewer saved`);
+    await page.goto(`${base}/#/admin/users/${encodeURIComponent(qname + '-viewer')}`);
+    await page.click('summary:has-text("Set permissions")');
+    await page.click('details[open] button:has-text("Set permissions")');
+    await page.locator('.card tbody tr', { hasText: '.*' }).first().waitFor();
+    await page.click('#logout');
+    await page.fill('#login-user', qname + '-viewer');
+    await page.fill('#login-pass', 'viewer-pw');
+    await page.click('form.login-card button[type=submit]');
+    await page.locator('header.top .user-name', { hasText: qname + '-viewer' }).waitFor();
+    check(await page.locator('nav.tabs a[data-tab=admin]').count() === 0, 'a management user sees the Admin tab');
+    await page.click('nav.tabs a[data-tab=queues]');
+    await qrow(qname).waitFor();
+    await page.click('#logout');
+    await page.fill('#login-user', user);
+    await page.fill('#login-pass', pass);
+    await page.click('form.login-card button[type=submit]');
+    await page.locator('header.top .user-name', { hasText: user }).waitFor();
   });
 
   await step(`create ${bulk} queues through the HTTP API`, async () => {

@@ -46,17 +46,18 @@ const INTERVALS = [[2000, 'every 2 s'], [5000, 'every 5 s'], [10000, 'every 10 s
 
 // ---- overview history, shared with overview.js -----------------------------
 
-export const history = { samples: [], overview: null, nodes: null, listeners: new Set() };
+export const live = { samples: [], overview: null, nodes: null, listeners: new Set() };
 const HISTORY_MS = 30 * 60 * 1000;
 // kept across reloads of the tab, like the credentials
-try { history.samples = JSON.parse(sessionStorage.getItem('coney.history') || '[]'); } catch { history.samples = []; }
+try { live.samples = JSON.parse(sessionStorage.getItem('coney.history') || '[]'); } catch { live.samples = []; }
 
 async function sample() {
   try {
-    const [ov, nodes] = await Promise.all([GET('/overview'), GET('/nodes').catch(() => null)]);
+    // /api/nodes needs monitoring; a management user gets the overview only
+    const [ov, nodes] = await Promise.all([GET('/overview'), ctx().monitor ? GET('/nodes').catch(() => null) : null]);
     const qt = ov.queue_totals || {}, ms = ov.message_stats || {};
     const rate = (k) => (ms[k + '_details'] && ms[k + '_details'].rate) || 0;
-    history.samples.push({
+    live.samples.push({
       t: Date.now(),
       v: {
         messages: qt.messages || 0, ready: qt.messages_ready || 0, unacked: qt.messages_unacknowledged || 0,
@@ -65,13 +66,13 @@ async function sample() {
       },
     });
     const cut = Date.now() - HISTORY_MS;
-    while (history.samples.length && history.samples[0].t < cut) history.samples.shift();
-    try { sessionStorage.setItem('coney.history', JSON.stringify(history.samples)); } catch { /* full: keep it in memory */ }
-    history.overview = ov;
-    history.nodes = nodes;
+    while (live.samples.length && live.samples[0].t < cut) live.samples.shift();
+    try { sessionStorage.setItem('coney.history', JSON.stringify(live.samples)); } catch { /* full: keep it in memory */ }
+    live.overview = ov;
+    live.nodes = nodes;
     renderAlarms();
     renderFooter();
-    for (const fn of history.listeners) fn();
+    for (const fn of live.listeners) fn();
   } catch { /* the view shows errors; the banner keeps its last state */ }
 }
 
@@ -171,7 +172,7 @@ function buildShell() {
   shell.pulse = h('span.pulse', { title: 'Live' });
   const who = h('div.who', h('span.user-name', c.user ? c.user.name : ''),
     c.tags.length ? h('span.user-tags', c.tags.join(', ')) : null,
-    h('button.btn.ghost.small#logout', { type: 'button', onclick: () => { logout(); showLogin('Logged out.'); } }, 'Log out'));
+    h('button.btn.ghost.small#logout', { type: 'button', onclick: () => { logout(); live.samples = []; window.history.replaceState(null, '', '#/'); showLogin('Logged out.'); } }, 'Log out'));
 
   shell.alarms = h('div#alarms');
   shell.main = h('main#view', { tabindex: -1 });
@@ -187,7 +188,7 @@ function buildShell() {
 
 function renderAlarms() {
   if (!shell.alarms) return;
-  const nodes = Array.isArray(history.nodes) ? history.nodes : [];
+  const nodes = Array.isArray(live.nodes) ? live.nodes : [];
   const alarms = [];
   for (const n of nodes) {
     if (n.mem_alarm) alarms.push(`Memory alarm on ${n.name}: publishers are blocked until memory use falls below the limit.`);
@@ -197,9 +198,9 @@ function renderAlarms() {
 }
 
 function renderFooter() {
-  const ov = history.overview;
+  const ov = live.overview;
   if (!shell.footer || !ov) return;
-  const node = Array.isArray(history.nodes) && history.nodes[0];
+  const node = Array.isArray(live.nodes) && live.nodes[0];
   clear(shell.footer,
     h('span', `${ov.product_name || 'Coney'} ${ov.product_version || ov.rabbitmq_version || ''}`),
     ov.node ? h('span', ov.node) : null,
@@ -223,6 +224,10 @@ function route() {
   for (const a of shell.nav.querySelectorAll('a')) a.classList.toggle('active', !!match && a.dataset.tab === match.tab);
   if (!match) {
     clear(shell.main, h('div.notfound', h('h2', 'Not found'), h('p', 'No page at ', h('code', path), '. ', h('a', { href: '#/' }, 'Back to the overview'))));
+    return;
+  }
+  if (match.tab === 'admin' && !ctx().admin) {
+    clear(shell.main, h('div.notfound', h('h2', 'Administrators only'), h('p', 'The Admin pages need the administrator tag. ', h('a', { href: '#/' }, 'Back to the overview'))));
     return;
   }
   const view = match.view(ctx(), ...match.args);

@@ -6,7 +6,7 @@ import { h, clear, fmtRate, get, facts, pill, dangerButton, attempt, argsView, t
 import { GET, PUT, POST, DELETE, seg, exchangeSeg } from './api.js';
 import { PagedList } from './list.js';
 import { field, input, select, KeyValueEditor, vhostSelect, panel, formOf } from './forms.js';
-import { history } from './app.js';
+import { live } from './app.js';
 
 export const exLabel = (name) => (name === '' ? '(AMQP default)' : name);
 export const exHref = (vhost, name) => `#/exchanges/${seg(vhost)}/${seg(name)}`;
@@ -23,7 +23,7 @@ export function features(o) {
 }
 
 function exchangeTypes() {
-  const ov = history.overview;
+  const ov = live.overview;
   const types = ov && Array.isArray(ov.exchange_types) ? ov.exchange_types.map(t => t.name) : [];
   return types.length ? types : ['direct', 'fanout', 'topic', 'headers'];
 }

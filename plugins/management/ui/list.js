@@ -111,9 +111,11 @@ export class PagedList {
 
     const first = items.length ? (r.page - 1) * (r.page_size || s.pageSize) + 1 : 0;
     const last = first ? first + items.length - 1 : 0;
-    this.count.textContent = r.filtered_count !== r.total_count
-      ? `${fmtNum(first)}–${fmtNum(last)} of ${fmtNum(r.filtered_count)} matching (${fmtNum(r.total_count)} ${this.noun})`
-      : `${fmtNum(first)}–${fmtNum(last)} of ${fmtNum(r.total_count)} ${this.noun}`;
+    const of = (n) => `${fmtNum(n)} ${n === 1 ? this.noun.replace(/s$/, '') : this.noun}`;
+    const range = first ? `${fmtNum(first)}–${fmtNum(last)} of ` : '';
+    this.count.textContent = s.name
+      ? `${range}${fmtNum(r.filtered_count)} matching (${of(r.total_count)})`
+      : `${range}${of(r.total_count)}`;
 
     const pc = r.page_count || 1;
     // someone typing a page number keeps their input across a refresh

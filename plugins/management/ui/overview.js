@@ -3,7 +3,7 @@
 
 import { h, clear, fmtNum, fmtRate, fmtBytes, fmtDuration, fmtShort, pill } from './dom.js';
 import { LineChart } from './chart.js';
-import { history } from './app.js';
+import { live } from './app.js';
 
 const COLORS = {
   teal: '#0d9488', amber: '#d97706', indigo: '#6366f1', rose: '#e11d48', sky: '#0284c7', lime: '#65a30d', slate: '#64748b',
@@ -72,9 +72,9 @@ export function overviewView(ctx) {
         h('table.grid.compact', h('thead', h('tr', h('th', 'Protocol'), h('th', 'Interface'), h('th.num', 'Port'))), listeners))));
 
   function render() {
-    const ov = history.overview;
-    queued.update(history.samples);
-    rates.update(history.samples);
+    const ov = live.overview;
+    queued.update(live.samples);
+    rates.update(live.samples);
     if (!ov) return;
     heading.textContent = `${ov.product_name || 'Coney'} ${ov.product_version || ''} on ${ov.node || 'this node'}` +
       (ov.cluster_name ? ` · cluster ${ov.cluster_name}` : '');
@@ -89,7 +89,7 @@ export function overviewView(ctx) {
       card('Messages', fmtNum(qt.messages), null, `${fmtNum(qt.messages_ready)} ready · ${fmtNum(qt.messages_unacknowledged)} unacked`),
       card('Publish', fmtRate(rate('publish')), null, `deliver ${fmtRate(rate('deliver_get'))}`));
 
-    const n = Array.isArray(history.nodes) ? history.nodes[0] : null;
+    const n = Array.isArray(live.nodes) ? live.nodes[0] : null;
     if (n) {
       clear(node,
         h('div.node-name', h('b', n.name || ov.node), n.running === false ? pill('stopped', 'bad') : pill('running', 'good'),
@@ -113,11 +113,11 @@ export function overviewView(ctx) {
       : h('tr', h('td.empty', { colSpan: 3 }, 'No listeners reported.')));
   }
 
-  history.listeners.add(render);
+  live.listeners.add(render);
   render();
   return {
     el,
     title: 'Overview',
-    destroy() { history.listeners.delete(render); queued.destroy(); rates.destroy(); },
+    destroy() { live.listeners.delete(render); queued.destroy(); rates.destroy(); },
   };
 }
