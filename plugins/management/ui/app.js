@@ -265,6 +265,14 @@ function start() {
 
 setUnauthorizedHandler(() => { logout(); showLogin('Your session ended; log in again.'); });
 window.addEventListener('hashchange', route);
+// "/" jumps to the page's filter box, as in most list UIs
+document.addEventListener('keydown', (e) => {
+  if (e.key !== '/' || e.ctrlKey || e.metaKey || e.altKey) return;
+  const t = e.target;
+  if (t && (t.isContentEditable || /^(INPUT|TEXTAREA|SELECT)$/.test(t.tagName))) return;
+  const f = document.querySelector('main input.filter');
+  if (f) { e.preventDefault(); f.focus(); f.select(); }
+});
 document.addEventListener('visibilitychange', () => {
   if (document.hidden) stopTimer();
   else if (loggedIn() && current) tick();

@@ -24,7 +24,7 @@ export class PagedList {
     this.state = Object.assign({ page: 1, pageSize: 50, name: '', regex: false, sort: defaultSort, reverse: false }, saved || {});
 
     this.filter = h('input.filter', {
-      type: 'search', placeholder: `Filter ${noun} by name`, value: this.state.name,
+      type: 'search', placeholder: `Filter ${noun} by name  ( / )`, value: this.state.name,
       'aria-label': `Filter ${noun}`, spellcheck: 'false',
     });
     this.filter.addEventListener('input', debounce(() => {
