@@ -7,6 +7,9 @@
  *
  * Every file is served from one table; the route table below lists the
  * URLs (the table is the router) and one handler finds the file by path.
+ * Caching: the API port answers everything with Cache-Control: no-cache
+ * (http.c), so a browser asks again on each load and always runs the
+ * UI of the binary it talks to; the files are small and local.
  */
 #include <string.h>
 

@@ -127,6 +127,8 @@ export function toast(message, kind = 'ok', ms = 3500) {
   }
   const t = h('div.toast.' + kind, message);
   toastBox.append(t);
+  // a burst of actions keeps the newest few, not a column up the screen
+  while (toastBox.children.length > 3) toastBox.firstElementChild.remove();
   setTimeout(() => t.classList.add('leaving'), ms);
   setTimeout(() => t.remove(), ms + 400);
 }
