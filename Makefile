@@ -62,7 +62,8 @@ $(BUILD)/coney: $(BROKER_OBJ) $(CORE_OBJ)
 $(BUILD)/unit-tests: $(UNIT_OBJ) $(CORE_OBJ)
 	$(CC) -o $@ $^ $(ALL_LDFLAGS) $(CHECK_LIBS) $(LDLIBS)
 
-# rabbitmqctl's counterpart: talks to a running broker's control socket.
+# rabbitmqctl's counterpart: a client of the management HTTP API, over the
+# broker's Unix socket or TCP.
 $(BUILD)/coney-ctl: $(CTL_OBJ)
 	$(CC) -o $@ $^ $(ALL_LDFLAGS) -ljansson -lcrypto
 
@@ -131,4 +132,4 @@ clean:
 	rm -rf build
 
 -include $(CORE_OBJ:.o=.d) $(BROKER_OBJ:.o=.d) $(UNIT_OBJ:.o=.d) $(PERF_OBJ:.o=.d) \
-         $(MQTT_PERF_OBJ:.o=.d)
+         $(MQTT_PERF_OBJ:.o=.d) $(CTL_OBJ:.o=.d)
