@@ -346,6 +346,7 @@ node_json(bool memory)
     json_object_set_new(o, "net_ticktime", json_integer(60));
     json_object_set_new(o, "cluster_links", json_array());
     json_object_set_new(o, "config_files", json_array());
+    json_object_set_new(o, "db_dir", json_string(B.cfg.data_dir));
     json_object_set_new(o, "log_files", json_array());
     if (memory)
         json_object_set_new(o, "memory",
