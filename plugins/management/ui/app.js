@@ -213,17 +213,20 @@ function renderFooter() {
 function route() {
   if (!loggedIn()) return showLogin();
   if (!shell.main) buildShell();
-  const path = decodeURI(location.hash.replace(/^#/, '').split('?')[0]) || '/';
+  // matched still encoded, so a name holding "/" or "%" stays one segment;
+  // each segment is decoded on its own
+  const path = location.hash.replace(/^#/, '').split('?')[0] || '/';
+  const decode = (x) => { try { return decodeURIComponent(x); } catch { return x; } };
   let match = null;
   for (const [re, view, tab] of routes) {
-    const m = re.exec(path.replace(/%(?![0-9a-f]{2})/gi, '%25'));
-    if (m) { match = { view, tab, args: m.slice(1).map(s => decodeURIComponent(s)) }; break; }
+    const m = re.exec(path);
+    if (m) { match = { view, tab, args: m.slice(1).map(decode) }; break; }
   }
   if (current && current.view.destroy) current.view.destroy();
   current = null;
   for (const a of shell.nav.querySelectorAll('a')) a.classList.toggle('active', !!match && a.dataset.tab === match.tab);
   if (!match) {
-    clear(shell.main, h('div.notfound', h('h2', 'Not found'), h('p', 'No page at ', h('code', path), '. ', h('a', { href: '#/' }, 'Back to the overview'))));
+    clear(shell.main, h('div.notfound', h('h2', 'Not found'), h('p', 'No page at ', h('code', decode(path)), '. ', h('a', { href: '#/' }, 'Back to the overview'))));
     return;
   }
   if (match.tab === 'admin' && !ctx().admin) {
