@@ -1196,7 +1196,7 @@ http_server_start_local(const char *sock_path, const http_route *const *tables, 
     /* a socket left by a broker that died; the store's lock already
      * proved no other broker uses this directory */
     unlink(sock_path);
-    mode_t old = umask(0077);      /* 0600: the broker's own user and root */
+    mode_t old = umask(0177);      /* 0600: the broker's own user and root */
     int rc = bind(fd, (struct sockaddr *)&sa, sizeof sa);
     umask(old);
     if (rc < 0 || listen(fd, 64) < 0) {
