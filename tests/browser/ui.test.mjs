@@ -297,6 +297,10 @@ try {
     await page.locator('.overview .stat', { hasText: 'Queues' }).locator('.stat-value', { hasText: total.toLocaleString('en-US') }).waitFor();
     await page.waitForTimeout(2500);
     await shot('overview-after', { fullPage: true });
+    await page.emulateMedia({ colorScheme: 'dark' });
+    await page.waitForTimeout(300);
+    await shot('overview-dark');
+    await page.emulateMedia({ colorScheme: 'light' });
   });
 
   await step('the page logged no errors', async () => {

@@ -262,7 +262,8 @@ async function tick() {
 function start() {
   shell.main = null;
   buildShell();
-  sample();
+  // two samples a second apart, so the charts draw lines from the start
+  sample().then(() => { if (live.samples.length < 2) setTimeout(sample, 1000); });
   route();
 }
 

@@ -134,28 +134,31 @@ export class LineChart {
       return;
     }
 
-    // series, the first with a soft fill
-    this.series.forEach((se, i) => {
+    // the first series with a soft fill, then the lines, the first on top
+    const path = (se) => {
       g.beginPath();
       pts.forEach((s, j) => {
         const xx = x(s.t), yy = y(s.v[se.key] || 0);
         if (j === 0) g.moveTo(xx, yy); else g.lineTo(xx, yy);
       });
+    };
+    const first = this.series[0];
+    path(first);
+    g.lineTo(x(pts[pts.length - 1].t), y(0));
+    g.lineTo(x(pts[0].t), y(0));
+    g.closePath();
+    const grad = g.createLinearGradient(0, T, 0, T + ph);
+    grad.addColorStop(0, first.color + '40');
+    grad.addColorStop(1, first.color + '00');
+    g.fillStyle = grad;
+    g.fill();
+    for (const se of [...this.series].reverse()) {
+      path(se);
       g.strokeStyle = se.color;
       g.lineWidth = 2;
       g.lineJoin = 'round';
       g.stroke();
-      if (i === 0) {
-        g.lineTo(x(pts[pts.length - 1].t), y(0));
-        g.lineTo(x(pts[0].t), y(0));
-        g.closePath();
-        const grad = g.createLinearGradient(0, T, 0, T + ph);
-        grad.addColorStop(0, se.color + '40');
-        grad.addColorStop(1, se.color + '00');
-        g.fillStyle = grad;
-        g.fill();
-      }
-    });
+    }
 
     // crosshair and values under the pointer
     if (this.hover !== null && this.hover >= L && this.hover <= w - R) {

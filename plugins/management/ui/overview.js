@@ -79,7 +79,7 @@ export function overviewView(ctx) {
     heading.textContent = `${ov.product_name || 'Coney'} ${ov.product_version || ''} on ${ov.node || 'this node'}` +
       (ov.cluster_name ? ` · cluster ${ov.cluster_name}` : '');
     const ot = ov.object_totals || {}, qt = ov.queue_totals || {}, ms = ov.message_stats || {};
-    const rate = (k) => ms[k + '_details'] ? ms[k + '_details'].rate : undefined;
+    const rate = (k) => (ms[k + '_details'] ? ms[k + '_details'].rate : 0);
     clear(totals,
       card('Connections', fmtNum(ot.connections), '#/connections'),
       card('Channels', fmtNum(ot.channels), '#/channels'),
