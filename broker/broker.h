@@ -39,6 +39,8 @@ typedef struct message {
     uint32_t props_len;
     uint32_t disk_refs;            /* queue index entries of this object on disk */
     uint32_t origin;               /* the MQTT session that published it, 0 = none */
+    int64_t arrived_ms;            /* wall clock at arrival: queue TTLs count from it */
+    int64_t expires_ms;            /* its own expiration property as a deadline; 0 = none */
     uint64_t id;                   /* unique, increasing: the msgs key */
     uint64_t body_size;
     uint64_t body_received;        /* while assembling from body frames */
@@ -56,6 +58,9 @@ message *message_new(amqp_bytes exchange_name, amqp_bytes routing_key,
 static inline message *message_ref(message *m) { m->refs++; return m; }
 /* Drops a reference and clears the caller's pointer. */
 void message_unref(message **m);
+/* A copy of m without the header key (a new message, one reference), or
+ * NULL if m has no headers or memory runs out. */
+message *message_without_header(const message *m, const char *key);
 /* Decodes the headers property into pool; false if absent or malformed. */
 bool message_headers(const message *m, amqp_table *out, amqp_pool *pool);
 
@@ -129,7 +134,34 @@ typedef struct consumer {
     uint16_t prefetch;             /* per-consumer limit, 0 = none */
     bool no_ack;
     bool exclusive;
+    int32_t priority;              /* x-priority: higher is served first */
+    uint64_t order;                /* when it came: the oldest is a single active consumer */
 } consumer;
+
+/* What a queue's x- arguments (and, later, policies) ask of it; -1 is
+ * "not set" for the numbers. */
+enum queue_overflow { QO_DROP_HEAD, QO_REJECT_PUBLISH, QO_REJECT_PUBLISH_DLX };
+
+typedef struct queue_opts {
+    int64_t message_ttl;           /* x-message-ttl, ms */
+    int64_t expires;               /* x-expires, ms */
+    int64_t max_length;            /* x-max-length, ready messages */
+    int64_t max_length_bytes;      /* x-max-length-bytes, ready body bytes */
+    uint8_t overflow;              /* enum queue_overflow */
+    uint8_t max_priority;          /* x-max-priority, 0 = not a priority queue */
+    bool has_dlx, has_dlrk;
+    amqp_bytes dlx, dlrk;          /* x-dead-letter-exchange / -routing-key, owned */
+    bool single_active;            /* x-single-active-consumer */
+    int64_t consumer_timeout;      /* x-consumer-timeout, ms */
+} queue_opts;
+
+/* Reads the x- arguments of a queue.declare into out (defaults first).
+ * Returns NULL, or RabbitMQ's complaint about the first bad one, e.g.
+ * "invalid arg 'x-message-ttl' for queue 'q' in vhost '/': {value_negative,-1}",
+ * written into err (the 406 text). */
+const char *queue_opts_parse(const amqp_table *args, amqp_bytes qname, amqp_bytes vhost,
+                             queue_opts *out, char *err, size_t cap);
+void queue_opts_free(queue_opts *o);
 
 typedef struct queue {
     enum dest_kind kind;           /* DEST_QUEUE; must be first */
@@ -159,9 +191,13 @@ typedef struct queue {
     uint32_t unacked;
     consumer *consumers;           /* round-robin cursor into the circle */
     uint32_t nconsumers;
+    uint32_t nprioritised;         /* consumers with x-priority other than 0 */
     uint64_t route_mark;           /* dedup within one publish */
     bool dispatching;
     stats st;
+    queue_opts opts;
+    uint64_t ready_bytes;          /* body bytes of ready messages (x-max-length-bytes) */
+    void *expiry;                  /* the TTL timer, allocated when needed (queue.c) */
 } queue;
 
 queue *queue_new(struct vhost *vh, amqp_bytes name, bool durable,
@@ -189,6 +225,14 @@ void queue_push_paged(queue *q, message *m, uint64_t seq, uint32_t flags);
 void queue_store_progress(queue *q);
 /* Releases an entry's claim on disk (ack, drop, purge). */
 void queue_entry_forget(queue *q, message *m, uint64_t seq, uint32_t flags);
+/* Drops (dead-letters) expired messages at the head and sets the timer
+ * for the next; frees that timer. */
+void queue_expire(queue *q);
+void queue_expiry_free(queue *q);
+/* The queue was used (declared, consumed, read): x-expires starts over. */
+void queue_touch(queue *q);
+/* Drops from the head while over x-max-length(-bytes) with drop-head. */
+void queue_enforce_limits(queue *q);
 /* Delivers ready messages to consumers that have capacity. */
 void queue_dispatch(queue *q);
 /* Takes the head for basic.get; false if empty. The entry's message
@@ -273,6 +317,16 @@ void vhost_route(vhost *vh, exchange *x, message *m, route_result *out);
  * many); m keeps the caller's reference. Returns the store batch a
  * confirm of m must wait for, or 0 if nothing was written. */
 uint64_t vhost_publish(vhost *vh, exchange *x, message *m, size_t *reached);
+/* The same; *rejected (if given) is set when a queue refused m for a
+ * length limit (x-overflow reject-publish), which a confirming publisher
+ * hears as basic.nack. */
+uint64_t vhost_publish_ex(vhost *vh, exchange *x, message *m, size_t *reached, bool *rejected);
+
+/* Dead-letters m from q for reason (deadletter.c): republished to q's
+ * dead-letter exchange with x-death headers, if q has one. m keeps the
+ * caller's reference. */
+enum dl_reason { DL_REJECTED, DL_EXPIRED, DL_MAXLEN };
+void queue_dead_letter(queue *q, message *m, enum dl_reason reason);
 /* The queues the last vhost_publish reached; valid until the next one. */
 const route_result *vhost_last_route(void);
 

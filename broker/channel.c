@@ -17,6 +17,17 @@
 #include "broker/log.h"
 #include "broker/persist.h"
 
+/* A confirm that is a basic.nack whatever the store does: a queue
+ * refused the message (x-overflow reject-publish). */
+#define CONFIRM_NACK UINT64_MAX
+
+/* direct reply-to (below, with basic.cancel) */
+#define REPLY_TO "amq.rabbitmq.reply-to"
+static bool reply_consume(channel *ch, const amqp_basic_consume *a);
+static void reply_forget(channel *ch);
+static message *reply_rewrite(channel *ch, message *m);
+static bool reply_deliver(channel *from, exchange *x, message *m, bool *delivered);
+
 #define BYTES_FMT "%.*s"
 #define BYTES_ARG(b) (int)(b).len, (b).data
 
@@ -375,6 +386,8 @@ ua_settle(channel *ch, delivery *d, enum settle how, touched *t)
             ch->st.now.ack++;
             q->st.now.ack++;
             B.st.now.ack++;
+        } else {
+            queue_dead_letter(q, d->msg, DL_REJECTED);
         }
         queue_entry_forget(q, d->msg, d->seq, d->flags);
         message_unref(&d->msg);
@@ -476,6 +489,7 @@ channel_release(channel *ch)
 void
 channel_free(channel *ch)
 {
+    reply_forget(ch);
     channel_release(ch);
     auth_channel_close(ch->conn->u);
     persist_unwait_channel(ch);
@@ -564,12 +578,62 @@ consumer_deliver(consumer *c, message *m, uint64_t seq, uint32_t flags)
         return;
     }
     delivery *u = ua_push(ch);
-    *u = (delivery){ tag, m, q, c, seq, flags };
+    *u = (delivery){ tag, m, q, c, seq, flags, ev_now(B.loop) };
     queue_ref(q);
     q->unacked++;
     c->unacked++;
     ch->consumer_unacked++;
     ch->ua_live++;
+}
+
+/* ---- delivery acknowledgement timeout ---------------------------------------- */
+
+static ev_timer timeout_timer;
+
+/* The oldest unsettled delivery to a consumer of this channel older than
+ * its timeout (x-consumer-timeout of its queue, else consumer_timeout)
+ * closes the channel with 406, as RabbitMQ does. Deliveries are in tag
+ * order, so the first unsettled one is the oldest. */
+static void
+check_timeout(channel *ch, double now)
+{
+    for (size_t i = ch->ua_head; i < ch->ua_len; i++) {
+        delivery *d = &ch->ua[i];
+        if (!d->msg)
+            continue;
+        int64_t ms = d->q->opts.consumer_timeout >= 0 ? d->q->opts.consumer_timeout
+                                                      : (int64_t)B.cfg.consumer_timeout;
+        if (ms > 0 && (now - d->at) * 1000.0 > (double)ms)
+            channel_error(ch, AMQP_PRECONDITION_FAILED, AMQP_BASIC_ACK,
+                          "delivery acknowledgement on channel %u timed out. Timeout value "
+                          "used: %lld ms. This timeout value can be configured, see consumers "
+                          "doc guide to learn more", ch->id, (long long)ms);
+        return;
+    }
+}
+
+static void
+timeout_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)w; (void)revents;
+    double now = ev_now(loop);
+    for (conn *c = B.conns; c; c = c->next)
+        for (uint32_t i = 0; i < c->nchannels; i++)
+            if (c->channels[i] && !c->channels[i]->closing && c->channels[i]->ua_live)
+                check_timeout(c->channels[i], now);
+}
+
+void
+channel_timeouts_start(void)
+{
+    ev_timer_init(&timeout_timer, timeout_cb, 1.0, 1.0);
+    ev_timer_start(B.loop, &timeout_timer);
+}
+
+void
+channel_timeouts_stop(void)
+{
+    ev_timer_stop(B.loop, &timeout_timer);
 }
 
 void
@@ -642,6 +706,14 @@ channel_flush_confirms(channel *ch)
     uint64_t ack_upto = 0;
     while (ch->cp_head < ch->cp_len) {
         confirm_pending *p = &ch->cp[ch->cp_head];
+        if (p->batch == CONFIRM_NACK) {
+            if (ack_upto)
+                send_confirm(ch, AMQP_BASIC_ACK, ack_upto);
+            ack_upto = 0;
+            send_confirm(ch, AMQP_BASIC_NACK, p->seq);
+            ch->cp_head++;
+            continue;
+        }
         if (p->batch && !persist_committed(p->batch)) {
             persist_wait_channel(ch);
             break;
@@ -686,12 +758,15 @@ channel_store_progress(channel *ch)
 
 /* Routes m from x into its queues, returning it to the publisher if it
  * was mandatory and reached none. Returns the store batch its confirm
- * must wait for, or 0. */
+ * must wait for, 0, or CONFIRM_NACK. */
 static uint64_t
 publish_route(channel *ch, exchange *x, message *m, bool mandatory)
 {
     size_t reached;
-    uint64_t batch = vhost_publish(ch->conn->vh, x, m, &reached);
+    bool rejected = false;
+    uint64_t batch = vhost_publish_ex(ch->conn->vh, x, m, &reached, &rejected);
+    if (rejected)
+        batch = CONFIRM_NACK;
     ch->st.now.publish++;
     B.st.now.publish++;
     if (reached == 0) {
@@ -746,6 +821,23 @@ channel_content_done(channel *ch)
         channel_error(ch, AMQP_ACCESS_REFUSED, ch->pub_method,
                       "cannot publish to internal exchange '" BYTES_FMT "' in vhost '%.*s'",
                       BYTES_ARG(x->name), VHOST_ARG(ch));
+        message_unref(&m);
+        return;
+    }
+    if ((m = reply_rewrite(ch, m)) == NULL)
+        return;
+    bool replied;
+    if (reply_deliver(ch, x, m, &replied)) {
+        if (!replied && ch->pub_mandatory) {
+            amqp_method ret = { .id = AMQP_BASIC_RETURN };
+            ret.a.basic_return.reply_code = AMQP_NO_ROUTE;
+            ret.a.basic_return.reply_text = AMQP_BYTES_LIT("NO_ROUTE");
+            ret.a.basic_return.exchange = m->exchange;
+            ret.a.basic_return.routing_key = m->routing_key;
+            conn_send_content(ch->conn, ch->id, &ret, m);
+        }
+        if (ch->confirm)
+            confirm_push(ch, ++ch->publish_seq, 0);
         message_unref(&m);
         return;
     }
@@ -941,6 +1033,14 @@ queue_declare(channel *ch, const amqp_queue_declare *a)
          * RabbitMQ does */
         if (!permitted(ch, M, AUTH_CONFIGURE, "queue", name))
             return;
+        queue_opts opts;
+        char why[512];
+        if (queue_opts_parse(&a->arguments, name, vh->name, &opts, why, sizeof why)) {
+            queue_opts_free(&opts);
+            channel_error(ch, AMQP_PRECONDITION_FAILED, M, "%s", why);
+            return;
+        }
+        queue_opts_free(&opts);
         uint32_t alen;
         uint8_t *args = encode_args(ch, &a->arguments, &alen);
         q = vhost_queue(vh, name);
@@ -976,6 +1076,7 @@ queue_declare(channel *ch, const amqp_queue_declare *a)
         }
     }
     set_last_queue(ch, q->name);
+    queue_touch(q);
     if (!a->no_wait) {
         amqp_method ok = { .id = AMQP_QUEUE_DECLARE_OK };
         ok.a.queue_declare_ok.queue = q->name;
@@ -1089,6 +1190,10 @@ static void
 basic_consume(channel *ch, const amqp_basic_consume *a)
 {
     const uint32_t M = AMQP_BASIC_CONSUME;
+    if (amqp_bytes_eq_cstr(a->queue, REPLY_TO)) {
+        reply_consume(ch, a);
+        return;
+    }
     queue *q = find_queue(ch, a->queue, M);
     if (!q || !check_exclusive(ch, q, M) || !permitted(ch, M, AUTH_READ, "queue", q->name))
         return;
@@ -1110,9 +1215,20 @@ basic_consume(channel *ch, const amqp_basic_consume *a)
                       BYTES_ARG(q->name), VHOST_ARG(ch));
         return;
     }
+    const amqp_value *pv = amqp_table_get(&a->arguments, "x-priority");
+    int64_t prio = 0;
+    if (pv && !amqp_value_int(pv, &prio)) {
+        channel_error(ch, AMQP_PRECONDITION_FAILED, M,
+                      "invalid arg 'x-priority' for queue '" BYTES_FMT "' in vhost '%.*s'",
+                      BYTES_ARG(q->name), VHOST_ARG(ch));
+        return;
+    }
     consumer *c = consumer_add(q, &channel_consumer_ops, ch, tag, a->no_ack, a->exclusive,
                                ch->prefetch);
     c->ch = ch;
+    c->priority = (int32_t)(prio > INT32_MAX ? INT32_MAX : prio < INT32_MIN ? INT32_MIN : prio);
+    if (c->priority)
+        q->nprioritised++;
     map_put(&ch->consumers, c->tag.data, c->tag.len, c);
     if (!a->no_wait) {
         amqp_method ok = { .id = AMQP_BASIC_CONSUME_OK };
@@ -1122,9 +1238,131 @@ basic_consume(channel *ch, const amqp_basic_consume *a)
     queue_dispatch(q);
 }
 
+/* ---- direct reply-to ------------------------------------------------------------
+ * A channel that consumes the pseudo-queue amq.rabbitmq.reply-to (no-ack
+ * only) gets a token; a message it publishes with reply_to set to that
+ * name leaves with reply_to "amq.rabbitmq.reply-to.<token>", and whatever
+ * is published to the default exchange with that routing key is handed
+ * straight to the channel: an RPC reply needs no queue (RabbitMQ's
+ * feature, same names and refusals). */
+
+static map reply_channels;         /* token -> channel */
+
+static bool
+reply_consume(channel *ch, const amqp_basic_consume *a)
+{
+    const uint32_t M = AMQP_BASIC_CONSUME;
+    if (!a->no_ack) {
+        channel_error(ch, AMQP_PRECONDITION_FAILED, M, "reply consumer cannot acknowledge");
+        return false;
+    }
+    if (ch->reply_tag[0]) {
+        channel_error(ch, AMQP_PRECONDITION_FAILED, M, "reply consumer already set");
+        return false;
+    }
+    char tagbuf[64];
+    amqp_bytes tag = a->consumer_tag.len ? a->consumer_tag
+                                         : random_name("amq.ctag-", tagbuf, sizeof tagbuf);
+    snprintf(ch->reply_tag, sizeof ch->reply_tag, "%.*s", (int)tag.len, tag.data);
+    amqp_bytes tok = random_name("g", ch->reply_token, sizeof ch->reply_token - 1);
+    ch->reply_token[tok.len] = 0;
+    map_put(&reply_channels, tok.data, tok.len, ch);
+    if (!a->no_wait) {
+        amqp_method ok = { .id = AMQP_BASIC_CONSUME_OK };
+        ok.a.basic_consume_ok.consumer_tag = amqp_cstr(ch->reply_tag);
+        conn_send_method(ch->conn, ch->id, &ok);
+    }
+    return true;
+}
+
+static void
+reply_forget(channel *ch)
+{
+    if (!ch->reply_tag[0])
+        return;
+    map_del(&reply_channels, ch->reply_token, (uint32_t)strlen(ch->reply_token));
+    ch->reply_tag[0] = ch->reply_token[0] = 0;
+}
+
+/* A message published with reply_to amq.rabbitmq.reply-to: rewritten to
+ * this channel's name, or refused (406) if the channel does not consume
+ * replies. Returns the message to publish (the same or a new one) or
+ * NULL after the refusal. Takes over *mp's reference. */
+static message *
+reply_rewrite(channel *ch, message *m)
+{
+    if (!(m->prop_flags & AMQP_BASIC_REPLY_TO))
+        return m;
+    amqp_pool pool = { 0 };
+    amqp_basic_props bp;
+    if (amqp_props_decode(m->prop_flags, m->props, m->props_len, &bp, &pool) != AMQP_OK ||
+        !amqp_bytes_eq_cstr(bp.reply_to, REPLY_TO)) {
+        amqp_pool_free(&pool);
+        return m;
+    }
+    if (!ch->reply_tag[0]) {
+        amqp_pool_free(&pool);
+        channel_error(ch, AMQP_PRECONDITION_FAILED, ch->pub_method,
+                      "fast reply consumer does not exist");
+        message_unref(&m);
+        return NULL;
+    }
+    char name[80];
+    snprintf(name, sizeof name, REPLY_TO ".%s", ch->reply_token);
+    bp.reply_to = amqp_cstr(name);
+    size_t plen = amqp_props_size(&bp);
+    uint8_t *props = malloc(plen ? plen : 1);
+    if (!props)
+        abort();
+    amqp_props_encode(&bp, props);
+    message *n = message_new(m->exchange, m->routing_key, bp.flags, props, (uint32_t)plen,
+                             m->body_size);
+    free(props);
+    amqp_pool_free(&pool);
+    if (!n)
+        abort();
+    memcpy(n->body, m->body, m->body_size);
+    n->body_received = m->body_size;
+    message_unref(&m);
+    return n;
+}
+
+/* A reply: published to the default exchange with an
+ * amq.rabbitmq.reply-to.<token> key. True if it was one (delivered to
+ * its channel, or dropped if that channel is gone). */
+static bool
+reply_deliver(channel *from, exchange *x, message *m, bool *delivered)
+{
+    *delivered = false;
+    if (x != from->conn->vh->default_ex || m->routing_key.len <= sizeof REPLY_TO ||
+        memcmp(m->routing_key.data, REPLY_TO ".", sizeof REPLY_TO) != 0)
+        return false;
+    const char *tok = m->routing_key.data + sizeof REPLY_TO;
+    channel *to = map_get(&reply_channels, tok, m->routing_key.len - (uint32_t)sizeof REPLY_TO);
+    if (!to || to->closing || to->released)
+        return true;
+    amqp_method d = { .id = AMQP_BASIC_DELIVER };
+    d.a.basic_deliver.consumer_tag = amqp_cstr(to->reply_tag);
+    d.a.basic_deliver.delivery_tag = to->next_tag++;
+    d.a.basic_deliver.exchange = m->exchange;
+    d.a.basic_deliver.routing_key = m->routing_key;
+    conn_send_content(to->conn, to->id, &d, m);
+    *delivered = true;
+    return true;
+}
+
 static void
 basic_cancel(channel *ch, const amqp_basic_cancel *a)
 {
+    if (ch->reply_tag[0] && amqp_bytes_eq_cstr(a->consumer_tag, ch->reply_tag)) {
+        if (!a->no_wait) {
+            amqp_method ok = { .id = AMQP_BASIC_CANCEL_OK };
+            ok.a.basic_cancel_ok.consumer_tag = a->consumer_tag;
+            conn_send_method(ch->conn, ch->id, &ok);
+        }
+        reply_forget(ch);
+        return;
+    }
     /* Reply before removing: the tag's bytes may belong to the consumer. */
     if (!a->no_wait) {
         amqp_method ok = { .id = AMQP_BASIC_CANCEL_OK };
@@ -1176,7 +1414,7 @@ basic_get(channel *ch, const amqp_basic_get *a)
         return;
     }
     delivery *u = ua_push(ch);
-    *u = (delivery){ tag, e.msg, q, NULL, e.seq, e.flags };
+    *u = (delivery){ tag, e.msg, q, NULL, e.seq, e.flags, ev_now(B.loop) };
     queue_ref(q);
     q->unacked++;
     ch->ua_live++;
@@ -1234,7 +1472,7 @@ tx_commit(channel *ch)
         exchange *x = vhost_exchange(ch->conn->vh, m->exchange);
         if (x) {
             uint64_t b = publish_route(ch, x, m, ch->tx_pubs[i].mandatory);
-            if (b)
+            if (b && b != CONFIRM_NACK)
                 batch = b;
         }
         message_unref(&ch->tx_pubs[i].msg);

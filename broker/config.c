@@ -29,6 +29,7 @@ config_defaults(config *c)
     c->storage_sync_interval = 200;
     c->queue_memory_budget = 16u * 1000 * 1000;
     c->disk_free_limit = 50u * 1000 * 1000;
+    c->consumer_timeout = 1800000;
     snprintf(c->mqtt_bind_addr, sizeof c->mqtt_bind_addr, "0.0.0.0");
     c->mqtt_port = 1883;
     c->mqtt_allow_anonymous = true;
@@ -329,6 +330,11 @@ config_set(config *c, const char *key, const char *value, char *err, int errlen)
         if (!rc) c->storage_sync_interval = (unsigned)n;
     } else if (strcmp(key, "queue_memory_budget") == 0) {
         rc = config_parse_size(value, &c->queue_memory_budget);
+    } else if (strcmp(key, "consumer_timeout") == 0) {
+        if (strcmp(value, "infinity") == 0 || strcmp(value, "false") == 0)
+            c->consumer_timeout = 0;
+        else
+            rc = parse_uint(value, UINT64_MAX / 2, &c->consumer_timeout);
     } else if (strcmp(key, "disk_free_limit.absolute") == 0) {
         rc = config_parse_size(value, &c->disk_free_limit);
     } else if (strcmp(key, "data_dir") == 0) {

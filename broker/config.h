@@ -23,6 +23,7 @@ typedef struct config {
     unsigned storage_sync_interval;/* storage.sync_interval, ms, 200 */
     uint64_t queue_memory_budget;  /* queue_memory_budget, bytes, 16 MB */
     uint64_t disk_free_limit;      /* disk_free_limit.absolute, bytes, 50 MB */
+    uint64_t consumer_timeout;     /* consumer_timeout, ms, 1800000 (30 min); 0 = none */
 
     /* the MQTT plugin (RabbitMQ's mqtt.* keys) */
     char mqtt_bind_addr[64];       /* "0.0.0.0" unless mqtt.listeners.tcp.* names one */

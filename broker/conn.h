@@ -25,6 +25,7 @@ typedef struct delivery {
     consumer *c;                   /* NULL for basic.get or a cancelled consumer */
     uint64_t seq;
     uint32_t flags;                /* QE_* of the queue entry */
+    double at;                     /* ev_now when delivered (consumer_timeout) */
 } delivery;
 
 /* A publish awaiting its confirm: batch is the store batch it waits for
@@ -90,6 +91,9 @@ typedef struct channel {
     size_t tx_nops, tx_opcap;
 
     amqp_bytes last_queue;         /* owned: the last queue declared here */
+    /* direct reply-to: the pseudo-consumer of amq.rabbitmq.reply-to */
+    char reply_tag[128];           /* its consumer tag; "" when none */
+    char reply_token[40];          /* the name's suffix replies are sent to */
     stats st;
     /* the last exchange checked for write permission (publishing) */
     uint8_t perm_ex_len;
@@ -225,6 +229,9 @@ void channel_flush_confirms(channel *ch);
 void channel_store_progress(channel *ch);
 /* Consumers on a channel: c->owner and c->ch are the channel. */
 extern const consumer_ops channel_consumer_ops;
+/* The once-a-second check of delivery acknowledgement timeouts. */
+void channel_timeouts_start(void);
+void channel_timeouts_stop(void);
 /* Re-run dispatch for every queue a channel consumes from. */
 void channel_kick(channel *ch);
 

@@ -1,5 +1,6 @@
 /* Messages: one allocation per message, shared by reference between the
  * queues it was routed to, never copied per queue. */
+#include <ev.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -18,6 +19,8 @@ message_new(amqp_bytes exchange_name, amqp_bytes routing_key, uint16_t prop_flag
     m->refs = 1;
     m->disk_refs = 0;
     m->origin = 0;
+    m->arrived_ms = (int64_t)(ev_now(B.loop) * 1000.0);
+    m->expires_ms = 0;
     m->id = ++B.next_message_id;
     m->prop_flags = prop_flags;
     m->delivery_mode = 0;
@@ -43,6 +46,23 @@ message_new(amqp_bytes exchange_name, amqp_bytes routing_key, uint16_t prop_flag
     if (prop_flags & (AMQP_BASIC_DELIVERY_MODE | AMQP_BASIC_PRIORITY) &&
         amqp_props_peek(prop_flags, props, props_len, &m->delivery_mode, &m->priority) != AMQP_OK)
         m->delivery_mode = m->priority = 0;
+    /* A per-message TTL is rare: only then are the properties decoded. */
+    if (prop_flags & AMQP_BASIC_EXPIRATION) {
+        static amqp_pool pool;
+        amqp_basic_props bp;
+        if (amqp_props_decode(prop_flags, props, props_len, &bp, &pool) == AMQP_OK &&
+            bp.expiration.len && bp.expiration.len < 20) {
+            char num[24];
+            memcpy(num, bp.expiration.data, bp.expiration.len);
+            num[bp.expiration.len] = 0;
+            char *end;
+            long long ms = strtoll(num, &end, 10);
+            /* "0" is a deadline now: delivered at once or never */
+            if (*end == 0 && ms >= 0)
+                m->expires_ms = m->arrived_ms + ms;
+        }
+        amqp_pool_reset(&pool);
+    }
     return m;
 }
 
@@ -65,4 +85,37 @@ message_headers(const message *m, amqp_table *out, amqp_pool *pool)
         return false;
     *out = bp.headers;
     return true;
+}
+
+message *
+message_without_header(const message *m, const char *key)
+{
+    amqp_pool pool = { 0 };
+    amqp_basic_props bp;
+    message *n = NULL;
+    if (amqp_props_decode(m->prop_flags, m->props, m->props_len, &bp, &pool) != AMQP_OK ||
+        !(bp.flags & AMQP_BASIC_HEADERS))
+        goto out;
+    uint32_t k = 0;
+    for (uint32_t i = 0; i < bp.headers.n; i++)
+        if (!amqp_bytes_eq_cstr(bp.headers.fields[i].key, key))
+            bp.headers.fields[k++] = bp.headers.fields[i];
+    bp.headers.n = k;
+    size_t plen = amqp_props_size(&bp);
+    uint8_t *props = malloc(plen ? plen : 1);
+    if (!props)
+        goto out;
+    amqp_props_encode(&bp, props);
+    n = message_new(m->exchange, m->routing_key, bp.flags, props, (uint32_t)plen, m->body_size);
+    free(props);
+    if (n) {
+        memcpy(n->body, m->body, m->body_size);
+        n->body_received = m->body_size;
+        n->origin = m->origin;
+        n->arrived_ms = m->arrived_ms;
+        n->expires_ms = m->expires_ms;
+    }
+out:
+    amqp_pool_free(&pool);
+    return n;
 }

@@ -6,6 +6,7 @@
  * Requeued messages go back to their place by sequence number, so they
  * come out ahead of everything published after them, as in RabbitMQ.
  */
+#include <ev.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -19,6 +20,8 @@
 
 static void pending_push(queue *q, message *m, uint64_t seq);
 static void pending_free(queue *q);
+static void queue_fill(queue *q);
+static qentry queue_take(queue *q);
 
 /* What a ring entry costs in memory, for the queue's budget. */
 static inline uint64_t
@@ -69,15 +72,41 @@ ring_pop_front(qring *r)
     return e;
 }
 
-/* Inserts keeping seq order; requeued entries land near the front. */
+/* Delivery order: by sequence number, and in a priority queue
+ * (x-max-priority) higher priorities first, FIFO within each. */
+static inline unsigned
+prio_of(const queue *q, const message *m)
+{
+    return m->priority < q->opts.max_priority ? m->priority : q->opts.max_priority;
+}
+
+static inline bool
+goes_before(const queue *q, const qentry *a, const qentry *b)
+{
+    if (q->opts.max_priority) {
+        unsigned pa = prio_of(q, a->msg), pb = prio_of(q, b->msg);
+        if (pa != pb)
+            return pa > pb;
+    }
+    return a->seq < b->seq;
+}
+
+/* Inserts in delivery order. Requeued entries land near the front;
+ * a new message of a priority queue is placed from the back. */
 static void
-ring_insert_ordered(qring *r, qentry e)
+ring_insert_ordered(const queue *q, qring *r, qentry e)
 {
     if (r->count == r->cap)
         ring_grow(r);
     size_t pos = 0;
-    while (pos < r->count && ring_at(r, pos)->seq < e.seq)
-        pos++;
+    if (q->opts.max_priority) {
+        pos = r->count;
+        while (pos > 0 && goes_before(q, &e, ring_at(r, pos - 1)))
+            pos--;
+    } else {
+        while (pos < r->count && ring_at(r, pos)->seq < e.seq)
+            pos++;
+    }
     if (pos == 0) {
         r->head = (r->head - 1) & (r->cap - 1);
         r->e[r->head] = e;
@@ -88,6 +117,161 @@ ring_insert_ordered(qring *r, qentry e)
         *ring_at(r, i) = *ring_at(r, i - 1);
     *ring_at(r, pos) = e;
     r->count++;
+}
+
+/* ---- giving messages up: TTL and length limits ------------------------------ */
+
+/* A ready entry the queue lets go of without delivering it: dead-lettered
+ * (when the queue has a dead-letter exchange) and forgotten. */
+static void
+drop_entry(queue *q, qentry e, enum dl_reason why)
+{
+    queue_dead_letter(q, e.msg, why);
+    if (e.flags & QE_ON_DISK)
+        persist_forget(q, e.msg, e.seq);
+    message_unref(&e.msg);
+}
+
+/* When a message expires here: the queue's TTL counted from its arrival
+ * (requeued messages keep theirs, as in RabbitMQ), or its own expiration
+ * if sooner; 0 = never. */
+static int64_t
+deadline_of(const queue *q, const message *m)
+{
+    int64_t d = q->opts.message_ttl >= 0 ? m->arrived_ms + q->opts.message_ttl : 0;
+    if (m->expires_ms && (d == 0 || m->expires_ms < d))
+        d = m->expires_ms;
+    return d;
+}
+
+typedef struct expiry_timer {
+    ev_timer t;                    /* the head's TTL */
+    ev_timer unused;               /* x-expires: the queue's own */
+    queue *q;                      /* borrowed: queue_unref stops the timers first */
+} expiry_timer;
+
+static void unused_cb(struct ev_loop *loop, ev_timer *w, int revents);
+static void expiry_cb(struct ev_loop *loop, ev_timer *w, int revents);
+
+static expiry_timer *
+timers_of(queue *q)
+{
+    expiry_timer *x = q->expiry;
+    if (!x) {
+        x = calloc(1, sizeof *x);
+        if (!x)
+            abort();
+        x->q = q;
+        ev_init(&x->t, expiry_cb);
+        ev_init(&x->unused, unused_cb);
+        q->expiry = x;
+    }
+    return x;
+}
+
+static void
+expiry_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)loop; (void)revents;
+    queue *q = ((expiry_timer *)w)->q;
+    if (!q->deleted) {
+        queue_expire(q);
+        queue_dispatch(q);
+    }
+}
+
+void
+queue_expiry_free(queue *q)
+{
+    expiry_timer *x = q->expiry;
+    if (!x)
+        return;
+    ev_timer_stop(B.loop, &x->t);
+    ev_timer_stop(B.loop, &x->unused);
+    free(x);
+    q->expiry = NULL;
+}
+
+/* Expires messages at the head of the ring (as RabbitMQ, only the head:
+ * one behind a longer-lived one waits its turn), and sets the timer for
+ * the next one, so expiry needs no consumer to happen. */
+void
+queue_expire(queue *q)
+{
+    if (q->ready.count == 0 && q->tail_count)
+        queue_fill(q);
+    int64_t now = (int64_t)(ev_now(B.loop) * 1000.0), next = 0;
+    while (q->ready.count) {
+        int64_t d = deadline_of(q, ring_at(&q->ready, 0)->msg);
+        if (d == 0)
+            break;
+        if (d > now) {
+            next = d;
+            break;
+        }
+        drop_entry(q, queue_take(q), DL_EXPIRED);
+        if (q->ready.count == 0 && q->tail_count)
+            queue_fill(q);
+    }
+    expiry_timer *x = q->expiry;
+    if (!next) {
+        if (x)
+            ev_timer_stop(B.loop, &x->t);
+        return;
+    }
+    x = timers_of(q);
+    ev_timer_stop(B.loop, &x->t);
+    ev_timer_set(&x->t, (double)(next - now) / 1000.0 + 0.0005, 0.0);
+    ev_timer_start(B.loop, &x->t);
+}
+
+/* x-expires: a queue unused that long (no consumer, no basic.get, no
+ * redeclare) is deleted, as RabbitMQ does. */
+static void
+unused_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)loop; (void)revents;
+    queue *q = ((expiry_timer *)((char *)w - offsetof(expiry_timer, unused)))->q;
+    if (q->deleted || q->nconsumers)
+        return;
+    log_info("queue '%.*s' in vhost '%.*s' expired (x-expires)", (int)q->name.len,
+             q->name.data, (int)q->vh->name.len, q->vh->name.data);
+    vhost_queue_delete(q->vh, q);
+}
+
+void
+queue_touch(queue *q)
+{
+    if (q->opts.expires <= 0 || q->deleted)
+        return;
+    expiry_timer *x = timers_of(q);
+    ev_timer_stop(B.loop, &x->unused);
+    if (q->nconsumers)
+        return;
+    ev_timer_set(&x->unused, (double)q->opts.expires / 1000.0, 0.0);
+    ev_timer_start(B.loop, &x->unused);
+}
+
+/* x-max-length / x-max-length-bytes with x-overflow drop-head: the oldest
+ * ready messages make room (reject-publish is decided before the message
+ * is queued, in vhost_publish_ex). */
+void
+queue_enforce_limits(queue *q)
+{
+    if (q->opts.overflow != QO_DROP_HEAD)
+        return;
+    for (;;) {
+        bool over = (q->opts.max_length >= 0 && queue_ready(q) > (uint64_t)q->opts.max_length) ||
+                    (q->opts.max_length_bytes >= 0 &&
+                     q->ready_bytes > (uint64_t)q->opts.max_length_bytes);
+        if (!over)
+            return;
+        if (q->ready.count == 0)
+            queue_fill(q);
+        if (q->ready.count == 0)
+            return;
+        drop_entry(q, queue_take(q), DL_MAXLEN);
+    }
 }
 
 /* ---- queues -------------------------------------------------------------- */
@@ -120,6 +304,18 @@ queue_new(vhost *vh, amqp_bytes name, bool durable, bool exclusive,
         memcpy(q->args, args, args_len);
         q->args_len = args_len;
     }
+    /* Every way a queue comes to be (AMQP, HTTP, recovery) reads its x-
+     * arguments here; the declaring code has already refused bad ones. */
+    amqp_pool pool = { 0 };
+    amqp_table t = { 0 };
+    size_t off = 0;
+    char err[256];
+    if (!args_len || amqp_table_decode(args, args_len, &off, &t, &pool) == AMQP_OK)
+        queue_opts_parse(args_len ? &t : NULL, name, vh->name, &q->opts, err, sizeof err);
+    else
+        queue_opts_parse(NULL, name, vh->name, &q->opts, err, sizeof err);
+    amqp_pool_free(&pool);
+    queue_touch(q);
     return q;
 }
 
@@ -136,20 +332,37 @@ queue_unref(queue *q)
     free(q->ready.e);
     free((char *)q->name.data);
     free(q->args);
+    queue_opts_free(&q->opts);
+    queue_expiry_free(q);
     free(q);
 }
 
+/* The consumer to serve next: round-robin among those with room, the
+ * highest x-priority first; with x-single-active-consumer only the
+ * oldest consumer is ever served. The common case (no priorities, no
+ * single active consumer) stops at the first with room. */
 static consumer *
 queue_next_consumer(queue *q)
 {
     consumer *c = q->consumers;
+    if (q->opts.single_active) {
+        consumer *oldest = c;
+        for (uint32_t i = 0; i < q->nconsumers; i++, c = c->next)
+            if (c->order < oldest->order)
+                oldest = c;
+        return oldest && oldest->ops->ready(oldest) ? oldest : NULL;
+    }
+    consumer *best = NULL;
     for (uint32_t i = 0; i < q->nconsumers; i++, c = c->next) {
-        if (c->ops->ready(c)) {
-            q->consumers = c->next;
-            return c;
+        if ((!best || c->priority > best->priority) && c->ops->ready(c)) {
+            best = c;
+            if (!q->nprioritised)
+                break;
         }
     }
-    return NULL;
+    if (best)
+        q->consumers = best->next;
+    return best;
 }
 
 bool
@@ -157,6 +370,13 @@ queue_deliver_noack(queue *q, message *m)
 {
     if (q->ready.count || q->tail_count || !q->nconsumers || q->dispatching)
         return false;
+    if (q->opts.single_active || q->nprioritised) {
+        consumer *c = queue_next_consumer(q);
+        if (!c || !c->no_ack)
+            return false;
+        c->ops->deliver(c, message_ref(m), ++q->next_seq, 0);
+        return true;
+    }
     consumer *c = q->consumers;
     for (uint32_t i = 0; i < q->nconsumers; i++, c = c->next) {
         if (c->no_ack && c->ops->ready(c)) {
@@ -178,10 +398,12 @@ queue_publish(queue *q, message *m, uint64_t seq, uint32_t flags)
             return;
         }
     }
+    q->ready_bytes += m->body_size;
     /* Past the memory budget, and for as long as a tail exists (order),
-     * messages go to disk only. */
-    if (q->tail_count ||
-        (B.store && q->ready.count && q->mem_bytes + entry_cost(m) > B.cfg.queue_memory_budget)) {
+     * messages go to disk only; a priority queue keeps everything in
+     * memory, since its order is not the order on disk. */
+    if (!q->opts.max_priority && (q->tail_count ||
+        (B.store && q->ready.count && q->mem_bytes + entry_cost(m) > B.cfg.queue_memory_budget))) {
         if (flags & QE_ON_DISK) {
             m->disk_refs--;        /* already written; now the tail's */
             q->paged = true;
@@ -191,10 +413,16 @@ queue_publish(queue *q, message *m, uint64_t seq, uint32_t flags)
         if (q->tail_count++ == 0)
             q->tail_next_seq = seq;
         pending_push(q, m, seq);
+        queue_enforce_limits(q);
         return;
     }
-    ring_push_back(&q->ready, (qentry){ message_ref(m), seq, flags });
+    if (q->opts.max_priority)
+        ring_insert_ordered(q, &q->ready, (qentry){ message_ref(m), seq, flags });
+    else
+        ring_push_back(&q->ready, (qentry){ message_ref(m), seq, flags });
     q->mem_bytes += entry_cost(m);
+    queue_enforce_limits(q);
+    queue_expire(q);
 }
 
 /* Until its write commits, a tail entry can't be read back from disk; the
@@ -247,7 +475,10 @@ queue_store_progress(queue *q)
 void
 queue_push_paged(queue *q, message *m, uint64_t seq, uint32_t flags)
 {
-    ring_push_back(&q->ready, (qentry){ message_ref(m), seq, flags });
+    if (q->opts.max_priority)
+        ring_insert_ordered(q, &q->ready, (qentry){ message_ref(m), seq, flags });
+    else
+        ring_push_back(&q->ready, (qentry){ message_ref(m), seq, flags });
     q->mem_bytes += entry_cost(m);
 }
 
@@ -267,7 +498,8 @@ queue_requeue(queue *q, message *m, uint64_t seq, uint32_t flags)
         return;
     }
     q->mem_bytes += entry_cost(m);
-    ring_insert_ordered(&q->ready, (qentry){ m, seq, flags | QE_REDELIVERED });
+    q->ready_bytes += m->body_size;
+    ring_insert_ordered(q, &q->ready, (qentry){ m, seq, flags | QE_REDELIVERED });
 }
 
 /* Reads the tail back while the ring runs low: from disk below the first
@@ -275,8 +507,18 @@ queue_requeue(queue *q, message *m, uint64_t seq, uint32_t flags)
 static void
 queue_fill(queue *q)
 {
-    if (q->tail_count == 0 || q->ready.count >= PAGE_BATCH / 2)
+    if (q->tail_count == 0 || (q->ready.count >= PAGE_BATCH / 2 && !q->opts.max_priority))
         return;
+    if (q->opts.max_priority) {
+        /* its order is by priority, not by the disk's: read it all */
+        pending_prune(q);
+        while (q->tail_count &&
+               persist_page_in(q, PAGE_BATCH, q->pend_head < q->pend_len
+                                              ? q->pend[q->pend_head].seq : UINT64_MAX) > 0)
+            ;
+        if (q->tail_count == 0)
+            return;
+    }
     pending_prune(q);
     uint64_t limit = q->pend_head < q->pend_len ? q->pend[q->pend_head].seq : UINT64_MAX;
     size_t want = q->tail_count < PAGE_BATCH ? (size_t)q->tail_count : PAGE_BATCH;
@@ -303,6 +545,7 @@ queue_take(queue *q)
 {
     qentry e = ring_pop_front(&q->ready);
     q->mem_bytes -= entry_cost(e.msg);
+    q->ready_bytes = q->ready_bytes >= e.msg->body_size ? q->ready_bytes - e.msg->body_size : 0;
     return e;
 }
 
@@ -315,6 +558,7 @@ queue_dispatch(queue *q)
     while (q->nconsumers) {
         if (q->ready.count == 0)
             queue_fill(q);
+        queue_expire(q);
         if (q->ready.count == 0)
             break;
         consumer *c = queue_next_consumer(q);
@@ -331,7 +575,9 @@ queue_dispatch(queue *q)
 bool
 queue_pop(queue *q, qentry *out)
 {
+    queue_touch(q);
     queue_fill(q);
+    queue_expire(q);
     if (q->ready.count == 0)
         return false;
     *out = queue_take(q);
@@ -360,6 +606,7 @@ queue_clear(queue *q, bool forget_disk)
     q->tail_count = 0;
     pending_free(q);
     q->mem_bytes = 0;
+    q->ready_bytes = 0;
     return n;
 }
 
@@ -393,6 +640,8 @@ consumer_add(queue *q, const consumer_ops *ops, void *owner, amqp_bytes tag,
     c->no_ack = no_ack;
     c->exclusive = exclusive;
     c->prefetch = prefetch;
+    static uint64_t next_order;
+    c->order = ++next_order;
     if (q->consumers) {
         /* join at the end of the circle: just before the cursor */
         consumer *first = q->consumers;
@@ -406,6 +655,7 @@ consumer_add(queue *q, const consumer_ops *ops, void *owner, amqp_bytes tag,
     }
     q->nconsumers++;
     q->had_consumer = true;
+    queue_touch(q);
     return c;
 }
 
@@ -422,8 +672,11 @@ consumer_remove(consumer *c)
             q->consumers = c->next;
     }
     q->nconsumers--;
+    if (c->priority)
+        q->nprioritised--;
     free((char *)c->tag.data);
     free(c);
+    queue_touch(q);
     if (q->auto_delete && q->nconsumers == 0 && !q->deleted) {
         log_debug("auto-deleting queue '%.*s'", (int)q->name.len, q->name.data);
         vhost_queue_delete(q->vh, q);

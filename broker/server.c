@@ -286,6 +286,7 @@ server_run(void)
         }
     }
     stats_start();
+    channel_timeouts_start();
     conn_alarm_changed(persist_disk_check());
     ev_timer_init(&disk_timer, disk_cb, 1.0, 1.0);
     ev_timer_start(B.loop, &disk_timer);
@@ -307,6 +308,7 @@ server_run(void)
     for (size_t i = 0; i < NPLUGINS; i++)
         plugins[i]->close(NULL);
     stats_stop();
+    channel_timeouts_stop();
     ev_run(B.loop, EVRUN_NOWAIT);   /* lets the reapers free them */
     server_unlisten(&listener_watcher);
     server_unlisten(&tls_listener_watcher);

@@ -263,6 +263,7 @@ vhost_unbind(vhost *vh, exchange *src, void *dest, amqp_bytes key,
 typedef struct route_walk {
     vhost *vh;
     message *m;
+    amqp_bytes key;                /* the routing key being routed: m's, or a CC/BCC one */
     route_result *out;
     uint64_t gen;
     bool headers_done;
@@ -308,7 +309,7 @@ route_exchange(route_walk *w, exchange *x)
     x->route_mark = w->gen;
     size_t before = w->out->n;
     if (x == w->vh->default_ex) {
-        queue *q = vhost_queue(w->vh, w->m->routing_key);
+        queue *q = vhost_queue(w->vh, w->key);
         if (q)
             route_emit(q, w);
     } else {
@@ -320,7 +321,7 @@ route_exchange(route_walk *w, exchange *x)
             }
             h = w->have_headers ? &w->headers : NULL;
         }
-        route_match(x->rt, w->m->routing_key, h, route_emit, w);
+        route_match(x->rt, w->key, h, route_emit, w);
     }
     if (w->out->n == before && x->alternate.len) {
         exchange *ae = vhost_exchange(w->vh, x->alternate);
@@ -329,12 +330,58 @@ route_exchange(route_walk *w, exchange *x)
     }
 }
 
+static bool route_saw_bcc;         /* the last vhost_route met a BCC header */
+
+/* Sender-selected distribution: the string entries of the CC and BCC
+ * header arrays are routed too (RabbitMQ's rule), within the same walk
+ * so a queue still gets the message once. */
+static void
+route_cc(route_walk *w, exchange *x, const char *name)
+{
+    const amqp_value *v = amqp_table_get(&w->headers, name);
+    if (!v || v->kind != 'A')
+        return;
+    for (uint32_t i = 0; i < v->v.array.n; i++) {
+        const amqp_value *k = &v->v.array.items[i];
+        if (k->kind != 'S')
+            continue;
+        w->key = k->v.bytes;
+        /* each key walks the graph again; marks from the first walk
+         * would stop it at exchanges already seen */
+        w->gen = ++B.route_gen;
+        route_exchange(w, x);
+    }
+}
+
 void
 vhost_route(vhost *vh, exchange *x, message *m, route_result *out)
 {
-    route_walk w = { .vh = vh, .m = m, .out = out, .gen = ++B.route_gen };
+    route_walk w = { .vh = vh, .m = m, .key = m->routing_key, .out = out,
+                     .gen = ++B.route_gen };
     out->n = 0;
+    route_saw_bcc = false;
     route_exchange(&w, x);
+    if (m->prop_flags & AMQP_BASIC_HEADERS) {
+        if (!w.headers_done) {
+            w.headers_done = true;
+            w.have_headers = message_headers(m, &w.headers, &w.pool);
+        }
+        if (w.have_headers) {
+            size_t before = out->n;
+            route_cc(&w, x, "CC");
+            route_cc(&w, x, "BCC");
+            route_saw_bcc = amqp_table_get(&w.headers, "BCC") != NULL;
+            /* a queue reached twice (by two keys) gets the message once */
+            for (size_t i = before; i < out->n; i++) {
+                for (size_t k = 0; k < i; k++) {
+                    if (out->q[k] == out->q[i]) {
+                        out->q[i--] = out->q[--out->n];
+                        break;
+                    }
+                }
+            }
+        }
+    }
     amqp_pool_free(&w.pool);
 }
 
@@ -347,63 +394,109 @@ broker_vhost(amqp_bytes name)
 /* A persistent message is queued for the store (once, with an entry per
  * durable queue) before any queue can deliver it; one waiting no-ack
  * consumer takes it without a write. */
-static route_result publish_scratch;   /* reused by every publish */
+/* One set of scratch arrays per nesting level: dead-lettering publishes
+ * from inside a publish (a length limit pushing a message out), and a
+ * dead-letter target may do so again. Deeper than this is dropped. */
+#define PUBLISH_DEPTH 4
+typedef struct pub_scratch {
+    route_result r;
+    uint64_t *dseq;
+    queue **durable;
+    uint8_t *done;                 /* 1 delivered at once, 2 refused by a length limit */
+    size_t cap;
+} pub_scratch;
+static pub_scratch scratch[PUBLISH_DEPTH];
+static int depth;
 
 const route_result *
 vhost_last_route(void)
 {
-    return &publish_scratch;
+    return &scratch[0].r;
+}
+
+/* x-overflow reject-publish(-dlx): a full queue refuses the message. */
+static bool
+queue_refuses(const queue *q, const message *m)
+{
+    if (q->opts.overflow == QO_DROP_HEAD)
+        return false;
+    return (q->opts.max_length >= 0 && queue_ready(q) >= (uint64_t)q->opts.max_length) ||
+           (q->opts.max_length_bytes >= 0 &&
+            q->ready_bytes + m->body_size > (uint64_t)q->opts.max_length_bytes);
+}
+
+uint64_t
+vhost_publish_ex(vhost *vh, exchange *x, message *m, size_t *reached, bool *rejected)
+{
+    *reached = 0;
+    if (depth == PUBLISH_DEPTH)
+        return 0;
+    pub_scratch *ps = &scratch[depth++];
+    route_result *r = &ps->r;
+    vhost_route(vh, x, m, r);
+    *reached = r->n;
+    x->st.now.publish_in++;
+    if (r->n == 0) {
+        depth--;
+        return 0;
+    }
+    x->st.now.publish_out++;
+    /* BCC is for routing only: the queues get the message without it */
+    message *stripped = NULL;
+    if (route_saw_bcc && (stripped = message_without_header(m, "BCC")) != NULL)
+        m = stripped;
+    if (r->n > ps->cap) {
+        ps->cap = r->n * 2;
+        ps->dseq = realloc(ps->dseq, ps->cap * sizeof *ps->dseq);
+        ps->durable = realloc(ps->durable, ps->cap * sizeof *ps->durable);
+        ps->done = realloc(ps->done, ps->cap);
+        if (!ps->dseq || !ps->durable || !ps->done)
+            abort();
+    }
+    size_t nd = 0;
+    memset(ps->done, 0, r->n);
+    for (size_t i = 0; i < r->n; i++) {
+        queue *q = r->q[i];
+        q->st.now.publish++;
+        if (queue_refuses(q, m)) {
+            ps->done[i] = 2;
+            if (rejected)
+                *rejected = true;
+            if (q->opts.overflow == QO_REJECT_PUBLISH_DLX)
+                queue_dead_letter(q, m, DL_MAXLEN);
+        }
+    }
+    if (m->delivery_mode == 2) {
+        for (size_t i = 0; i < r->n; i++) {
+            queue *q = r->q[i];
+            if (ps->done[i] || !q->durable || q->exclusive)
+                continue;
+            if (queue_deliver_noack(q, m)) {
+                ps->done[i] = 1;
+                continue;
+            }
+            ps->durable[nd] = q;
+            ps->dseq[nd++] = ++q->next_seq;
+        }
+    }
+    uint64_t batch = persist_publish(m, ps->durable, ps->dseq, nd);
+    size_t di = 0;
+    for (size_t i = 0; i < r->n; i++) {
+        queue *q = r->q[i];
+        if (ps->done[i])
+            continue;
+        if (di < nd && ps->durable[di] == q)
+            queue_publish(q, m, ps->dseq[di++], QE_ON_DISK);
+        else
+            queue_publish(q, m, ++q->next_seq, 0);
+    }
+    message_unref(&stripped);
+    depth--;
+    return batch;
 }
 
 uint64_t
 vhost_publish(vhost *vh, exchange *x, message *m, size_t *reached)
 {
-    route_result *r = &publish_scratch;
-    vhost_route(vh, x, m, r);
-    *reached = r->n;
-    x->st.now.publish_in++;
-    if (r->n == 0)
-        return 0;
-    x->st.now.publish_out++;
-    for (size_t i = 0; i < r->n; i++)
-        r->q[i]->st.now.publish++;
-    static uint64_t *dseq;
-    static queue **durable;
-    static uint8_t *done;
-    static size_t cap;
-    if (r->n > cap) {
-        cap = r->n * 2;
-        dseq = realloc(dseq, cap * sizeof *dseq);
-        durable = realloc(durable, cap * sizeof *durable);
-        done = realloc(done, cap);
-        if (!dseq || !durable || !done)
-            abort();
-    }
-    size_t nd = 0;
-    memset(done, 0, r->n);
-    if (m->delivery_mode == 2) {
-        for (size_t i = 0; i < r->n; i++) {
-            queue *q = r->q[i];
-            if (!q->durable || q->exclusive)
-                continue;
-            if (queue_deliver_noack(q, m)) {
-                done[i] = 1;
-                continue;
-            }
-            durable[nd] = q;
-            dseq[nd++] = ++q->next_seq;
-        }
-    }
-    uint64_t batch = persist_publish(m, durable, dseq, nd);
-    size_t di = 0;
-    for (size_t i = 0; i < r->n; i++) {
-        queue *q = r->q[i];
-        if (done[i])
-            continue;
-        if (di < nd && durable[di] == q)
-            queue_publish(q, m, dseq[di++], QE_ON_DISK);
-        else
-            queue_publish(q, m, ++q->next_seq, 0);
-    }
-    return batch;
+    return vhost_publish_ex(vh, x, m, reached, NULL);
 }
