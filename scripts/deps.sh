@@ -14,6 +14,7 @@ PACKAGES=(
   libmosquitto-dev    # coney-mqtt-perf, its MQTT sibling
   # tests: real AMQP clients against a real broker
   python3 python3-pytest python3-pika amqp-tools
+  python3-kombu       # Celery's client library, for the Celery-style tests
   python3-paho-mqtt mosquitto-clients   # real MQTT clients (the mosquitto broker only for `make bench`)
   iproute2            # a network namespace as a second host (loopback_users)
   openssl             # the TLS tests make their CA and certificates with it
