@@ -45,6 +45,7 @@ config_defaults(config *c)
     c->management_port = 15672;
     snprintf(c->prometheus_bind_addr, sizeof c->prometheus_bind_addr, "0.0.0.0");
     c->prometheus_port = 15692;
+    snprintf(c->management_tls_bind_addr, sizeof c->management_tls_bind_addr, "0.0.0.0");
     snprintf(c->tls_bind_addr, sizeof c->tls_bind_addr, "0.0.0.0");
     snprintf(c->mqtt_tls_bind_addr, sizeof c->mqtt_tls_bind_addr, "0.0.0.0");
     c->tls_versions = CONFIG_TLS_1_2 | CONFIG_TLS_1_3;
@@ -185,6 +186,10 @@ config_set_http(config *c, const char *key, const char *value)
         return copy_str(c->management_bind_addr, sizeof c->management_bind_addr, value);
     if (strcmp(key, "prometheus.tcp.port") == 0)
         return parse_port_or_none(value, &c->prometheus_port);
+    if (strcmp(key, "management.ssl.port") == 0)
+        return parse_port_or_none(value, &c->management_tls_port);
+    if (strcmp(key, "management.ssl.ip") == 0)
+        return copy_str(c->management_tls_bind_addr, sizeof c->management_tls_bind_addr, value);
     if (strcmp(key, "prometheus.tcp.ip") == 0)
         return copy_str(c->prometheus_bind_addr, sizeof c->prometheus_bind_addr, value);
     return 1;

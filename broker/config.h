@@ -43,6 +43,8 @@ typedef struct config {
     int management_port;           /* management.tcp.port, 15672; 0 = none */
     char prometheus_bind_addr[64]; /* prometheus.tcp.ip, 0.0.0.0 */
     int prometheus_port;           /* prometheus.tcp.port, 15692; 0 = none */
+    char management_tls_bind_addr[64]; /* management.ssl.ip, 0.0.0.0 */
+    int management_tls_port;       /* management.ssl.port (RabbitMQ: 15671); 0 = none */
 
     /* TLS (RabbitMQ's ssl_options.* keys; docs/tls.md) and SASL */
     char tls_bind_addr[64];        /* "0.0.0.0" unless listeners.ssl.* names one */

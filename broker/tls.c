@@ -44,7 +44,7 @@ static SSL_CTX *current;           /* what new connections are made from */
 bool
 tls_configured(const config *c)
 {
-    return c->tls_port != 0 || c->mqtt_tls_port != 0;
+    return c->tls_port != 0 || c->mqtt_tls_port != 0 || c->management_tls_port != 0;
 }
 
 /* The newest error on OpenSSL's queue in words; clears the queue. */

@@ -1251,3 +1251,12 @@ http_server_stop(http_server **sp)
     free(s);
     *sp = NULL;
 }
+
+int
+http_server_add_connection(http_server *s, int fd, const struct sockaddr *addr, unsigned addrlen)
+{
+    if (MHD_add_connection(s->d, fd, addr, (socklen_t)addrlen) != MHD_YES)
+        return -1;
+    server_run(s);
+    return 0;
+}

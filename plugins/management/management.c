@@ -38,6 +38,22 @@ plugin_start(char *err, size_t errlen)
         log_info("management API listening on %s:%d", B.cfg.management_bind_addr,
                  B.cfg.management_port);
     }
+    if (B.cfg.management_tls_port) {
+        /* the HTTPS twin answers the same API, also with the plain port off */
+        if (!api) {
+            api = http_server_start(HTTP_SERVER_API, "127.0.0.1", 0, api_tables, err, errlen);
+            if (!api) {
+                http_server_stop(&local);
+                return -1;
+            }
+        }
+        if (tls_front_start(api, B.cfg.management_tls_bind_addr, B.cfg.management_tls_port,
+                            err, errlen) != 0) {
+            http_server_stop(&api);
+            http_server_stop(&local);
+            return -1;
+        }
+    }
     if (B.cfg.prometheus_port) {
         metrics = http_server_start(HTTP_SERVER_METRICS, B.cfg.prometheus_bind_addr,
                                     B.cfg.prometheus_port, metrics_tables, err, errlen);
@@ -58,6 +74,7 @@ static void
 plugin_close(const char *reason)
 {
     (void)reason;
+    tls_front_stop();
     http_server_stop(&api);
     http_server_stop(&metrics);
     http_server_stop(&local);
@@ -72,6 +89,7 @@ plugin_clients(void)
 static void
 plugin_finish(void)
 {
+    tls_front_stop();
     http_server_stop(&api);
     http_server_stop(&metrics);
     http_server_stop(&local);

@@ -7,6 +7,7 @@
 #define CONEY_PLUGINS_MANAGEMENT_MANAGEMENT_H
 
 #include <stddef.h>
+#include <sys/socket.h>
 
 #include "plugins/management/http.h"
 
@@ -33,6 +34,16 @@ http_server *http_server_start_local(const char *sock_path, const http_route *co
 /* Closes the listener and every connection (and removes a Unix socket);
  * clears *s. NULL is fine. */
 void http_server_stop(http_server **s);
+/* Hands an accepted connection to the server as if its own listener had
+ * taken it: fd (non-blocking, taken over) and the peer's address. 0 or -1. */
+int http_server_add_connection(http_server *s, int fd, const struct sockaddr *addr,
+                               unsigned addrlen);
+
+/* The HTTPS twin of the API port (tls_front.c): TLS ends in the broker's
+ * own transport and the plaintext reaches the API server through a
+ * socket pair. 0, or -1 with err. */
+int tls_front_start(http_server *api, const char *addr, int port, char *err, size_t errlen);
+void tls_front_stop(void);
 
 /* metrics.c: /metrics and /metrics/per-object on the Prometheus port. */
 extern const http_route http_routes_metrics[];

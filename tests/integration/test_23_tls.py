@@ -636,3 +636,50 @@ def test_missing_certificate_file_stops_the_start(coney_bin, pki, tmp_path):
                        timeout=10 * SLOW)
     assert p.returncode != 0
     assert b"nope.pem" in p.stdout, p.stdout
+
+
+# ------------------------------------------------------------ the management API over TLS
+
+def test_management_api_over_https(pki, tmp_path):
+    """management.ssl.port serves the same API over TLS (RabbitMQ's 15671):
+    basic auth, JSON, the UI; plaintext on that port gets no HTTP answer."""
+    import base64
+    import json
+    import urllib.request
+    from conftest import TARGET, _binary
+    if TARGET:
+        pytest.skip("needs to control the broker process (CONEY_TEST_TARGET is set)")
+    port = free_port()
+    conf = write_conf(str(tmp_path / "coney.conf"), pki,
+                      **{"management.ssl.port": str(port)})
+    b = start_broker(_binary(), extra_args=["--config", conf])
+    try:
+        assert wait_port(HOST, port, 20 * SLOW, b.proc), b.log_tail()
+        ctx = client_ctx(pki, cert=pki.guest)
+        auth = base64.b64encode(b"guest:guest").decode()
+        req = urllib.request.Request("https://localhost:%d/api/overview" % port,
+                                     headers={"Authorization": "Basic " + auth})
+        with urllib.request.urlopen(req, context=ctx, timeout=10) as r:
+            assert r.status == 200
+            assert json.loads(r.read())["product_name"] == "Coney"
+        # a PUT goes through the same server (bodies both ways)
+        req = urllib.request.Request("https://localhost:%d/api/queues/%%2F/over-https" % port,
+                                     data=b'{"durable": false}', method="PUT",
+                                     headers={"Authorization": "Basic " + auth,
+                                              "Content-Type": "application/json"})
+        with urllib.request.urlopen(req, context=ctx, timeout=10) as r:
+            assert r.status in (201, 204)
+        with urllib.request.urlopen("https://localhost:%d/" % port, context=ctx,
+                                    timeout=10) as r:
+            assert b"<html" in r.read().lower()
+        # plaintext HTTP on the TLS port: no HTTP reply
+        with socket.create_connection((HOST, port), timeout=5) as s:
+            s.sendall(b"GET /api/overview HTTP/1.1\r\nHost: x\r\n\r\n")
+            try:
+                data = s.recv(100)
+            except (ConnectionResetError, socket.timeout):
+                data = b""
+            assert not data.startswith(b"HTTP/"), data
+        stop_clean(TlsBroker(b, None, None))
+    finally:
+        b.cleanup()
