@@ -207,6 +207,15 @@ rec_topic_permission_key(const uint8_t hkey[16], store_bytes user, store_bytes v
 }
 
 void
+rec_policy_key(uint8_t kind, const uint8_t hkey[16], store_bytes vhost, store_bytes name,
+               uint8_t out[REC_META_KEY_LEN])
+{
+    assert(kind == REC_KIND_POLICY || kind == REC_KIND_OPERATOR_POLICY);
+    store_bytes f[2] = { vhost, name };
+    fields_key(kind, hkey, f, 2, out);
+}
+
+void
 rec_qentry_key(uint64_t queue_id, uint64_t seq, uint8_t out[REC_QE_KEY_LEN])
 {
     rec_put_u64(out, queue_id);
@@ -486,6 +495,28 @@ rec_topic_permission_encode(const store_topic_permission *p, uint8_t *out)
     wr_long(&w, p->write);
     wr_long(&w, p->read);
     assert(w.off == rec_topic_permission_size(p));
+}
+
+size_t
+rec_policy_size(const store_policy *p)
+{
+    return 2 + SHORT(p->vhost) + SHORT(p->name) + LONG(p->pattern) + SHORT(p->apply_to) + 8
+           + LONG(p->definition);
+}
+
+void
+rec_policy_encode(enum rec_type type, const store_policy *p, uint8_t *out)
+{
+    assert(type == REC_POLICY || type == REC_OPERATOR_POLICY);
+    wr w = { out, 0 };
+    wr_header(&w, type);
+    wr_short(&w, p->vhost);
+    wr_short(&w, p->name);
+    wr_long(&w, p->pattern);
+    wr_short(&w, p->apply_to);
+    wr_i64(&w, p->priority);
+    wr_long(&w, p->definition);
+    assert(w.off == rec_policy_size(p));
 }
 
 /* ---- decoding ------------------------------------------------------------------
@@ -772,6 +803,22 @@ rec_topic_permission_decode(const uint8_t *v, size_t len, store_topic_permission
     out->exchange = rd_short(&r);
     out->write = rd_long(&r);
     out->read = rd_long(&r);
+    return rd_end(&r);
+}
+
+int
+rec_policy_decode(enum rec_type type, const uint8_t *v, size_t len, store_policy *out)
+{
+    rd r;
+    int rc = rd_begin(&r, v, len, type);
+    if (rc != 0)
+        return rc;
+    out->vhost = rd_short(&r);
+    out->name = rd_short(&r);
+    out->pattern = rd_long(&r);
+    out->apply_to = rd_short(&r);
+    out->priority = rd_i64(&r);
+    out->definition = rd_long(&r);
     return rd_end(&r);
 }
 

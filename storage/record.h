@@ -36,14 +36,15 @@ enum rec_type {
     REC_USER = 6,         /* meta kind 5 */
     REC_PERMISSION = 7,   /* meta kind 6 */
     REC_TOPIC_PERMISSION = 8, /* meta kind 7 */
+    REC_POLICY = 9,       /* meta kind 8 */
+    REC_OPERATOR_POLICY = 10, /* meta kind 9 */
     REC_MESSAGE = 16,     /* msgs */
     REC_QENTRY = 17,      /* qidx */
     REC_RETAINED = 18,    /* retained */
     REC_SESSION = 19,     /* sessions */
 };
 
-/* The first byte of a meta key. 8.. are free for policies and the
- * like. */
+/* The first byte of a meta key. 10.. are free. */
 enum rec_kind {
     REC_KIND_STORE = 0,   /* the store's own records */
     REC_KIND_VHOST = 1,
@@ -53,6 +54,8 @@ enum rec_kind {
     REC_KIND_USER = 5,
     REC_KIND_PERMISSION = 6,
     REC_KIND_TOPIC_PERMISSION = 7,
+    REC_KIND_POLICY = 8,
+    REC_KIND_OPERATOR_POLICY = 9,
 };
 
 enum {
@@ -145,6 +148,10 @@ void rec_permission_key(const uint8_t hkey[16], store_bytes user, store_bytes vh
                         uint8_t out[REC_META_KEY_LEN]);
 void rec_topic_permission_key(const uint8_t hkey[16], store_bytes user, store_bytes vhost,
                               store_bytes exchange, uint8_t out[REC_META_KEY_LEN]);
+/* A policy or an operator policy (kind REC_KIND_POLICY or
+ * REC_KIND_OPERATOR_POLICY): named by (vhost, name). */
+void rec_policy_key(uint8_t kind, const uint8_t hkey[16], store_bytes vhost, store_bytes name,
+                    uint8_t out[REC_META_KEY_LEN]);
 void rec_qentry_key(uint64_t queue_id, uint64_t seq, uint8_t out[REC_QE_KEY_LEN]);
 /* The key of a retained message (name = topic) or a session (name =
  * client id): the hash of vhost and name, the same input as a queue's. */
@@ -180,6 +187,10 @@ size_t rec_permission_size(const store_permission *p);
 void rec_permission_encode(const store_permission *p, uint8_t *out);
 size_t rec_topic_permission_size(const store_topic_permission *p);
 void rec_topic_permission_encode(const store_topic_permission *p, uint8_t *out);
+/* Policies and operator policies share one layout; type is REC_POLICY
+ * or REC_OPERATOR_POLICY. */
+size_t rec_policy_size(const store_policy *p);
+void rec_policy_encode(enum rec_type type, const store_policy *p, uint8_t *out);
 
 /* Decoders: 0, STORE_ECORRUPT or STORE_EVERSION. The store_bytes of out
  * borrow from v (so, in the store, from the read transaction). A value
@@ -197,6 +208,7 @@ int rec_vhost_decode(const uint8_t *v, size_t len, store_vhost *out);
 int rec_user_decode(const uint8_t *v, size_t len, store_user *out);
 int rec_permission_decode(const uint8_t *v, size_t len, store_permission *out);
 int rec_topic_permission_decode(const uint8_t *v, size_t len, store_topic_permission *out);
+int rec_policy_decode(enum rec_type type, const uint8_t *v, size_t len, store_policy *out);
 
 /* Logs a record that is being skipped: db name, key in hex, reason. */
 void rec_log_bad(const char *db, const uint8_t *key, size_t klen, int err);

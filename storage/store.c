@@ -1235,6 +1235,61 @@ store_del_topic_permission(store *s, store_bytes user, store_bytes vhost, store_
     queue_del(s, REC_DB_META, k, sizeof k);
 }
 
+/* Policies: one layout, two kinds. */
+static void
+enc_policy(const void *rec, uint8_t *out)
+{
+    rec_policy_encode(REC_POLICY, rec, out);
+}
+
+static void
+enc_operator_policy(const void *rec, uint8_t *out)
+{
+    rec_policy_encode(REC_OPERATOR_POLICY, rec, out);
+}
+
+static void
+policy_put(store *s, uint8_t kind, const store_policy *p)
+{
+    uint8_t k[REC_META_KEY_LEN];
+    rec_policy_key(kind, s->hkey, p->vhost, p->name, k);
+    store_bytes shorts[] = { p->vhost, p->name, p->apply_to };
+    meta_put(s, kind == REC_KIND_POLICY ? "policy" : "operator policy", k, shorts, 3,
+             rec_policy_size(p), kind == REC_KIND_POLICY ? enc_policy : enc_operator_policy, p);
+}
+
+static void
+policy_del(store *s, uint8_t kind, store_bytes vhost, store_bytes name)
+{
+    uint8_t k[REC_META_KEY_LEN];
+    rec_policy_key(kind, s->hkey, vhost, name, k);
+    queue_del(s, REC_DB_META, k, sizeof k);
+}
+
+void
+store_put_policy(store *s, const store_policy *p)
+{
+    policy_put(s, REC_KIND_POLICY, p);
+}
+
+void
+store_del_policy(store *s, store_bytes vhost, store_bytes name)
+{
+    policy_del(s, REC_KIND_POLICY, vhost, name);
+}
+
+void
+store_put_operator_policy(store *s, const store_policy *p)
+{
+    policy_put(s, REC_KIND_OPERATOR_POLICY, p);
+}
+
+void
+store_del_operator_policy(store *s, store_bytes vhost, store_bytes name)
+{
+    policy_del(s, REC_KIND_OPERATOR_POLICY, vhost, name);
+}
+
 void
 store_put_message(store *s, const store_message *m, const store_qentry *e, size_t n)
 {
@@ -1449,6 +1504,7 @@ typedef struct meta_walk {
     int (*user)(const store_user *, void *);
     int (*permission)(const store_permission *, void *);
     int (*topic_permission)(const store_topic_permission *, void *);
+    int (*policy)(const store_policy *, void *);   /* either kind of policy */
     void *ctx;
 } meta_walk;
 
@@ -1470,6 +1526,7 @@ meta_visit(const store *s, uint8_t kind, const MDB_val *k, const MDB_val *v,
         store_user u;
         store_permission p;
         store_topic_permission t;
+        store_policy y;
     } u;
     int err;
     *called = false;
@@ -1511,6 +1568,13 @@ meta_visit(const store *s, uint8_t kind, const MDB_val *k, const MDB_val *v,
         if (err == 0)
             rec_topic_permission_key(s->hkey, u.t.user, u.t.vhost, u.t.exchange, want);
         break;
+    case REC_KIND_POLICY:
+    case REC_KIND_OPERATOR_POLICY:
+        err = rec_policy_decode(kind == REC_KIND_POLICY ? REC_POLICY : REC_OPERATOR_POLICY,
+                                v->mv_data, v->mv_size, &u.y);
+        if (err == 0)
+            rec_policy_key(kind, s->hkey, u.y.vhost, u.y.name, want);
+        break;
     default:
         return STORE_ECORRUPT;   /* no walk over other kinds */
     }
@@ -1532,6 +1596,9 @@ meta_visit(const store *s, uint8_t kind, const MDB_val *k, const MDB_val *v,
         return w->user(&u.u, w->ctx);
     case REC_KIND_PERMISSION:
         return w->permission(&u.p, w->ctx);
+    case REC_KIND_POLICY:
+    case REC_KIND_OPERATOR_POLICY:
+        return w->policy(&u.y, w->ctx);
     default:
         return w->topic_permission(&u.t, w->ctx);
     }
@@ -1608,6 +1675,20 @@ store_each_topic_permission(store_reader *r, int (*fn)(const store_topic_permiss
 {
     meta_walk w = { .topic_permission = fn, .ctx = ctx };
     return meta_each(r, REC_KIND_TOPIC_PERMISSION, &w);
+}
+
+int
+store_each_policy(store_reader *r, int (*fn)(const store_policy *, void *), void *ctx)
+{
+    meta_walk w = { .policy = fn, .ctx = ctx };
+    return meta_each(r, REC_KIND_POLICY, &w);
+}
+
+int
+store_each_operator_policy(store_reader *r, int (*fn)(const store_policy *, void *), void *ctx)
+{
+    meta_walk w = { .policy = fn, .ctx = ctx };
+    return meta_each(r, REC_KIND_OPERATOR_POLICY, &w);
 }
 
 int

@@ -169,6 +169,19 @@ typedef struct store_topic_permission {
     store_bytes write, read;
 } store_topic_permission;
 
+/* A policy or an operator policy of a vhost, one per (vhost, name) in
+ * each of the two kinds. apply_to (`all`, `queues`, `exchanges`, ...),
+ * the pattern and the definition (an encoded AMQP field table) are the
+ * broker's to interpret; vhost, name and apply_to may be up to 65535
+ * bytes, pattern and definition up to 4 GiB. */
+typedef struct store_policy {
+    store_bytes vhost, name;
+    store_bytes pattern;           /* a regular expression on names */
+    store_bytes apply_to;
+    int64_t priority;
+    store_bytes definition;        /* encoded AMQP field table, opaque here */
+} store_policy;
+
 /* ---- writes (loop thread); each goes into the open batch --------------- */
 
 /* Id of the batch holding the latest write queued (before any write, the
@@ -212,6 +225,15 @@ void store_del_permission(store *s, store_bytes user, store_bytes vhost);
 void store_put_topic_permission(store *s, const store_topic_permission *p);
 void store_del_topic_permission(store *s, store_bytes user, store_bytes vhost,
                                 store_bytes exchange);
+
+/* Policies and operator policies: the rules of the access control
+ * records above (a put replaces the record of the same vhost and name
+ * and kind; a delete of one that does not exist does nothing; a policy
+ * and an operator policy of one name are two records). */
+void store_put_policy(store *s, const store_policy *p);
+void store_del_policy(store *s, store_bytes vhost, store_bytes name);
+void store_put_operator_policy(store *s, const store_policy *p);
+void store_del_operator_policy(store *s, store_bytes vhost, store_bytes name);
 
 /* Writes the message record and its first n queue index entries (all with
  * e[i].msg_id == m->id). */
@@ -289,6 +311,11 @@ int store_each_permission(store_reader *r, int (*fn)(const store_permission *, v
                           void *ctx);
 int store_each_topic_permission(store_reader *r,
                                 int (*fn)(const store_topic_permission *, void *), void *ctx);
+
+/* Every policy, or every operator policy, with the same rules. */
+int store_each_policy(store_reader *r, int (*fn)(const store_policy *, void *), void *ctx);
+int store_each_operator_policy(store_reader *r, int (*fn)(const store_policy *, void *),
+                               void *ctx);
 
 /* ---- start-up ----------------------------------------------------------------- */
 

@@ -2122,6 +2122,173 @@ START_TEST(test_acl_reopen)
 }
 END_TEST
 
+/* ---- policies and operator policies ------------------------------------------------------ */
+
+static int
+collect_policy(const store_policy *p, void *ctx)
+{
+    char vhost[32], name[32], pat[32], to[32], line[512], def[2 * 40 + 1] = "";
+    kv_short(vhost, p->vhost);
+    kv_short(name, p->name);
+    kv_short(pat, p->pattern);
+    kv_short(to, p->apply_to);
+    for (uint32_t i = 0; i < p->definition.len && i < 40; i++)
+        snprintf(def + 2 * i, 3, "%02x", p->definition.data[i]);
+    snprintf(line, sizeof line, "%s|%s|%s|%s|%lld|%s", vhost, name, pat, to,
+             (long long)p->priority, def);
+    seen_add(ctx, line);
+    return 0;
+}
+
+static kvseen
+policy_walk(store *s, bool op)
+{
+    kvseen seen = { .count = 0 };
+    seen.buf[0] = '\0';
+    store_reader *r;
+    ck_assert_int_eq(store_read_begin(s, &r), 0);
+    ck_assert_int_eq(op ? store_each_operator_policy(r, collect_policy, &seen)
+                        : store_each_policy(r, collect_policy, &seen), 0);
+    store_read_end(r);
+    return seen;
+}
+
+static void
+policy_expect(store *s, bool op, int count, const char *const *items)
+{
+    kvseen seen = policy_walk(s, op);
+    ck_assert_msg(seen.count == count, "%d records, not %d: %s", seen.count, count, seen.buf);
+    char padded[sizeof seen.buf + 2], item[512];
+    snprintf(padded, sizeof padded, ",%s,", seen.buf);
+    for (int i = 0; i < count; i++) {
+        snprintf(item, sizeof item, ",%s,", items[i]);
+        ck_assert_msg(strstr(padded, item) != NULL, "%s not in %s", items[i], seen.buf);
+    }
+}
+
+START_TEST(test_policy_records)
+{
+    long255_init();
+    store *s = open_store();
+    store_policy p1 = { B("/"), B("ttl"), B("^q\\."), B("queues"), 7, B("\x01\x02") };
+    store_policy p2 = { B("staging"), B("ttl"), B(".*"), B("all"), -3, B("") };
+    store_policy p3 = { B(long255), B(long255), B(""), B("exchanges"), INT64_MAX, B("\xff") };
+    /* ("ab", "c") and ("a", "bc"): the lengths keep them apart */
+    store_policy p4 = { B("ab"), B("c"), B("1"), B("all"), 0, B("") };
+    store_policy p5 = { B("a"), B("bc"), B("2"), B("all"), 0, B("") };
+    store_policy all[] = { p1, p2, p3, p4, p5 };
+    for (size_t i = 0; i < 5; i++)
+        store_put_policy(s, &all[i]);
+    /* an operator policy of the same vhost and name is another record */
+    store_policy o1 = { B("/"), B("ttl"), B(".*"), B("queues"), 0, B("\x03") };
+    store_put_operator_policy(s, &o1);
+    settle(s);
+    policy_expect(s, false, 5, (const char *const[]){
+        "/|ttl|^q\\.|queues|7|0102", "staging|ttl|.*|all|-3|", "long255|long255||exchanges|"
+        "9223372036854775807|ff", "ab|c|1|all|0|", "a|bc|2|all|0|" });
+    policy_expect(s, true, 1, (const char *const[]){ "/|ttl|.*|queues|0|03" });
+
+    /* a put of the same vhost and name replaces */
+    p1.priority = 1;
+    p1.apply_to = B("all");
+    p1.definition = B("");
+    store_put_policy(s, &p1);
+    store_del_policy(s, B("staging"), B("ttl"));
+    store_del_policy(s, B("a"), B("bc"));
+    store_del_policy(s, B("ttl"), B("/"));    /* swapped: no such record */
+    store_del_policy(s, B(long255), B(long255));
+    settle(s);
+    policy_expect(s, false, 2, (const char *const[]){ "/|ttl|^q\\.|all|1|", "ab|c|1|all|0|" });
+    policy_expect(s, true, 1, (const char *const[]){ "/|ttl|.*|queues|0|03" });
+    /* deleting the operator policy leaves the policy of that name */
+    store_del_operator_policy(s, B("/"), B("ttl"));
+    settle(s);
+    ck_assert_int_eq(policy_walk(s, true).count, 0);
+    ck_assert_int_eq(policy_walk(s, false).count, 2);
+    store_close(s);
+}
+END_TEST
+
+START_TEST(test_policy_reopen_and_keys)
+{
+    store_config cfg = { .dir = tmpdir, .sync = STORE_SYNC_ALWAYS };
+    store *s = open_cfg(&cfg);
+    store_policy p = { B("/"), B("p"), B("^a"), B("queues"), 2, B("\x01\x02\x03\x04") };
+    store_put_policy(s, &p);
+    store_put_operator_policy(s, &p);
+    store_close(s);
+    s = open_cfg(&cfg);
+    policy_expect(s, false, 1, (const char *const[]){ "/|p|^a|queues|2|01020304" });
+    policy_expect(s, true, 1, (const char *const[]){ "/|p|^a|queues|2|01020304" });
+    /* the keys: kind 8 or 9, then the hash of (vhost, name) */
+    uint8_t hk[16], want[16], k1[REC_META_KEY_LEN], k2[REC_META_KEY_LEN];
+    store_hash_key(s, hk);
+    static const uint8_t input[] = { 0, 0, 0, 1, '/', 0, 0, 0, 1, 'p' };
+    rec_sip h;
+    rec_sip_init(&h, hk);
+    rec_sip_update(&h, input, sizeof input);
+    rec_sip_final(&h, want);
+    rec_policy_key(REC_KIND_POLICY, hk, B("/"), B("p"), k1);
+    rec_policy_key(REC_KIND_OPERATOR_POLICY, hk, B("/"), B("p"), k2);
+    ck_assert_uint_eq(k1[0], 8);
+    ck_assert_uint_eq(k2[0], 9);
+    ck_assert_mem_eq(k1 + 1, want, 16);
+    ck_assert_mem_eq(k2 + 1, want, 16);
+    /* a record moved to the other kind's key is corrupt: skipped */
+    uint8_t v[256];
+    size_t n = rec_policy_size(&p);
+    rec_policy_encode(REC_POLICY, &p, v);
+    store_put_raw(s, REC_DB_META, k2, sizeof k2, v, n);
+    store_del_policy(s, B("/"), B("p"));
+    settle(s);
+    ck_assert_int_eq(policy_walk(s, false).count, 0);
+    ck_assert_int_eq(policy_walk(s, true).count, 0);
+    store_close(s);
+}
+END_TEST
+
+START_TEST(test_policy_fixtures)
+{
+    uint8_t v[256], enc[256];
+    size_t n = fixture("policy.bin", v, sizeof v);
+    ck_assert_uint_eq(n, 63);   /* FORMAT.md's worked example */
+    store_policy p;
+    ck_assert_int_eq(rec_policy_decode(REC_POLICY, v, n, &p), 0);
+    ck_assert(beq(p.vhost, "/"));
+    ck_assert(beq(p.name, "ttl"));
+    ck_assert(beq(p.pattern, "^q\\."));
+    ck_assert(beq(p.apply_to, "queues"));
+    ck_assert(p.priority == 7);
+    ck_assert_uint_eq(p.definition.len, 25);
+    ck_assert_uint_eq(rec_policy_size(&p), n);
+    rec_policy_encode(REC_POLICY, &p, enc);
+    ck_assert_mem_eq(enc, v, n);
+    /* the same bytes are not an operator policy */
+    ck_assert_int_eq(rec_policy_decode(REC_OPERATOR_POLICY, v, n, &p), STORE_ECORRUPT);
+
+    n = fixture("operator-policy.bin", v, sizeof v);
+    ck_assert_int_eq(rec_policy_decode(REC_OPERATOR_POLICY, v, n, &p), 0);
+    ck_assert(beq(p.name, "caps"));
+    ck_assert(beq(p.pattern, ".*"));
+    ck_assert(beq(p.apply_to, "all"));
+    ck_assert(p.priority == -1);
+    ck_assert_uint_eq(p.definition.len, 24);
+    rec_policy_encode(REC_OPERATOR_POLICY, &p, enc);
+    ck_assert_mem_eq(enc, v, n);
+    for (size_t cut = 0; cut < n; cut++) {
+        uint8_t *copy = malloc(cut ? cut : 1);
+        memcpy(copy, v, cut);
+        ck_assert_int_eq(rec_policy_decode(REC_OPERATOR_POLICY, copy, cut, &p), STORE_ECORRUPT);
+        free(copy);
+    }
+
+    n = fixture("policy-truncated.bin", v, sizeof v);
+    ck_assert_int_eq(rec_policy_decode(REC_POLICY, v, n, &p), STORE_ECORRUPT);
+    n = fixture("operator-policy-newer.bin", v, sizeof v);
+    ck_assert_int_eq(rec_policy_decode(REC_OPERATOR_POLICY, v, n, &p), STORE_EVERSION);
+}
+END_TEST
+
 START_TEST(test_acl_fixtures_valid)
 {
     uint8_t v[256], enc[256];
@@ -2398,6 +2565,9 @@ suite_store(void)
     tcase_add_test(tc, test_acl_fixtures_valid);
     tcase_add_test(tc, test_acl_fixtures_bad);
     tcase_add_test(tc, test_acl_corrupt_in_env);
+    tcase_add_test(tc, test_policy_records);
+    tcase_add_test(tc, test_policy_reopen_and_keys);
+    tcase_add_test(tc, test_policy_fixtures);
     tcase_add_test(tc, test_hashkey_persists);
     tcase_add_test(tc, test_open_errors);
     suite_add_tcase(s, tc);
