@@ -23,6 +23,8 @@
 
 /* direct reply-to (below, with basic.cancel) */
 #define REPLY_TO "amq.rabbitmq.reply-to"
+static map reply_channels;         /* token -> channel */
+static bool message_valid(channel *ch, message *m);
 static bool reply_consume(channel *ch, const amqp_basic_consume *a);
 static void reply_forget(channel *ch);
 static message *reply_rewrite(channel *ch, message *m);
@@ -756,6 +758,55 @@ channel_store_progress(channel *ch)
         channel_flush_confirms(ch);
 }
 
+/* What RabbitMQ refuses in a message's properties, with its words: an
+ * expiration that is not a non-negative integer, and CC or BCC headers
+ * that are not arrays. 406 on the channel. */
+static bool
+message_valid(channel *ch, message *m)
+{
+    amqp_basic_props bp;
+    amqp_pool_reset(&ch->conn->pool);
+    if (amqp_props_decode(m->prop_flags, m->props, m->props_len, &bp, &ch->conn->pool) != AMQP_OK)
+        return true;               /* the routing treats undecodable headers as none */
+    if (bp.flags & AMQP_BASIC_EXPIRATION) {
+        const char *why = NULL;
+        bool digits = bp.expiration.len > 0;
+        for (uint32_t i = 0; i < bp.expiration.len; i++)
+            digits &= bp.expiration.data[i] >= '0' && bp.expiration.data[i] <= '9';
+        char whybuf[300];
+        if (!digits) {
+            bool neg = bp.expiration.len > 1 && bp.expiration.data[0] == '-';
+            for (uint32_t i = 1; neg && i < bp.expiration.len; i++)
+                neg = bp.expiration.data[i] >= '0' && bp.expiration.data[i] <= '9';
+            if (neg) {
+                snprintf(whybuf, sizeof whybuf, "{value_negative,%.*s}",
+                         (int)bp.expiration.len, bp.expiration.data);
+                why = whybuf;
+            } else {
+                why = "no_integer";
+            }
+        }
+        if (why) {
+            channel_error(ch, AMQP_PRECONDITION_FAILED, ch->pub_method,
+                          "invalid expiration '" BYTES_FMT "': %s", BYTES_ARG(bp.expiration), why);
+            return false;
+        }
+    }
+    if (bp.flags & AMQP_BASIC_HEADERS) {
+        static const char *const names[] = { "CC", "BCC" };
+        for (int i = 0; i < 2; i++) {
+            const amqp_value *v = amqp_table_get(&bp.headers, names[i]);
+            if (!v || v->kind == 'A')
+                continue;
+            channel_error(ch, AMQP_PRECONDITION_FAILED, ch->pub_method,
+                          "invalid message: {unacceptable_type_in_header,\"%s\",%s}", names[i],
+                          v->kind == 'S' ? "longstr" : v->kind == 't' ? "bool" : "long");
+            return false;
+        }
+    }
+    return true;
+}
+
 /* Routes m from x into its queues, returning it to the publisher if it
  * was mandatory and reached none. Returns the store batch its confirm
  * must wait for, 0, or CONFIRM_NACK. */
@@ -794,6 +845,10 @@ channel_content_done(channel *ch)
 {
     message *m = ch->pending;
     ch->pending = NULL;
+    if ((m->prop_flags & (AMQP_BASIC_EXPIRATION | AMQP_BASIC_HEADERS)) && !message_valid(ch, m)) {
+        message_unref(&m);
+        return;
+    }
     bool topic_restricted;
     if (!write_permitted(ch, ch->pub_method, m->exchange, &topic_restricted)) {
         message_unref(&m);
@@ -1014,6 +1069,19 @@ queue_declare(channel *ch, const amqp_queue_declare *a)
     char genbuf[64];
     amqp_bytes name = a->queue;
     queue *q = NULL;
+    if (a->passive && has_prefix(name, REPLY_TO) &&
+        (name.len == sizeof REPLY_TO - 1 ||
+         (name.data[sizeof REPLY_TO - 1] == '.' &&
+          map_get(&reply_channels, name.data + sizeof REPLY_TO,
+                  name.len - (uint32_t)sizeof REPLY_TO)))) {
+        /* the direct reply-to pseudo-queue and the names it hands out */
+        if (!a->no_wait) {
+            amqp_method ok = { .id = AMQP_QUEUE_DECLARE_OK };
+            ok.a.queue_declare_ok.queue = name;
+            conn_reply(ch->conn, ch->id, &ok);
+        }
+        return;
+    }
     if (a->passive) {
         q = find_queue(ch, name, M);
         if (!q || !check_exclusive(ch, q, M))
@@ -1245,8 +1313,6 @@ basic_consume(channel *ch, const amqp_basic_consume *a)
  * is published to the default exchange with that routing key is handed
  * straight to the channel: an RPC reply needs no queue (RabbitMQ's
  * feature, same names and refusals). */
-
-static map reply_channels;         /* token -> channel */
 
 static bool
 reply_consume(channel *ch, const amqp_basic_consume *a)

@@ -500,6 +500,8 @@ queue_requeue(queue *q, message *m, uint64_t seq, uint32_t flags)
     q->mem_bytes += entry_cost(m);
     q->ready_bytes += m->body_size;
     ring_insert_ordered(q, &q->ready, (qentry){ m, seq, flags | QE_REDELIVERED });
+    /* back at the head, it may have expired while it was out */
+    queue_expire(q);
 }
 
 /* Reads the tail back while the ring runs low: from disk below the first

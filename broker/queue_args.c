@@ -88,7 +88,7 @@ queue_opts_parse(const amqp_table *args, amqp_bytes qname, amqp_bytes vhname, qu
                 return bad(err, cap, key, qname, vhname, what);
             }
             if (n > 255) {
-                snprintf(what, sizeof what, "{value_too_large,%lld,255}", (long long)n);
+                snprintf(what, sizeof what, "{max_value_exceeded,%lld}", (long long)n);
                 return bad(err, cap, key, qname, vhname, what);
             }
             out->max_priority = (uint8_t)n;
@@ -100,14 +100,12 @@ queue_opts_parse(const amqp_table *args, amqp_bytes qname, amqp_bytes vhname, qu
             for (int k = 0; is_string(v) && k < 3; k++) {
                 if (amqp_bytes_eq_cstr(v->v.bytes, modes[k])) {
                     out->overflow = (uint8_t)k;
+                    out->has_overflow = true;
                     ok = true;
                 }
             }
-            if (!ok) {
-                snprintf(what, sizeof what, "{invalid_value,<<\"%.*s\">>}",
-                         is_string(v) ? (int)v->v.bytes.len : 0, is_string(v) ? v->v.bytes.data : "");
-                return bad(err, cap, key, qname, vhname, what);
-            }
+            if (!ok)
+                return bad(err, cap, key, qname, vhname, "invalid_overflow");
             continue;
         } else if (strcmp(key, "x-dead-letter-exchange") == 0 ||
                    strcmp(key, "x-dead-letter-routing-key") == 0) {
@@ -155,5 +153,8 @@ queue_opts_parse(const amqp_table *args, amqp_bytes qname, amqp_bytes vhname, qu
         }
         *num = n;
     }
+    if (out->has_dlrk && !out->has_dlx)
+        return bad(err, cap, "x-dead-letter-routing-key", qname, vhname,
+                   "routing_key_but_no_dlx_defined");
     return NULL;
 }
