@@ -271,6 +271,8 @@ typedef struct exchange {
     stats st;
     uint32_t as_dest;              /* bindings that have this as destination */
     uint64_t route_mark;
+    struct delayed *delay;         /* x-delayed-message: its held messages
+                                    * (delayed.c); NULL for the other types */
 } exchange;
 
 /* ---- virtual hosts ------------------------------------------------------ */
@@ -322,6 +324,11 @@ uint64_t vhost_publish(vhost *vh, exchange *x, message *m, size_t *reached);
  * hears as basic.nack. */
 uint64_t vhost_publish_ex(vhost *vh, exchange *x, message *m, size_t *reached, bool *rejected);
 
+/* Routes m from x at once, even if x is a delayed exchange: how
+ * delayed.c releases a held message. As vhost_publish otherwise, but x's
+ * publish_in is not counted again. */
+uint64_t vhost_publish_released(vhost *vh, exchange *x, message *m, size_t *reached);
+
 /* Dead-letters m from q for reason (deadletter.c): republished to q's
  * dead-letter exchange with x-death headers, if q has one. m keeps the
  * caller's reference. */
@@ -329,6 +336,43 @@ enum dl_reason { DL_REJECTED, DL_EXPIRED, DL_MAXLEN };
 void queue_dead_letter(queue *q, message *m, enum dl_reason reason);
 /* The queues the last vhost_publish reached; valid until the next one. */
 const route_result *vhost_last_route(void);
+
+/* ---- delayed messages (delayed.c) --------------------------------------- */
+
+/* The x-delayed-message exchange type of RabbitMQ's delayed message
+ * plugin. Such an exchange routes by the type its x-delayed-type argument
+ * names (x->type is that type); a message published to it with a
+ * positive integer x-delay header is held that many milliseconds first. */
+#define DELAYED_TYPE "x-delayed-message"
+#define DELAYED_TYPE_ERROR "Invalid argument, 'x-delayed-type' must be an existing exchange type"
+
+/* The routing type an x-delayed-type argument names (direct, fanout,
+ * topic or headers); false if args has none or names anything else. The
+ * second takes the encoded table (with its length prefix). */
+bool delayed_type_arg(const amqp_table *args, enum route_type *out);
+bool delayed_type_of(const uint8_t *args, uint32_t args_len, enum route_type *out);
+/* The declared type's name: "x-delayed-message" or the routing type's. */
+const char *exchange_type_name(const exchange *x);
+/* Makes x (new, of its x-delayed-type) a delayed exchange. */
+void delayed_attach(exchange *x);
+/* Frees x's held messages and timer from memory only (the store keeps
+ * them: see delayed_store_queue). */
+void delayed_free(exchange *x);
+/* m's x-delay header in milliseconds; 0 if absent or not an integer. */
+int64_t delayed_header(const message *m);
+/* Holds m if x is delayed and m has a positive x-delay (takes a new
+ * reference) and returns true; *batch is the store batch its confirm
+ * waits for (0: none). False: route m now. */
+bool delayed_hold(exchange *x, message *m, uint64_t *batch);
+/* How many messages x holds. */
+size_t delayed_count(const exchange *x);
+/* The hidden durable queue that keeps x's persistent held messages in the
+ * store, or NULL if x has none yet; persist.c deletes it with x. */
+queue *delayed_store_queue(const exchange *x);
+/* After the store is replayed: gives each durable delayed exchange back
+ * its held messages (their timers restart; those already due go at
+ * once) and deletes hidden queues whose exchange is gone. */
+void delayed_recover(void);
 
 /* ---- the process --------------------------------------------------------- */
 

@@ -293,6 +293,7 @@ static const char *const queue_equiv_keys[] = {
     "x-queue-type", "x-queue-version", NULL,
 };
 static const char *const exchange_equiv_keys[] = { "alternate-exchange", NULL };
+static const char *const delayed_equiv_keys[] = { "alternate-exchange", "x-delayed-type", NULL };
 
 /* ---- lifetime ------------------------------------------------------------ */
 
@@ -815,11 +816,16 @@ publish_route(channel *ch, exchange *x, message *m, bool mandatory)
 {
     size_t reached;
     bool rejected = false;
+    /* a delayed exchange cannot know where a held message will go: like
+     * RabbitMQ's plugin it never returns one */
+    bool held = x->delay && delayed_header(m) > 0;
     uint64_t batch = vhost_publish_ex(ch->conn->vh, x, m, &reached, &rejected);
     if (rejected)
         batch = CONFIRM_NACK;
     ch->st.now.publish++;
     B.st.now.publish++;
+    if (held)
+        return batch;
     if (reached == 0) {
         if (mandatory) {
             ch->st.now.return_unroutable++;
@@ -925,7 +931,12 @@ exchange_declare(channel *ch, const amqp_exchange_declare *a)
     /* RabbitMQ's order: the type, the default exchange, then the reserved
      * prefix only when creating (an equivalent amq.* redeclare is fine). */
     enum route_type type;
-    if (!route_type_parse(a->type, &type)) {
+    bool delayed = amqp_bytes_eq_cstr(a->type, DELAYED_TYPE);
+    if (delayed && !delayed_type_arg(&a->arguments, &type)) {
+        channel_error(ch, AMQP_PRECONDITION_FAILED, M, DELAYED_TYPE_ERROR);
+        return;
+    }
+    if (!delayed && !route_type_parse(a->type, &type)) {
         channel_error(ch, AMQP_PRECONDITION_FAILED, M,
                       "invalid exchange type '" BYTES_FMT "' for exchange '" BYTES_FMT
                       "' in vhost '%.*s'", BYTES_ARG(a->type), BYTES_ARG(a->exchange),
@@ -944,10 +955,10 @@ exchange_declare(channel *ch, const amqp_exchange_declare *a)
     if (x) {
         const char *arg = NULL;
         char got[64], cur[64];
-        if (x->type != type) {
+        if ((x->delay != NULL) != delayed || (!delayed && x->type != type)) {
             arg = "type";
-            snprintf(got, sizeof got, "%s", route_type_name(type));
-            snprintf(cur, sizeof cur, "%s", route_type_name(x->type));
+            snprintf(got, sizeof got, "%s", delayed ? DELAYED_TYPE : route_type_name(type));
+            snprintf(cur, sizeof cur, "%s", exchange_type_name(x));
         } else if (x->durable != a->durable) {
             arg = "durable";
         } else if (x->auto_delete != a->auto_delete) {
@@ -968,8 +979,8 @@ exchange_declare(channel *ch, const amqp_exchange_declare *a)
                           BYTES_ARG(a->exchange), VHOST_ARG(ch), got, cur);
             return;
         }
-        if (!args_equivalent(ch, M, "exchange", x->name, x->args, x->args_len,
-                             &a->arguments, exchange_equiv_keys))
+        if (!args_equivalent(ch, M, "exchange", x->name, x->args, x->args_len, &a->arguments,
+                             delayed ? delayed_equiv_keys : exchange_equiv_keys))
             return;
     } else {
         if (has_prefix(a->exchange, "amq.")) {
@@ -980,6 +991,8 @@ exchange_declare(channel *ch, const amqp_exchange_declare *a)
         }
         x = vhost_exchange_add(vh, a->exchange, type, a->durable, a->auto_delete,
                                a->internal, args, alen);
+        if (delayed)
+            delayed_attach(x);
         persist_exchange(x, true);
     }
     if (!a->no_wait)

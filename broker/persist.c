@@ -248,6 +248,10 @@ done_cb(struct ev_loop *loop, ev_async *w, int revents)
 
 /* ---- entities ------------------------------------------------------------------ */
 
+/* An exchange record's type byte for x-delayed-message, past the routing
+ * types; its routing type is its x-delayed-type argument (FORMAT.md). */
+#define EXCHANGE_TYPE_DELAYED 16
+
 void
 persist_exchange(exchange *x, bool add)
 {
@@ -256,10 +260,15 @@ persist_exchange(exchange *x, bool add)
     if (!add) {
         store_del_exchange(B.store, sb(x->vh->name), sb(x->name));
         persist_definition_batch = store_batch_id(B.store);
+        /* a delayed exchange's held messages go with it */
+        queue *held = delayed_store_queue(x);
+        if (held)
+            persist_queue(held, false);
         return;
     }
     store_exchange r = {
-        .vhost = sb(x->vh->name), .name = sb(x->name), .type = (uint8_t)x->type,
+        .vhost = sb(x->vh->name), .name = sb(x->name),
+        .type = x->delay ? EXCHANGE_TYPE_DELAYED : (uint8_t)x->type,
         .flags = (uint8_t)((x->durable ? STORE_F_DURABLE : 0) |
                            (x->auto_delete ? STORE_F_AUTO_DELETE : 0) |
                            (x->internal ? STORE_F_INTERNAL : 0)),
@@ -482,6 +491,50 @@ persist_page_in(queue *q, size_t max, uint64_t limit)
     return p.n;
 }
 
+typedef struct load_ctx {
+    queue *q;
+    store_reader *r;
+    void (*fn)(message *m, uint64_t seq, void *ctx);
+    void *ctx;
+} load_ctx;
+
+static int
+load_one(const store_qentry *e, void *ctx)
+{
+    load_ctx *l = ctx;
+    store_message sm;
+    if (store_get_message(l->r, e->msg_id, &sm) != 0) {
+        log_error("queue '%.*s': entry %llu refers to message %llu that cannot be read; dropped",
+                  (int)l->q->name.len, l->q->name.data, (unsigned long long)e->seq,
+                  (unsigned long long)e->msg_id);
+        store_del_qentry(B.store, l->q->id, e->seq);
+        return 0;
+    }
+    message *m = message_new(ab(sm.exchange), ab(sm.routing_key), sm.prop_flags,
+                             sm.props.data, sm.props.len, sm.body.len);
+    if (!m)
+        abort();
+    B.next_message_id--;           /* message_new took an id this one does not use */
+    m->id = e->msg_id;
+    memcpy(m->body, sm.body.data, sm.body.len);
+    m->body_received = sm.body.len;
+    m->disk_refs = 1;
+    l->fn(m, e->seq, l->ctx);
+    message_unref(&m);
+    return 0;
+}
+
+void
+persist_load_entries(queue *q, void (*fn)(message *m, uint64_t seq, void *ctx), void *ctx)
+{
+    store_reader *r;
+    if (!B.store || store_read_begin(B.store, &r) != 0)
+        return;
+    load_ctx l = { q, r, fn, ctx };
+    store_each_qentry(r, q->id, 0, 0, load_one, &l);
+    store_read_end(r);
+}
+
 /* ---- start-up ------------------------------------------------------------------- */
 
 typedef struct recover_ctx {
@@ -495,15 +548,20 @@ recover_exchange(const store_exchange *r, void *ctx)
 {
     recover_ctx *rc = ctx;
     vhost *vh = broker_vhost(ab(r->vhost));
-    if (!vh || r->type > ROUTE_HEADERS) {
+    enum route_type type = (enum route_type)r->type;
+    bool delayed = r->type == EXCHANGE_TYPE_DELAYED;
+    if (!vh || (delayed ? !delayed_type_of(r->args.data, r->args.len, &type)
+                        : r->type > ROUTE_HEADERS)) {
         rc->skipped++;
         return 0;
     }
     if (vhost_exchange(vh, ab(r->name)))
         return 0;                  /* a predeclared one: never duplicated */
-    vhost_exchange_add(vh, ab(r->name), (enum route_type)r->type,
-                       r->flags & STORE_F_DURABLE, r->flags & STORE_F_AUTO_DELETE,
-                       r->flags & STORE_F_INTERNAL, r->args.data, r->args.len);
+    exchange *x = vhost_exchange_add(vh, ab(r->name), type,
+                                     r->flags & STORE_F_DURABLE, r->flags & STORE_F_AUTO_DELETE,
+                                     r->flags & STORE_F_INTERNAL, r->args.data, r->args.len);
+    if (delayed)
+        delayed_attach(x);
     rc->exchanges++;
     return 0;
 }
@@ -628,6 +686,7 @@ recover(char *err, size_t errlen)
         B.next_message_id = sc.max_msg;
     B.recovering = false;
     free(rc.live);
+    delayed_recover();
     log_info("recovered %zu exchanges, %zu queues, %zu bindings, %llu messages%s",
              rc.exchanges, rc.queues, rc.bindings, (unsigned long long)messages,
              rc.skipped ? " (some records skipped, see above)" : "");

@@ -42,6 +42,10 @@ void persist_drop_queue_entries(queue *q, bool whole);
 /* Reads up to max tail entries of q with seq < limit back into its ring;
  * returns how many. */
 size_t persist_page_in(queue *q, size_t max, uint64_t limit);
+/* Reads every entry of q with its message and calls fn for each, in seq
+ * order (delayed.c's recovery: the caller takes what it keeps; m is
+ * unreferenced after fn returns). */
+void persist_load_entries(queue *q, void (*fn)(message *m, uint64_t seq, void *ctx), void *ctx);
 
 /* The batch holding the definitions written by the method being handled
  * (0: none); conn_gate clears it before each method. */

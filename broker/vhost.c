@@ -58,6 +58,7 @@ vhost_new(const char *name)
 static void
 exchange_free(exchange *x)
 {
+    delayed_free(x);
     route_table_free(x->rt);
     free((char *)x->name.data);
     free((char *)x->alternate.data);
@@ -425,17 +426,13 @@ queue_refuses(const queue *q, const message *m)
             q->ready_bytes + m->body_size > (uint64_t)q->opts.max_length_bytes);
 }
 
-uint64_t
-vhost_publish_ex(vhost *vh, exchange *x, message *m, size_t *reached, bool *rejected)
+static uint64_t
+publish_routed(vhost *vh, exchange *x, message *m, size_t *reached, bool *rejected)
 {
-    *reached = 0;
-    if (depth == PUBLISH_DEPTH)
-        return 0;
     pub_scratch *ps = &scratch[depth++];
     route_result *r = &ps->r;
     vhost_route(vh, x, m, r);
     *reached = r->n;
-    x->st.now.publish_in++;
     if (r->n == 0) {
         depth--;
         return 0;
@@ -493,6 +490,30 @@ vhost_publish_ex(vhost *vh, exchange *x, message *m, size_t *reached, bool *reje
     message_unref(&stripped);
     depth--;
     return batch;
+}
+
+uint64_t
+vhost_publish_ex(vhost *vh, exchange *x, message *m, size_t *reached, bool *rejected)
+{
+    *reached = 0;
+    if (depth == PUBLISH_DEPTH)
+        return 0;
+    x->st.now.publish_in++;
+    uint64_t batch;
+    if (x->delay && delayed_hold(x, m, &batch)) {
+        scratch[depth].r.n = 0;    /* reached no queue yet: vhost_last_route says so */
+        return batch;
+    }
+    return publish_routed(vh, x, m, reached, rejected);
+}
+
+uint64_t
+vhost_publish_released(vhost *vh, exchange *x, message *m, size_t *reached)
+{
+    *reached = 0;
+    if (depth == PUBLISH_DEPTH)
+        return 0;
+    return publish_routed(vh, x, m, reached, NULL);
 }
 
 uint64_t

@@ -113,7 +113,7 @@ export_objects(const vhost *vh, bool with_vhost, json_t *queues, json_t *exchang
         json_object_set_new(o, "name", http_bytes_json(x->name));
         if (with_vhost)
             json_object_set_new(o, "vhost", http_bytes_json(vh->name));
-        json_object_set_new(o, "type", json_string(route_type_name(x->type)));
+        json_object_set_new(o, "type", json_string(exchange_type_name(x)));
         json_object_set_new(o, "durable", json_boolean(x->durable));
         json_object_set_new(o, "auto_delete", json_boolean(x->auto_delete));
         json_object_set_new(o, "internal", json_boolean(x->internal));

@@ -452,6 +452,7 @@ static const char *const queue_equiv_keys[] = {
     "x-queue-type", "x-queue-version", NULL,
 };
 static const char *const exchange_equiv_keys[] = { "alternate-exchange", NULL };
+static const char *const delayed_equiv_keys[] = { "alternate-exchange", "x-delayed-type", NULL };
 
 /* A boolean field of a body: absent means dflt; anything else but a
  * boolean (RabbitMQ's forms also accept "true"/"false") is an error. */
@@ -505,8 +506,9 @@ http_exchange_declare(vhost *vh, const auth_user *u, amqp_bytes name, const json
         body_bool(body, "auto_delete", false, &auto_delete, why, cap) < 0 ||
         body_bool(body, "internal", false, &internal, why, cap) < 0)
         return 400;
-    enum route_type type;
-    if (!route_type_parse(tname, &type)) {
+    enum route_type type = ROUTE_DIRECT;
+    bool delayed = amqp_bytes_eq_cstr(tname, DELAYED_TYPE);   /* its type: below, from its arguments */
+    if (!delayed && !route_type_parse(tname, &type)) {
         snprintf(why, cap, "invalid exchange type '" BYTES_FMT "' for exchange '" BYTES_FMT
                  "' in vhost '" BYTES_FMT "'", BYTES_ARG(tname), BYTES_ARG(name),
                  BYTES_ARG(vh->name));
@@ -531,14 +533,18 @@ http_exchange_declare(vhost *vh, const auth_user *u, amqp_bytes name, const json
     if (json_args_table(ja, &args, &pool, why, cap) < 0 ||
         http_json_args(ja, &pool, &raw, &alen, why, cap) < 0)
         goto out;
+    if (delayed && !delayed_type_arg(&args, &type)) {
+        snprintf(why, cap, DELAYED_TYPE_ERROR);
+        goto out;
+    }
     exchange *x = vhost_exchange(vh, name);
     if (x) {
         const char *arg = NULL;
         char got[32], cur[32];
-        if (x->type != type) {
+        if ((x->delay != NULL) != delayed || (!delayed && x->type != type)) {
             arg = "type";
-            snprintf(got, sizeof got, "%s", route_type_name(type));
-            snprintf(cur, sizeof cur, "%s", route_type_name(x->type));
+            snprintf(got, sizeof got, "%s", delayed ? DELAYED_TYPE : route_type_name(type));
+            snprintf(cur, sizeof cur, "%s", exchange_type_name(x));
         } else {
             bool g = false;
             if (x->durable != durable) { arg = "durable"; g = durable; }
@@ -554,7 +560,7 @@ http_exchange_declare(vhost *vh, const auth_user *u, amqp_bytes name, const json
             goto out;
         }
         if (!args_equivalent("exchange", vh, x->name, x->args, x->args_len, &args,
-                             exchange_equiv_keys, why, cap))
+                             delayed ? delayed_equiv_keys : exchange_equiv_keys, why, cap))
             goto out;
         status = 204;
     } else {
@@ -565,6 +571,8 @@ http_exchange_declare(vhost *vh, const auth_user *u, amqp_bytes name, const json
             goto out;
         }
         x = vhost_exchange_add(vh, name, type, durable, auto_delete, internal, raw, alen);
+        if (delayed)
+            delayed_attach(x);
         persist_exchange(x, true);
         status = 201;
     }
@@ -794,7 +802,7 @@ exchange_json(const exchange *x)
     json_t *o = json_object();
     json_object_set_new(o, "name", http_bytes_json(x->name));
     json_object_set_new(o, "vhost", http_bytes_json(x->vh->name));
-    json_object_set_new(o, "type", json_string(route_type_name(x->type)));
+    json_object_set_new(o, "type", json_string(exchange_type_name(x)));
     json_object_set_new(o, "durable", json_boolean(x->durable));
     json_object_set_new(o, "auto_delete", json_boolean(x->auto_delete));
     json_object_set_new(o, "internal", json_boolean(x->internal));
@@ -802,6 +810,8 @@ exchange_json(const exchange *x)
     json_object_set_new(o, "user_who_performed_action", json_string("rmq-internal"));
     json_object_set_new(o, "policy", json_null());
     json_object_set_new(o, "message_stats", http_message_stats(&x->st));
+    if (x->delay)                  /* the plugin's name for it */
+        json_object_set_new(o, "messages_delayed", json_integer((json_int_t)delayed_count(x)));
     return o;
 }
 
