@@ -758,6 +758,7 @@ auth_vhost_delete(const char *name, char *err, size_t cap)
     }
     drop_perms_where(&perms, NULL, name, false);
     drop_perms_where(&topic_perms, NULL, name, true);
+    policy_vhost_forget(vh);
     if (B.store) {
         store_del_vhost(B.store, sbs(name));
         persist_definition_batch = store_batch_id(B.store);

@@ -138,8 +138,9 @@ typedef struct consumer {
     uint64_t order;                /* when it came: the oldest is a single active consumer */
 } consumer;
 
-/* What a queue's x- arguments (and, later, policies) ask of it; -1 is
- * "not set" for the numbers. */
+/* What a queue's x- arguments, or its effective options (arguments
+ * combined with policies, policy.c), ask of it; -1 is "not set" for the
+ * numbers. */
 enum queue_overflow { QO_DROP_HEAD, QO_REJECT_PUBLISH, QO_REJECT_PUBLISH_DLX };
 
 typedef struct queue_opts {
@@ -148,6 +149,7 @@ typedef struct queue_opts {
     int64_t max_length;            /* x-max-length, ready messages */
     int64_t max_length_bytes;      /* x-max-length-bytes, ready body bytes */
     uint8_t overflow;              /* enum queue_overflow */
+    bool has_overflow;             /* overflow was given, not the default */
     uint8_t max_priority;          /* x-max-priority, 0 = not a priority queue */
     bool has_dlx, has_dlrk;
     amqp_bytes dlx, dlrk;          /* x-dead-letter-exchange / -routing-key, owned */
@@ -195,7 +197,8 @@ typedef struct queue {
     uint64_t route_mark;           /* dedup within one publish */
     bool dispatching;
     stats st;
-    queue_opts opts;
+    queue_opts opts;               /* effective: arguments and policies (queue_apply_policies) */
+    queue_opts arg_opts;           /* what the x- arguments alone ask */
     uint64_t ready_bytes;          /* body bytes of ready messages (x-max-length-bytes) */
     void *expiry;                  /* the TTL timer, allocated when needed (queue.c) */
 } queue;
@@ -267,6 +270,7 @@ typedef struct exchange {
     uint8_t *args;                 /* encoded arguments table, owned */
     uint32_t args_len;
     amqp_bytes alternate;          /* alternate-exchange argument, owned */
+    amqp_bytes policy_alternate;   /* alternate-exchange of its policy, owned */
     route_table *rt;
     stats st;
     uint32_t as_dest;              /* bindings that have this as destination */
@@ -275,7 +279,17 @@ typedef struct exchange {
                                     * (delayed.c); NULL for the other types */
 } exchange;
 
+/* The alternate exchange's name: the argument beats the policy, as in
+ * RabbitMQ; empty for none. */
+static inline amqp_bytes
+exchange_alternate(const exchange *x)
+{
+    return x->alternate.len ? x->alternate : x->policy_alternate;
+}
+
 /* ---- virtual hosts ------------------------------------------------------ */
+
+struct policy;
 
 typedef struct vhost {
     amqp_bytes name;               /* owned */
@@ -286,6 +300,7 @@ typedef struct vhost {
     int64_t max_connections;       /* vhost limits, -1 = none */
     int64_t max_queues;
     uint32_t connections;          /* open now */
+    struct policy *policies[2];    /* [0] policies, [1] operator policies; by name */
 } vhost;
 
 vhost *vhost_new(const char *name);
@@ -373,6 +388,68 @@ queue *delayed_store_queue(const exchange *x);
  * its held messages (their timers restart; those already due go at
  * once) and deletes hidden queues whose exchange is gone. */
 void delayed_recover(void);
+
+/* ---- policies (policy.c) ------------------------------------------------- */
+
+/* RabbitMQ's policies and operator policies: a regular expression on
+ * queue and exchange names, what they apply to, a priority, and a
+ * definition of options (message-ttl, max-length, alternate-exchange,
+ * ...). An object follows at most one policy and one operator policy of
+ * its vhost; changing either recomputes the options of every object of
+ * the vhost at once. */
+enum policy_apply { POLICY_ALL, POLICY_QUEUES, POLICY_CLASSIC_QUEUES, POLICY_EXCHANGES,
+                    POLICY_OTHER };
+
+typedef struct policy {
+    struct policy *next;
+    char *name;                    /* owned */
+    char *pattern;                 /* owned, as given */
+    char *apply_to;                /* owned, as given ("all", "queues", ...) */
+    enum policy_apply apply;
+    int64_t priority;
+    uint8_t *def;                  /* the definition: an encoded field table with its
+                                    * length prefix, owned */
+    uint32_t def_len;
+    void *re, *md;                 /* pcre2 code and match data, owned */
+} policy;
+
+enum { POLICY_USER = 0, POLICY_OPERATOR = 1 };
+
+/* Sets (creates or replaces) policy name of vh; which is POLICY_USER or
+ * POLICY_OPERATOR. def is an encoded field table with its length prefix
+ * (copied). Returns 1 created, 0 replaced, or -1 with RabbitMQ's 400
+ * reason in why ("Validation failed\n\n<what>\n"). Durable unless
+ * recovering. */
+int policy_set(vhost *vh, int which, const char *name, const char *pattern,
+               const char *apply_to, int64_t priority, const uint8_t *def, uint32_t def_len,
+               char *why, size_t cap);
+/* Deletes it; 0, or -1 if there is none. */
+int policy_clear(vhost *vh, int which, const char *name);
+/* Borrowed from vh, valid until the next policy_set/clear of vh. */
+const policy *policy_find(const vhost *vh, int which, const char *name);
+/* The policy of which kind that applies to the named queue or exchange:
+ * the highest priority among those matching (ties: the name that sorts
+ * first); NULL if none. Borrowed as above. */
+const policy *policy_for(const vhost *vh, int which, enum dest_kind kind, amqp_bytes name);
+/* The effective definition of an object following p and op (either may be
+ * NULL), into out from pool: p's keys, then op's; a key in both takes the
+ * lower number, as RabbitMQ merges operator policies. */
+void policy_effective(const policy *p, const policy *op, amqp_table *out, amqp_pool *pool);
+/* Recomputes q->opts from q->arg_opts and the policies of its vhost. The
+ * arguments beat the policy for dead-letter-exchange, -routing-key and
+ * overflow; for message-ttl, expires, max-length(-bytes) and
+ * consumer-timeout the lower value wins (RabbitMQ's rules). */
+void queue_apply_policies(queue *q);
+/* Sets x->policy_alternate from the policies of its vhost. */
+void exchange_apply_policies(exchange *x);
+/* Frees the policies of vh (vhost_free); the store keeps them. */
+void policy_vhost_free(vhost *vh);
+/* Deletes the stored policies of vh, which is being deleted. */
+void policy_vhost_forget(vhost *vh);
+struct store_reader;
+/* Reads every stored policy into its vhost (after the vhosts, before the
+ * queues and exchanges). 0, or -1 with err for a store it cannot read. */
+int policy_recover(struct store_reader *r, char *err, size_t cap);
 
 /* ---- the process --------------------------------------------------------- */
 

@@ -647,6 +647,12 @@ recover(char *err, size_t errlen)
         B.recovering = false;
         return -1;
     }
+    /* policies next, so queues and exchanges take theirs as they come */
+    if (policy_recover(r, err, errlen) != 0) {
+        store_read_end(r);
+        B.recovering = false;
+        return -1;
+    }
     e = store_each_exchange(r, recover_exchange, &rc);
     if (!e)
         e = store_each_queue(r, recover_queue, &rc);

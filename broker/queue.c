@@ -242,8 +242,13 @@ unused_cb(struct ev_loop *loop, ev_timer *w, int revents)
 void
 queue_touch(queue *q)
 {
-    if (q->opts.expires <= 0 || q->deleted)
+    if (q->deleted)
         return;
+    if (q->opts.expires <= 0) {
+        if (q->expiry)             /* a policy's expires was lifted */
+            ev_timer_stop(B.loop, &((expiry_timer *)q->expiry)->unused);
+        return;
+    }
     expiry_timer *x = timers_of(q);
     ev_timer_stop(B.loop, &x->unused);
     if (q->nconsumers)
@@ -311,10 +316,11 @@ queue_new(vhost *vh, amqp_bytes name, bool durable, bool exclusive,
     size_t off = 0;
     char err[256];
     if (!args_len || amqp_table_decode(args, args_len, &off, &t, &pool) == AMQP_OK)
-        queue_opts_parse(args_len ? &t : NULL, name, vh->name, &q->opts, err, sizeof err);
+        queue_opts_parse(args_len ? &t : NULL, name, vh->name, &q->arg_opts, err, sizeof err);
     else
-        queue_opts_parse(NULL, name, vh->name, &q->opts, err, sizeof err);
+        queue_opts_parse(NULL, name, vh->name, &q->arg_opts, err, sizeof err);
     amqp_pool_free(&pool);
+    queue_apply_policies(q);
     queue_touch(q);
     return q;
 }
@@ -333,6 +339,7 @@ queue_unref(queue *q)
     free((char *)q->name.data);
     free(q->args);
     queue_opts_free(&q->opts);
+    queue_opts_free(&q->arg_opts);
     queue_expiry_free(q);
     free(q);
 }

@@ -62,6 +62,7 @@ exchange_free(exchange *x)
     route_table_free(x->rt);
     free((char *)x->name.data);
     free((char *)x->alternate.data);
+    free((char *)x->policy_alternate.data);
     free(x->args);
     free(x);
 }
@@ -78,6 +79,7 @@ vhost_free(vhost *vh)
         exchange_free(it.e->value);
     map_free(&vh->queues);
     map_free(&vh->exchanges);
+    policy_vhost_free(vh);
     free((char *)vh->name.data);
     free(vh->description);
     free(vh->tags);
@@ -130,6 +132,7 @@ vhost_exchange_add(vhost *vh, amqp_bytes name, enum route_type type,
         }
         amqp_pool_free(&pool);
     }
+    exchange_apply_policies(x);
     map_put(&vh->exchanges, x->name.data, x->name.len, x);
     return x;
 }
@@ -324,8 +327,8 @@ route_exchange(route_walk *w, exchange *x)
         }
         route_match(x->rt, w->key, h, route_emit, w);
     }
-    if (w->out->n == before && x->alternate.len) {
-        exchange *ae = vhost_exchange(w->vh, x->alternate);
+    if (w->out->n == before && exchange_alternate(x).len) {
+        exchange *ae = vhost_exchange(w->vh, exchange_alternate(x));
         if (ae && ae->route_mark != w->gen)
             route_exchange(w, ae);
     }

@@ -63,4 +63,13 @@ int http_user_put(const char *name, const json_t *body, char *why, size_t cap);
 int http_vhost_put(const char *name, const json_t *body, const auth_user *creator, char *why,
                    size_t cap);
 
+/* A policy as /api/policies and the definitions show it: vhost, name,
+ * pattern, apply-to, definition, priority. */
+json_t *http_policy_json(const vhost *vh, const policy *p);
+/* Sets policy name (which: POLICY_USER or POLICY_OPERATOR) of vh from
+ * RabbitMQ's body {"pattern", "definition", "priority", "apply-to"}:
+ * 201, 204 or 400 with RabbitMQ's "Validation failed" reason in why. */
+int http_policy_put(vhost *vh, int which, const char *name, const json_t *body, char *why,
+                    size_t cap);
+
 #endif

@@ -6,9 +6,11 @@
  *
  * Who may: reading vhosts and vhost limits needs management and shows
  * only the vhosts the user may see; everything else here (users,
- * permissions, changes) needs administrator, as in RabbitMQ. Policies and
- * runtime parameters are not implemented yet: their lists are empty and
- * a change is answered 501 (docs/management.md).
+ * permissions, changes) needs administrator, as in RabbitMQ. Policies
+ * need policymaker and access to their vhost, operator policies
+ * administrator (broker/policy.c applies them). Runtime parameters are
+ * not implemented yet: their lists are empty and a change is answered
+ * 501 (docs/management.md).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -791,7 +793,158 @@ hash_password(http_req *rq, http_resp *rs)
     http_json(rs, 200, json_pack("{s:s}", "ok", b64));
 }
 
-/* ---- policies and parameters: not yet --------------------------------------------------- */
+/* ---- policies and operator policies ---------------------------------------------------- */
+
+json_t *
+http_policy_json(const vhost *vh, const policy *p)
+{
+    json_t *o = json_object();
+    json_object_set_new(o, "vhost", http_bytes_json(vh->name));
+    json_object_set_new(o, "name", http_bytes_json(amqp_cstr(p->name)));
+    json_object_set_new(o, "pattern", http_bytes_json(amqp_cstr(p->pattern)));
+    json_object_set_new(o, "apply-to", http_bytes_json(amqp_cstr(p->apply_to)));
+    json_object_set_new(o, "definition", http_args_json(p->def, p->def_len));
+    json_object_set_new(o, "priority", json_integer(p->priority));
+    return o;
+}
+
+int
+http_policy_put(vhost *vh, int which, const char *name, const json_t *body, char *why,
+                size_t cap)
+{
+    const json_t *pat = json_object_get(body, "pattern");
+    const json_t *def = json_object_get(body, "definition");
+    const json_t *pri = json_object_get(body, "priority");
+    const json_t *to = json_object_get(body, "apply-to");
+    long long priority = 0;
+    char *end = NULL;
+    if (!json_is_string(pat)) {
+        snprintf(why, cap, "Validation failed\n\npattern not specified\n");
+        return 400;
+    }
+    if (!json_is_object(def)) {
+        snprintf(why, cap, "Validation failed\n\ndefinition must be a JSON object\n");
+        return 400;
+    }
+    if (json_is_integer(pri)) {
+        priority = json_integer_value(pri);
+    } else if (json_is_string(pri) && json_string_length(pri)) {
+        priority = strtoll(json_string_value(pri), &end, 10);
+        if (*end) {
+            snprintf(why, cap, "Validation failed\n\npriority should be a number, actually was "
+                     "<<\"%.100s\">>\n", json_string_value(pri));
+            return 400;
+        }
+    } else if (pri && !json_is_null(pri)) {
+        snprintf(why, cap, "Validation failed\n\npriority should be a number\n");
+        return 400;
+    }
+    if (to && !json_is_null(to) && !json_is_string(to)) {
+        snprintf(why, cap, "Validation failed\n\napply-to should be a string\n");
+        return 400;
+    }
+    amqp_pool pool = { 0 };
+    uint8_t *raw;
+    uint32_t len;
+    char aw[300];
+    int rc;
+    if (http_json_args(def, &pool, &raw, &len, aw, sizeof aw) < 0) {
+        snprintf(why, cap, "Validation failed\n\n%s\n", aw);
+        rc = -1;
+    } else {
+        rc = policy_set(vh, which, name, json_string_value(pat),
+                        json_is_string(to) ? json_string_value(to) : "all", priority, raw, len,
+                        why, cap);
+    }
+    amqp_pool_free(&pool);
+    return rc < 0 ? 400 : rc ? 201 : 204;
+}
+
+/* Policymakers manage the policies of the vhosts they have access to,
+ * administrators those of every vhost (RabbitMQ's rule). */
+static bool
+may_manage(const http_req *rq, const vhost *vh)
+{
+    return (rq->tags & HTTP_TAG_ADMINISTRATOR) || (rq->user && auth_vhost_access(rq->user, vh));
+}
+
+static vhost *
+policy_vhost(http_req *rq, http_resp *rs)
+{
+    vhost *vh = http_vhost_arg(rq, rs, rq->args[0]);
+    if (vh && !may_manage(rq, vh)) {
+        http_error(rs, 401, "not_authorised", "User not authorised to access virtual host");
+        return NULL;
+    }
+    return vh;
+}
+
+static void
+policies_list(http_req *rq, http_resp *rs, int which)
+{
+    vhost *only = NULL;
+    if (rq->nargs >= 1 && !(only = policy_vhost(rq, rs)))
+        return;
+    json_t *a = json_array();
+    for (map_iter it = map_first(&B.vhosts); it.e; map_next(&B.vhosts, &it)) {
+        vhost *vh = it.e->value;
+        if ((only && vh != only) || !may_manage(rq, vh))
+            continue;
+        for (const policy *p = vh->policies[which]; p; p = p->next)
+            json_array_append_new(a, http_policy_json(vh, p));
+    }
+    http_list(rq, rs, a);
+}
+
+static void
+policy_get(http_req *rq, http_resp *rs, int which)
+{
+    vhost *vh = policy_vhost(rq, rs);
+    if (!vh)
+        return;
+    const policy *p = policy_find(vh, which, rq->args[1]);
+    if (!p)
+        not_found(rs);
+    else
+        http_json(rs, 200, http_policy_json(vh, p));
+}
+
+static void
+policy_put(http_req *rq, http_resp *rs, int which)
+{
+    vhost *vh = policy_vhost(rq, rs);
+    if (!vh)
+        return;
+    json_t *body = http_body_json(rq, rs);
+    if (!body)
+        return;
+    char why[800];
+    answer(rs, http_policy_put(vh, which, rq->args[1], body, why, sizeof why), why);
+    json_decref(body);
+}
+
+static void
+policy_delete(http_req *rq, http_resp *rs, int which)
+{
+    vhost *vh = policy_vhost(rq, rs);
+    if (!vh)
+        return;
+    if (policy_clear(vh, which, rq->args[1]) < 0)
+        not_found(rs);
+    else
+        http_no_content(rs);
+}
+
+#define BOTH(fn) \
+    static void fn##_user(http_req *rq, http_resp *rs) { fn(rq, rs, POLICY_USER); } \
+    static void fn##_operator(http_req *rq, http_resp *rs) { fn(rq, rs, POLICY_OPERATOR); }
+BOTH(policies_list)
+BOTH(policy_get)
+BOTH(policy_put)
+BOTH(policy_delete)
+#undef BOTH
+
+/* ---- runtime parameters: not yet ---------------------------------------------------------- */
 
 static void
 empty_list(http_req *rq, http_resp *rs)
@@ -810,8 +963,7 @@ static void
 not_implemented(http_req *rq, http_resp *rs)
 {
     (void)rq;
-    http_error(rs, 501, "not_implemented",
-               "Coney does not support policies or runtime parameters yet");
+    http_error(rs, 501, "not_implemented", "Coney does not support runtime parameters yet");
 }
 
 /* ---- the routes ----------------------------------------------------------------------------- */
@@ -856,16 +1008,16 @@ const http_route http_routes_access[] = {
 
     { "GET", "/api/auth/hash_password/{password}", hash_password, M },
 
-    { "GET", "/api/policies", empty_list, P },
-    { "GET", "/api/policies/{vhost}", empty_list, P },
-    { "GET", "/api/policies/{vhost}/{name}", no_such_item, P },
-    { "PUT", "/api/policies/{vhost}/{name}", not_implemented, P },
-    { "DELETE", "/api/policies/{vhost}/{name}", no_such_item, P },
-    { "GET", "/api/operator-policies", empty_list, A },
-    { "GET", "/api/operator-policies/{vhost}", empty_list, A },
-    { "GET", "/api/operator-policies/{vhost}/{name}", no_such_item, A },
-    { "PUT", "/api/operator-policies/{vhost}/{name}", not_implemented, A },
-    { "DELETE", "/api/operator-policies/{vhost}/{name}", no_such_item, A },
+    { "GET", "/api/policies", policies_list_user, P },
+    { "GET", "/api/policies/{vhost}", policies_list_user, P },
+    { "GET", "/api/policies/{vhost}/{name}", policy_get_user, P },
+    { "PUT", "/api/policies/{vhost}/{name}", policy_put_user, P },
+    { "DELETE", "/api/policies/{vhost}/{name}", policy_delete_user, P },
+    { "GET", "/api/operator-policies", policies_list_operator, A },
+    { "GET", "/api/operator-policies/{vhost}", policies_list_operator, A },
+    { "GET", "/api/operator-policies/{vhost}/{name}", policy_get_operator, A },
+    { "PUT", "/api/operator-policies/{vhost}/{name}", policy_put_operator, A },
+    { "DELETE", "/api/operator-policies/{vhost}/{name}", policy_delete_operator, A },
     { "GET", "/api/parameters", empty_list, P },
     { "GET", "/api/parameters/{component}", empty_list, P },
     { "GET", "/api/parameters/{component}/{vhost}", empty_list, P },

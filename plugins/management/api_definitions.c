@@ -13,8 +13,10 @@
  * by one. It merges as RabbitMQ's does: an object that exists already is
  * kept as it is (an inequivalent one is logged and skipped), and the
  * first real error stops the import with a 400 naming it; what came
- * before stays. Sections Coney does not implement (policies, runtime
- * parameters other than vhost limits) are skipped with a log line.
+ * before stays; a policy of the same name is replaced, as RabbitMQ
+ * does. Sections Coney does not implement (runtime parameters other than
+ * vhost limits, operator policies, which RabbitMQ does not export
+ * either) are skipped with a log line.
  */
 #include <stdio.h>
 #include <string.h>
@@ -179,7 +181,19 @@ definitions_get(http_req *rq, http_resp *rs)
     } else {
         json_object_set_new(o, "parameters", json_array());
     }
-    json_object_set_new(o, "policies", json_array());
+    json_t *policies = json_array();
+    for (map_iter it = map_first(&B.vhosts); it.e; map_next(&B.vhosts, &it)) {
+        vhost *vh = it.e->value;
+        if (only && vh != only)
+            continue;
+        for (const policy *p = vh->policies[POLICY_USER]; p; p = p->next) {
+            json_t *j = http_policy_json(vh, p);
+            if (only)              /* a vhost's export names no vhost, as RabbitMQ's */
+                json_object_del(j, "vhost");
+            json_array_append_new(policies, j);
+        }
+    }
+    json_object_set_new(o, "policies", policies);
     for (map_iter it = map_first(&B.vhosts); it.e; map_next(&B.vhosts, &it))
         if (!only || it.e->value == only)
             export_objects(it.e->value, !only, queues, exchanges, bindings);
@@ -452,6 +466,28 @@ import_queues(const json_t *doc, import_ctx *c)
 }
 
 static bool
+import_policies(const json_t *doc, import_ctx *c)
+{
+    const json_t *a;
+    if (!section(doc, "policies", &a, c))
+        return false;
+    if (!a)
+        return true;
+    static const char *const f[] = { "name", "pattern", NULL };
+    size_t i;
+    json_t *p;
+    json_array_foreach(a, i, p) {
+        if (!item_ok(p, "policies", f, c))
+            return false;
+        vhost *vh = item_vhost(p, "policy", c);
+        if (!vh || http_policy_put(vh, POLICY_USER, str_field(p, "name"), p, c->why,
+                                   sizeof c->why) >= 400)
+            return false;
+    }
+    return true;
+}
+
+static bool
 import_bindings(const json_t *doc, import_ctx *c)
 {
     const json_t *a;
@@ -512,9 +548,6 @@ definitions_post(http_req *rq, http_resp *rs)
         if (!*k)
             log_warning("definitions: skipping unknown section '%s'", key);
     }
-    const json_t *pol = json_object_get(doc, "policies");
-    if (json_is_array(pol) && json_array_size(pol))
-        log_warning("definitions: skipping %zu policies (not supported yet)", json_array_size(pol));
     const json_t *gp = json_object_get(doc, "global_parameters");
     if (json_is_array(gp) && json_array_size(gp))
         log_info("definitions: skipping %zu global parameters", json_array_size(gp));
@@ -523,8 +556,8 @@ definitions_post(http_req *rq, http_resp *rs)
         ok = import_users(doc, &c) && import_vhosts(doc, &c) &&
              import_permissions(doc, &c, false) && import_permissions(doc, &c, true);
     }
-    ok = ok && import_parameters(doc, &c) && import_exchanges(doc, &c) &&
-         import_queues(doc, &c) && import_bindings(doc, &c);
+    ok = ok && import_parameters(doc, &c) && import_policies(doc, &c) &&
+         import_exchanges(doc, &c) && import_queues(doc, &c) && import_bindings(doc, &c);
     json_decref(doc);
     if (!ok) {
         log_warning("definitions: import stopped: %s", c.why);

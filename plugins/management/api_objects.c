@@ -808,11 +808,38 @@ exchange_json(const exchange *x)
     json_object_set_new(o, "internal", json_boolean(x->internal));
     json_object_set_new(o, "arguments", http_args_json(x->args, x->args_len));
     json_object_set_new(o, "user_who_performed_action", json_string("rmq-internal"));
-    json_object_set_new(o, "policy", json_null());
+    const policy *p = policy_for(x->vh, POLICY_USER, DEST_EXCHANGE, x->name);
+    json_object_set_new(o, "policy", p ? json_string(p->name) : json_null());
     json_object_set_new(o, "message_stats", http_message_stats(&x->st));
     if (x->delay)                  /* the plugin's name for it */
         json_object_set_new(o, "messages_delayed", json_integer((json_int_t)delayed_count(x)));
     return o;
+}
+
+/* policy, operator_policy and effective_policy_definition (the two
+ * definitions merged as they apply) of a queue. */
+static void
+policy_fields(json_t *o, const queue *q)
+{
+    const policy *p = policy_for(q->vh, POLICY_USER, DEST_QUEUE, q->name);
+    const policy *op = policy_for(q->vh, POLICY_OPERATOR, DEST_QUEUE, q->name);
+    json_object_set_new(o, "policy", p ? json_string(p->name) : json_null());
+    json_object_set_new(o, "operator_policy", op ? json_string(op->name) : json_null());
+    json_t *def = json_object();
+    if (p || op) {
+        amqp_pool pool = { 0 };
+        amqp_table t;
+        policy_effective(p, op, &t, &pool);
+        size_t n = amqp_table_size(&t);
+        uint8_t *raw = amqp_pool_alloc(&pool, n);
+        if (!raw)
+            abort();
+        amqp_table_encode(&t, raw);
+        json_decref(def);
+        def = http_args_json(raw, (uint32_t)n);
+        amqp_pool_free(&pool);
+    }
+    json_object_set_new(o, "effective_policy_definition", def);
 }
 
 static json_t *
@@ -829,9 +856,7 @@ queue_json(const queue *q)
     json_object_set_new(o, "arguments", http_args_json(q->args, q->args_len));
     json_object_set_new(o, "node", json_string(http_node_name()));
     json_object_set_new(o, "state", json_string("running"));
-    json_object_set_new(o, "policy", json_null());
-    json_object_set_new(o, "operator_policy", json_null());
-    json_object_set_new(o, "effective_policy_definition", json_object());
+    policy_fields(o, q);
     json_object_set_new(o, "exclusive_consumer_tag",
                         q->nconsumers && q->consumers->exclusive
                             ? http_bytes_json(q->consumers->tag) : json_null());
