@@ -42,6 +42,7 @@ typedef struct args {
     int n;
     bool durable, auto_delete;
     const char *ackmode;
+    const char *priority, *apply_to;   /* --priority N, --apply-to X (policies) */
 } args;
 
 static void usage(FILE *out);
@@ -1107,6 +1108,91 @@ c_hash_password(const args *a)
     return 0;
 }
 
+/* ---- policies and operator policies ------------------------------------------------ */
+
+static const char *const policy_fields[] = { "vhost", "name", "pattern", "apply-to",
+                                             "definition", "priority", NULL };
+#define POLICY_HEADER "vhost\tname\tpattern\tapply-to\tdefinition\tpriority"
+
+/* set_policy / set_operator_policy [-p VHOST] [--priority N] [--apply-to X]
+ * NAME PATTERN DEFINITION, DEFINITION a JSON object */
+static int
+set_policy(const args *a, const char *kind)
+{
+    json_error_t e;
+    json_t *def = json_loads(a->v[2], JSON_DECODE_ANY, &e);
+    if (!json_is_object(def)) {
+        json_decref(def);
+        usage_error("the definition must be a JSON object, not %s", a->v[2]);
+    }
+    char *end = NULL;
+    long long prio = a->priority ? strtoll(a->priority, &end, 10) : 0;
+    if (a->priority && (!*a->priority || *end)) {
+        json_decref(def);
+        usage_error("--priority takes an integer, not %s", a->priority);
+    }
+    json_t *b = json_pack("{s:s, s:o, s:I, s:s}", "pattern", a->v[1], "definition", def,
+                          "priority", (json_int_t)prio, "apply-to",
+                          a->apply_to ? a->apply_to : "all");
+    change("PUT", P(kind, a->vhost, a->v[0]), b, a->vhost, NULL, NULL);
+    json_decref(b);
+    return 0;
+}
+
+static int
+clear_policy(const args *a, const char *kind, const char *what)
+{
+    int st;
+    json_t *j = call("DELETE", P(kind, a->vhost, a->v[0]), NULL, &st);
+    if (st == 404) {
+        json_decref(j);
+        need_vhost(a->vhost);
+        refuse("%s '%s' not found in vhost '%s'", what, a->v[0], a->vhost);
+    }
+    if (!ok(st))
+        refuse_answer(j, st);
+    json_decref(j);
+    return 0;
+}
+
+static int
+c_set_policy(const args *a)
+{
+    return set_policy(a, "/api/policies/{}/{}");
+}
+
+static int
+c_clear_policy(const args *a)
+{
+    return clear_policy(a, "/api/policies/{}/{}", "policy");
+}
+
+static int
+c_list_policies(const args *a)
+{
+    return listing(P("/api/policies/{}", a->vhost), NULL,
+                   fmt("no such vhost: '%s'%s", a->vhost, NULL), POLICY_HEADER, policy_fields);
+}
+
+static int
+c_set_operator_policy(const args *a)
+{
+    return set_policy(a, "/api/operator-policies/{}/{}");
+}
+
+static int
+c_clear_operator_policy(const args *a)
+{
+    return clear_policy(a, "/api/operator-policies/{}/{}", "operator policy");
+}
+
+static int
+c_list_operator_policies(const args *a)
+{
+    return listing(P("/api/operator-policies/{}", a->vhost), NULL,
+                   fmt("no such vhost: '%s'%s", a->vhost, NULL), POLICY_HEADER, policy_fields);
+}
+
 /* ---- the commands --------------------------------------------------------------------- */
 
 enum {
@@ -1114,6 +1200,7 @@ enum {
     OPT_AUTO_DELETE = 2,           /* --auto-delete */
     OPT_ACKMODE = 4,               /* --ackmode MODE */
     OFFLINE = 8,                   /* needs no broker */
+    OPT_POLICY = 16,               /* --priority N, --apply-to X */
 };
 
 typedef struct command {
@@ -1149,6 +1236,12 @@ static const command commands[] = {
     { "clear_vhost_limits", 0, 0, 0, c_clear_vhost_limits },
     { "set_user_limits", 2, 2, 0, c_set_user_limits },
     { "clear_user_limits", 2, 2, 0, c_clear_user_limits },
+    { "set_policy", 3, 3, OPT_POLICY, c_set_policy },
+    { "clear_policy", 1, 1, 0, c_clear_policy },
+    { "list_policies", 0, 0, 0, c_list_policies },
+    { "set_operator_policy", 3, 3, OPT_POLICY, c_set_operator_policy },
+    { "clear_operator_policy", 1, 1, 0, c_clear_operator_policy },
+    { "list_operator_policies", 0, 0, 0, c_list_operator_policies },
     { "list_queues", 0, 0, 0, c_list_queues },
     { "list_exchanges", 0, 0, 0, c_list_exchanges },
     { "list_bindings", 0, 0, 0, c_list_bindings },
@@ -1200,6 +1293,10 @@ usage(FILE *out)
         "         clear_vhost_limits [-p VHOST]\n"
         "         set_user_limits USER '{\"max-connections\": N, \"max-channels\": N}'\n"
         "         clear_user_limits USER LIMIT|all\n"
+        "Policies: set_policy [-p VHOST] [--priority N] [--apply-to all|queues|exchanges]\n"
+        "             NAME PATTERN DEFINITION   (DEFINITION: JSON, '{\"max-length\": 10}')\n"
+        "         clear_policy [-p VHOST] NAME   list_policies [-p VHOST]\n"
+        "         set_operator_policy, clear_operator_policy, list_operator_policies: the same\n"
         "Objects: list_queues [-p VHOST]   list_exchanges [-p VHOST]   list_bindings [-p VHOST]\n"
         "         declare_queue [-p VHOST] NAME [--durable] [--auto-delete]\n"
         "         declare_exchange [-p VHOST] NAME TYPE [--durable] [--auto-delete]\n"
@@ -1354,6 +1451,10 @@ main(int argc, char **argv)
             a.auto_delete = true;
         else if (strcmp(o, "--ackmode") == 0 && has && (cmd->opts & OPT_ACKMODE))
             a.ackmode = argv[++i];
+        else if (strcmp(o, "--priority") == 0 && has && (cmd->opts & OPT_POLICY))
+            a.priority = argv[++i];
+        else if (strcmp(o, "--apply-to") == 0 && has && (cmd->opts & OPT_POLICY))
+            a.apply_to = argv[++i];
         else if (o[1] == '-') {
             free(pos);
             usage_error("%s does not take %s", cmd->name, o);
