@@ -1,15 +1,22 @@
-/* Broker settings: embedded defaults, then the config file (RabbitMQ's
- * `key = value` format and key names), then command-line flags. */
+/*
+ * Broker settings: embedded defaults, then the config file (RabbitMQ's
+ * `key = value` format and key names), then CONEY_* environment
+ * variables, then command-line flags. Every key is a row of one table in
+ * config.c (name, default, how to parse it, what it means); the parser,
+ * the environment mapping, `coney --config-keys`, coney.conf.example and
+ * docs/configuration.md all follow that table.
+ */
 #ifndef CONEY_BROKER_CONFIG_H
 #define CONEY_BROKER_CONFIG_H
 
 #include <stdbool.h>
+#include <stdio.h>
 #include <stdint.h>
 
 typedef struct config {
     char bind_addr[64];            /* "0.0.0.0" unless listeners.tcp.* names one */
     int port;                      /* listeners.tcp.default, 5672 */
-    char data_dir[512];            /* ./data */
+    char data_dir[512];            /* coney.data_dir, ./data */
     uint16_t heartbeat;            /* heartbeat, seconds, 60 */
     uint32_t frame_max;            /* frame_max, 131072 */
     uint16_t channel_max;          /* channel_max, 2047 */
@@ -19,9 +26,17 @@ typedef struct config {
     char default_vhost[128];       /* default_vhost, / */
     bool default_user_loopback_only; /* loopback_users.guest, true */
     int log_level;                 /* log.console.level, info */
-    int storage_sync;              /* storage.sync: always (0), batch (1), none (2) */
-    unsigned storage_sync_interval;/* storage.sync_interval, ms, 200 */
-    uint64_t queue_memory_budget;  /* queue_memory_budget, bytes, 16 MB */
+    bool log_console;              /* log.console, true */
+    char log_file[512];            /* log.file; "" = no log file (log.file = false) */
+    int log_file_level;            /* log.file.level, info */
+    char load_definitions[512];    /* load_definitions: a definitions file imported at boot */
+    double vm_memory_high_watermark; /* vm_memory_high_watermark.relative, 0.4 (stored;
+                                      * the memory alarm reads it) */
+    uint64_t vm_memory_high_watermark_absolute; /* vm_memory_high_watermark.absolute,
+                                                 * bytes; 0 = use the relative one */
+    int storage_sync;              /* coney.storage.sync: always (0), batch (1), none (2) */
+    unsigned storage_sync_interval;/* coney.storage.sync_interval, ms, 200 */
+    uint64_t queue_memory_budget;  /* coney.queue_memory_budget, bytes, 16 MB */
     uint64_t disk_free_limit;      /* disk_free_limit.absolute, bytes, 50 MB */
     uint64_t consumer_timeout;     /* consumer_timeout, ms, 1800000 (30 min); 0 = none */
 
@@ -75,14 +90,34 @@ int config_parse_size(const char *s, uint64_t *out);
 
 void config_defaults(config *c);
 
-/* Reads a file of `key = value` lines ('#' starts a comment). Unknown keys
- * are logged as warnings and ignored, as RabbitMQ would refuse them but a
- * migrating user would rather start. Returns 0, or -1 with a message in
- * err (bad value, unreadable file). */
-int config_load(config *c, const char *path, char *err, int errlen);
+/* Reads a file of `key = value` lines ('#' starts a comment) and applies
+ * each. Every problem (a line without '=', an unknown key, a bad value)
+ * is printed to errs as "path:line: message" and reading goes on, so one
+ * run names them all. Returns the number of problems (0: the file is
+ * good), or -1 when the file cannot be read (also printed). */
+int config_load(config *c, const char *path, FILE *errs);
 
-/* Applies one key/value; same return convention. */
+/* Applies the CONEY_* environment variables that name keys (CONEY_ and
+ * the key with "coney." dropped, '.' and '-' as '_', upper case:
+ * CONEY_LISTENERS_TCP_DEFAULT, CONEY_STORAGE_SYNC). Other CONEY_*
+ * variables are not keys and are left alone. Problems are printed to
+ * errs; returns how many. */
+int config_load_env(config *c, FILE *errs);
+
+/* Checks that keys agree with each other (a TLS listener has a
+ * certificate and key, verify_peer has CAs); prints problems to errs and
+ * returns how many. */
+int config_check(const config *c, FILE *errs);
+
+/* Applies one key/value. Returns 0, or -1 with a message in err (an
+ * unknown key, a bad value). */
 int config_set(config *c, const char *key, const char *value, char *err,
                int errlen);
+
+/* The key table as text, one key a line: name, default ("" when unset),
+ * environment variable ("" for an alias), an example value (for an unset
+ * key), then the meaning, separated by tabs. `coney --config-keys`; the tests hold the example file and the
+ * docs to it. */
+void config_print_keys(FILE *out);
 
 #endif

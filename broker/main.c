@@ -1,4 +1,5 @@
 /* coney: command line, configuration, then the loop (server.c). */
+#include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,12 +27,37 @@ usage(FILE *out)
             "      --prometheus-port PORT  Prometheus metrics port (default 15692; 0 = none)\n"
             "  -d, --data-dir DIR    where durable state lives (default ./data)\n"
             "  -c, --config FILE     RabbitMQ-style 'key = value' config file\n"
+            "      --validate-config FILE  check FILE (keys, values, lines) and exit:\n"
+            "                        0 if it is good, 1 with every problem printed\n"
+            "      --config-keys     list every config key: name, default, environment\n"
+            "                        variable, meaning (tab-separated) and exit\n"
             "  -l, --log-level LVL   debug, info, warning or error (default info)\n"
             "  -h, --help            show this help and exit\n"
             "  -V, --version         show the version and exit\n"
             "\n"
-            "Command-line options override the config file. Defaults: user guest/guest,\n"
-            "accepted from loopback addresses only; vhost '/'.\n");
+            "CONEY_* environment variables override the config file (CONEY_ and the key\n"
+            "upper-cased, '.' as '_': CONEY_LISTENERS_TCP_DEFAULT); command-line options\n"
+            "override both. Defaults: user guest/guest, accepted from loopback addresses\n"
+            "only; vhost '/'.\n");
+}
+
+/* --validate-config: the file alone (no environment, no flags), checked
+ * as a start would check it. */
+static int
+validate(const char *path)
+{
+    config c;
+    config_defaults(&c);
+    int problems = config_load(&c, path, stderr);
+    if (problems < 0)
+        return 1;
+    problems += config_check(&c, stderr);
+    if (problems) {
+        fprintf(stderr, "coney: %s: %d problem%s\n", path, problems, problems == 1 ? "" : "s");
+        return 1;
+    }
+    printf("coney: %s: ok\n", path);
+    return 0;
 }
 
 int
@@ -47,6 +73,8 @@ main(int argc, char **argv)
         { "data-dir", required_argument, NULL, 'd' },
         { "config", required_argument, NULL, 'c' },
         { "log-level", required_argument, NULL, 'l' },
+        { "validate-config", required_argument, NULL, 'C' },
+        { "config-keys", no_argument, NULL, 'K' },
         { "help", no_argument, NULL, 'h' },
         { "version", no_argument, NULL, 'V' },
         { NULL, 0, NULL, 0 },
@@ -65,6 +93,8 @@ main(int argc, char **argv)
         case 'd': data_dir = optarg; break;
         case 'c': config_path = optarg; break;
         case 'l': level = optarg; break;
+        case 'C': return validate(optarg);
+        case 'K': config_print_keys(stdout); return 0;
         case 'h': usage(stdout); return 0;
         case 'V': printf("coney %s\n", CONEY_VERSION); return 0;
         default: usage(stderr); return 2;
@@ -78,8 +108,16 @@ main(int argc, char **argv)
 
     config_defaults(&B.cfg);
     char err[512];
-    if (config_path && config_load(&B.cfg, config_path, err, sizeof err)) {
-        fprintf(stderr, "coney: %s\n", err);
+    int problems = config_path ? config_load(&B.cfg, config_path, stderr) : 0;
+    if (problems != 0) {
+        if (problems > 0)
+            fprintf(stderr, "coney: not starting: %d problem%s in %s\n", problems,
+                    problems == 1 ? "" : "s", config_path);
+        return 2;
+    }
+    if ((problems = config_load_env(&B.cfg, stderr)) != 0) {
+        fprintf(stderr, "coney: not starting: %d problem%s in CONEY_* environment variables\n",
+                problems, problems == 1 ? "" : "s");
         return 2;
     }
     if ((port && config_set(&B.cfg, "listeners.tcp.default", port, err, sizeof err)) ||
@@ -93,7 +131,15 @@ main(int argc, char **argv)
         fprintf(stderr, "coney: %s\n", err);
         return 2;
     }
+    if (config_check(&B.cfg, stderr) != 0)
+        return 2;
     log_set_level((enum log_level)B.cfg.log_level);
+    log_set_console(B.cfg.log_console);
+    if (B.cfg.log_file[0] &&
+        log_open_file(B.cfg.log_file, (enum log_level)B.cfg.log_file_level) != 0) {
+        fprintf(stderr, "coney: cannot open log.file %s: %s\n", B.cfg.log_file, strerror(errno));
+        return 2;
+    }
     if (mkdir(B.cfg.data_dir, 0755) < 0) {
         struct stat st;
         if (stat(B.cfg.data_dir, &st) < 0 || !S_ISDIR(st.st_mode)) {
@@ -101,5 +147,7 @@ main(int argc, char **argv)
             return 1;
         }
     }
-    return server_run();
+    int rc = server_run();
+    log_close();
+    return rc;
 }
