@@ -1,8 +1,9 @@
 /*
  * The process: listeners, signals and the loop. SIGINT/SIGTERM close every
  * connection with 320 CONNECTION_FORCED, give clients a moment to answer,
- * then stop the loop so main can exit 0. SIGHUP reloads the TLS
- * certificates (broker/tls.h). A listener is TCP or TLS: it wraps each
+ * then stop the loop so main can exit 0. SIGHUP reopens the log file and
+ * reloads the TLS certificates (broker/tls.h); SIGUSR1 rotates the log
+ * file (broker/log.h). A listener is TCP or TLS: it wraps each
  * accepted socket in the stream its kind says, so the protocols above
  * take a stream and never know which.
  */
@@ -59,7 +60,7 @@ server_each_plugin_connection(void (*fn)(void *ctx, const plugin *p, const plugi
         plugins[i]->each_connection(each_one, &e);
     }
 }
-static ev_signal sigint_watcher, sigterm_watcher, sighup_watcher;
+static ev_signal sigint_watcher, sigterm_watcher, sighup_watcher, sigusr1_watcher;
 static ev_timer stop_timer;
 static ev_timer disk_timer;
 
@@ -245,10 +246,28 @@ sighup_cb(struct ev_loop *loop, ev_signal *w, int revents)
 {
     (void)loop; (void)w; (void)revents;
     char err[512];
+    if (log_reopen() != 0)
+        log_error("received SIGHUP: cannot reopen log.file %s: %s", B.cfg.log_file,
+                  strerror(errno));
+    else if (B.cfg.log_file[0])
+        log_info("received SIGHUP: log file reopened");
     if (!tls_configured(&B.cfg))
         log_info("received SIGHUP: no TLS listener, nothing to reload");
     else if (tls_reload(err, sizeof err) != 0)
         log_error("received SIGHUP: TLS reload failed, keeping the old certificate: %s", err);
+}
+
+static void
+sigusr1_cb(struct ev_loop *loop, ev_signal *w, int revents)
+{
+    (void)loop; (void)w; (void)revents;
+    if (!B.cfg.log_file[0])
+        log_info("received SIGUSR1: no log.file, nothing to rotate");
+    else if (log_rotate() != 0)
+        log_error("received SIGUSR1: cannot rotate log.file %s: %s", B.cfg.log_file,
+                  strerror(errno));
+    else
+        log_info("log file rotated; the previous lines are in %s.1", B.cfg.log_file);
 }
 
 int
@@ -270,6 +289,12 @@ server_run(void)
     if (tls_configured(&B.cfg) && tls_init(&B.cfg, err, sizeof err) != 0) {
         log_error("%s", err);
         goto fail;
+    }
+    for (size_t i = 0; i < NPLUGINS; i++) {
+        if (plugins[i]->before_listen && plugins[i]->before_listen(err, sizeof err) != 0) {
+            log_error("%s: %s", plugins[i]->name, err);
+            goto fail;
+        }
     }
     if (server_listen(&listener_watcher, B.cfg.bind_addr, B.cfg.port, STREAM_TCP, conn_accept) != 0)
         goto fail;
@@ -296,6 +321,8 @@ server_run(void)
     ev_signal_start(B.loop, &sigterm_watcher);
     ev_signal_init(&sighup_watcher, sighup_cb, SIGHUP);
     ev_signal_start(B.loop, &sighup_watcher);
+    ev_signal_init(&sigusr1_watcher, sigusr1_cb, SIGUSR1);
+    ev_signal_start(B.loop, &sigusr1_watcher);
 
     log_info("Coney %s started; AMQP 0-9-1 listening on %s:%d; data in %s",
              CONEY_VERSION, B.cfg.bind_addr, B.cfg.port, B.cfg.data_dir);
