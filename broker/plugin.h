@@ -47,6 +47,11 @@ typedef struct plugin {
     void (*each_connection)(void (*fn)(void *ctx, const plugin_conn *c), void *ctx);
     /* Closes one listed connection (handle from plugin_conn), saying why. */
     void (*close_connection)(void *handle, const char *reason);
+    /* Runs once the store is recovered, before any listener of any plugin
+     * opens (the management plugin imports load_definitions there); NULL
+     * if there is nothing to do. Returns 0, or -1 with a message in err
+     * (the broker then refuses to start). */
+    int (*before_listen)(char *err, size_t errlen);
 } plugin;
 
 /* Every plugin's connections (server.c walks the plugins). */

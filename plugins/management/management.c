@@ -6,7 +6,10 @@
  * socket <data_dir>/coney.sock to the local administrator: coney-ctl's
  * way in, also with the management port off.
  */
+#include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include "broker/log.h"
 #include "broker/plugin.h"
@@ -95,7 +98,64 @@ plugin_finish(void)
     http_server_stop(&local);
 }
 
+/* load_definitions: the file is imported as if the local administrator
+ * had POSTed it to /api/definitions on coney.sock, through the same
+ * handler, so a boot import merges and fails exactly as that would. */
+static int
+plugin_before_listen(char *err, size_t errlen)
+{
+    const char *path = B.cfg.load_definitions;
+    if (!path[0])
+        return 0;
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        snprintf(err, errlen, "load_definitions: cannot open %s: %s", path, strerror(errno));
+        return -1;
+    }
+    size_t cap = 1 << 16, len = 0;
+    char *body = malloc(cap);
+    size_t n;
+    while (body && (n = fread(body + len, 1, cap - len, f)) > 0) {
+        len += n;
+        if (len == cap) {
+            char *bigger = realloc(body, cap *= 2);
+            if (!bigger)
+                free(body);
+            body = bigger;
+        }
+    }
+    bool bad = ferror(f) != 0;
+    fclose(f);
+    if (!body || bad) {
+        free(body);
+        snprintf(err, errlen, "load_definitions: cannot read %s", path);
+        return -1;
+    }
+    const http_route *post = NULL;
+    for (const http_route *r = http_routes_definitions; r->method && !post; r++)
+        if (strcmp(r->method, "POST") == 0 && strcmp(r->pattern, "/api/definitions") == 0)
+            post = r;
+    http_req rq = { .method = "POST", .path = "/api/definitions", .body = body,
+                    .body_len = len, .tags = HTTP_TAG_ADMINISTRATOR };
+    http_resp rs = { .status = 200 };
+    post->fn(&rq, &rs);
+    free(body);
+    int rc = 0;
+    if (rs.status >= 400) {
+        json_t *why = rs.json ? json_object_get(rs.json, "reason") : NULL;
+        snprintf(err, errlen, "load_definitions: %s: %s", path,
+                 json_is_string(why) ? json_string_value(why) : "import failed");
+        rc = -1;
+    } else {
+        log_info("load_definitions: imported %s", path);
+    }
+    json_decref(rs.json);
+    free(rs.owned_raw);
+    return rc;
+}
+
 const plugin management_plugin = {
     .name = "management", .start = plugin_start, .close = plugin_close,
     .clients = plugin_clients, .finish = plugin_finish,
+    .before_listen = plugin_before_listen,
 };

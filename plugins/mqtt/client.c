@@ -174,13 +174,28 @@ client_release(mqtt_client *c)
     c->braked = false;
 }
 
+/* The context of a client's log lines: " (vhost '/', user 'guest')" once
+ * it has logged in, "" before. Written into out (cap bytes). */
+static const char *
+client_log_ctx(const mqtt_client *c, char *out, size_t cap)
+{
+    if (c->vh)
+        snprintf(out, cap, " (vhost '%.*s', user '%s')", (int)c->vh->name.len, c->vh->name.data,
+                 c->user);
+    else
+        out[0] = 0;
+    return out;
+}
+
 void
 mqtt_client_abort(mqtt_client *c, const char *why)
 {
     if (c->state == MC_DEAD)
         return;
+    char ctx[400];
     if (why)
-        log_info("closing MQTT connection " MQTT_CLIENT_FMT ": %s", MQTT_CLIENT_ARG(c), why);
+        log_info("closing MQTT connection " MQTT_CLIENT_FMT "%s: %s", MQTT_CLIENT_ARG(c),
+                 client_log_ctx(c, ctx, sizeof ctx), why);
     ev_io_stop(B.loop, &c->rio);
     ev_io_stop(B.loop, &c->wio);
     ev_timer_stop(B.loop, &c->timer);
@@ -203,8 +218,10 @@ mqtt_client_close(mqtt_client *c, uint8_t reason, const char *why)
 {
     if (c->state == MC_DEAD || c->state == MC_DRAINING)
         return;
+    char ctx[400];
     if (why)
-        log_info("closing MQTT connection " MQTT_CLIENT_FMT ": %s", MQTT_CLIENT_ARG(c), why);
+        log_info("closing MQTT connection " MQTT_CLIENT_FMT "%s: %s", MQTT_CLIENT_ARG(c),
+                 client_log_ctx(c, ctx, sizeof ctx), why);
     if (c->version == MQTT_V5 && c->state == MC_OPEN && reason != 0xff) {
         mqtt_disconnect d = { .reason = reason };
         size_t n = mqtt_disconnect_size(&d, MQTT_V5);
@@ -736,4 +753,4 @@ close_connection(void *handle, const char *reason)
 }
 
 const plugin mqtt_plugin = { "mqtt", plugin_start, plugin_close, plugin_clients, plugin_finish,
-                             each_connection, close_connection };
+                             each_connection, close_connection, NULL };
