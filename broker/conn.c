@@ -176,13 +176,31 @@ conn_unlink(conn *c)
     c->next = c->prev = NULL;
 }
 
+/* The context of a connection's log lines: " (vhost '/', user 'guest')"
+ * once it is open, " (user 'guest')" after login, "" before. Written
+ * into out (cap bytes), which is returned. */
+static const char *
+conn_log_ctx(const conn *c, char *out, size_t cap)
+{
+    if (c->vh)
+        snprintf(out, cap, " (vhost '%.*s', user '%s')", (int)c->vh->name.len, c->vh->name.data,
+                 c->user);
+    else if (c->user[0])
+        snprintf(out, cap, " (user '%s')", c->user);
+    else
+        out[0] = 0;
+    return out;
+}
+
 void
 conn_abort(conn *c, const char *why)
 {
     if (c->state == CONN_DEAD)
         return;
+    char ctx[400];
     if (why)
-        log_info("closing AMQP connection %s: %s", c->name, why);
+        log_info("closing AMQP connection %s%s: %s", c->name, conn_log_ctx(c, ctx, sizeof ctx),
+                 why);
     ev_io_stop(B.loop, &c->rio);
     ev_io_stop(B.loop, &c->wio);
     ev_timer_stop(B.loop, &c->timer);
@@ -357,7 +375,9 @@ conn_error(conn *c, int code, uint32_t method_id, const char *fmt, ...)
     va_start(ap, fmt);
     format_reply(text, sizeof text, code, fmt, ap);
     va_end(ap);
-    log_warning("closing AMQP connection %s: %d %s", c->name, code, text);
+    char ctx[400];
+    log_warning("closing AMQP connection %s%s: %d %s", c->name, conn_log_ctx(c, ctx, sizeof ctx),
+                code, text);
     if (c->state == CONN_HEADER) {
         conn_drain(c);
         return;
@@ -489,6 +509,9 @@ conn_close_all(const char *reason)
             snprintf(text, sizeof text,
                      "CONNECTION_FORCED - broker forced connection closure with reason '%s'",
                      reason);
+            char ctx[400];
+            log_info("closing AMQP connection %s%s: broker shutting down (%s)", c->name,
+                     conn_log_ctx(c, ctx, sizeof ctx), reason);
             send_close(c, AMQP_CONNECTION_FORCED, text, 0);
             conn_release(c);
             c->state = CONN_CLOSING;
@@ -762,6 +785,12 @@ static void
 conn_method0(conn *c, const amqp_method *m)
 {
     if (m->id == AMQP_CONNECTION_CLOSE) {
+        char ctx[400];
+        if (c->state != CONN_CLOSING)
+            log_info("closing AMQP connection %s%s: client closed it (%u %.*s)", c->name,
+                     conn_log_ctx(c, ctx, sizeof ctx), m->a.connection_close.reply_code,
+                     (int)m->a.connection_close.reply_text.len,
+                     (const char *)m->a.connection_close.reply_text.data);
         amqp_method ok = { .id = AMQP_CONNECTION_CLOSE_OK };
         conn_send_method(c, 0, &ok);
         conn_drain(c);
@@ -1226,8 +1255,9 @@ timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
         if (conn_paused(c))
             c->last_recv = now;    /* we are the ones not reading */
         if (now - c->last_recv > 2.0 * c->heartbeat) {
-            log_warning("closing AMQP connection %s: missed heartbeats from client, timeout: %us",
-                        c->name, c->heartbeat);
+            char ctx[400];
+            log_warning("closing AMQP connection %s%s: missed heartbeats from client, "
+                        "timeout: %us", c->name, conn_log_ctx(c, ctx, sizeof ctx), c->heartbeat);
             conn_abort(c, NULL);
             return;
         }

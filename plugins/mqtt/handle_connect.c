@@ -322,5 +322,5 @@ mqtt_handle_disconnect(mqtt_client *c, const mqtt_frame *f)
     }
     c->graceful = true;
     c->will_on_close = c->version == MQTT_V5 && d.reason == MQTT_RC_DISCONNECT_WITH_WILL;
-    mqtt_client_abort(c, NULL);
+    mqtt_client_abort(c, "client sent DISCONNECT");
 }
