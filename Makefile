@@ -128,6 +128,32 @@ bench: deps
 soak: deps $(BUILD)/coney
 	CONEY_BIN=$(abspath $(BUILD)/coney) scripts/soak.sh
 
+# ---- installing ----------------------------------------------------------------
+# make install [PREFIX=/usr/local] [DESTDIR=/staging]: the binaries, the
+# example config (also as coney.conf when there is none), the systemd
+# unit and its sysusers.d entry with paths rewritten for PREFIX, and the docs.
+PREFIX     ?= /usr/local
+BINDIR     ?= $(PREFIX)/bin
+SYSCONFDIR ?= $(if $(filter /usr,$(PREFIX)),/etc,$(PREFIX)/etc)
+UNITDIR    ?= $(PREFIX)/lib/systemd/system
+SYSUSERSDIR ?= $(PREFIX)/lib/sysusers.d
+DOCDIR     ?= $(PREFIX)/share/doc/coney
+
+.PHONY: install
+install: $(BUILD)/coney $(BUILD)/coney-ctl
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(SYSCONFDIR)/coney $(DESTDIR)$(UNITDIR) \
+	  $(DESTDIR)$(SYSUSERSDIR) $(DESTDIR)$(DOCDIR)
+	install -m 0755 $(BUILD)/coney $(BUILD)/coney-ctl $(DESTDIR)$(BINDIR)/
+	install -m 0644 coney.conf.example $(DESTDIR)$(DOCDIR)/coney.conf.example
+	test -e $(DESTDIR)$(SYSCONFDIR)/coney/coney.conf || \
+	  install -m 0644 coney.conf.example $(DESTDIR)$(SYSCONFDIR)/coney/coney.conf
+	sed -e 's|/usr/bin/|$(BINDIR)/|g' -e 's|/etc/coney/|$(SYSCONFDIR)/coney/|g' \
+	  -e 's|/usr/share/doc/coney/|$(DOCDIR)/|g' packaging/coney.service \
+	  > $(DESTDIR)$(UNITDIR)/coney.service
+	chmod 0644 $(DESTDIR)$(UNITDIR)/coney.service
+	install -m 0644 packaging/coney.sysusers $(DESTDIR)$(SYSUSERSDIR)/coney.conf
+	install -m 0644 README.md docs/*.md $(DESTDIR)$(DOCDIR)/
+
 clean:
 	rm -rf build
 
