@@ -14,11 +14,17 @@ PACKAGES=(
   libmosquitto-dev    # coney-mqtt-perf, its MQTT sibling
   # tests: real AMQP clients against a real broker
   python3 python3-pytest python3-pika amqp-tools
+  python3-yaml        # the packaging test reads docker-compose.yml
+  lmdb-utils          # mdb_copy: hot backups of the store (docs/operations.md)
   python3-kombu       # Celery's client library, for the Celery-style tests
   python3-paho-mqtt mosquitto-clients   # real MQTT clients (the mosquitto broker only for `make bench`)
   iproute2            # a network namespace as a second host (loopback_users)
   openssl             # the TLS tests make their CA and certificates with it
   chromium            # the web UI's browser test (tests/browser, playwright-core)
+  # fuzzing (make fuzz, make fuzz-smoke): clang -fsanitize=fuzzer links
+  # libclang_rt.fuzzer from libclang-rt-dev (libclang-rt-14-dev on Debian 12);
+  # the standalone libfuzzer-14-dev is not needed
+  clang libclang-rt-dev
   # sanitizer runtime comes with gcc (libasan, libubsan)
 )
 
