@@ -135,6 +135,11 @@ plugin_before_listen(char *err, size_t errlen)
     for (const http_route *r = http_routes_definitions; r->method && !post; r++)
         if (strcmp(r->method, "POST") == 0 && strcmp(r->pattern, "/api/definitions") == 0)
             post = r;
+    if (!post) {
+        free(body);
+        snprintf(err, errlen, "load_definitions: no /api/definitions handler");
+        return -1;
+    }
     http_req rq = { .method = "POST", .path = "/api/definitions", .body = body,
                     .body_len = len, .tags = HTTP_TAG_ADMINISTRATOR };
     http_resp rs = { .status = 200 };
