@@ -5,6 +5,7 @@
 #   make asan   build the sanitizer binaries under build/asan
 #   make soak   the long kill -9 crash test
 #   make bench  Coney against RabbitMQ (AMQP) and Mosquitto (MQTT) side by side
+#   make fuzz   each libFuzzer target for FUZZ_SECONDS (docs/fuzzing.md)
 
 CC      ?= gcc
 PKGS    := openssl lmdb libpcre2-8 libmicrohttpd jansson
@@ -51,7 +52,7 @@ CTL_OBJ    := $(CTL_SRC:%.c=$(BUILD)/%.o)
 PYTHON  := /usr/bin/python3
 PORT    ?= 5672
 
-.PHONY: all run test unit integration asan asan-test soak bench deps clean
+.PHONY: all run test unit integration asan asan-test soak bench deps clean fuzz fuzz-smoke fuzz-build fuzz-corpus
 
 all: $(BUILD)/coney $(BUILD)/coney-ctl $(BUILD)/unit-tests $(if $(PERF_SRC),$(BUILD)/coney-perf) \
      $(if $(MQTT_PERF_SRC),$(BUILD)/coney-mqtt-perf)
@@ -117,6 +118,7 @@ test: deps
 	@$(MAKE) --no-print-directory unit
 	@$(MAKE) --no-print-directory integration
 	@$(MAKE) --no-print-directory asan-test
+	@$(MAKE) --no-print-directory fuzz-smoke
 
 # Coney against RabbitMQ, side by side, same scenarios, medians.
 bench: deps
@@ -127,6 +129,86 @@ bench: deps
 # The long crash test: many kill -9 cycles under confirmed publishing.
 soak: deps $(BUILD)/coney
 	CONEY_BIN=$(abspath $(BUILD)/coney) scripts/soak.sh
+
+# ---- fuzzing (docs/fuzzing.md) -------------------------------------------------
+# libFuzzer targets built by clang with ASan and UBSan into build/fuzz,
+# objects apart from the gcc build. `make fuzz` runs each for FUZZ_SECONDS
+# on its corpus (new inputs go to build/fuzz/corpus, the repo's seeds stay
+# as they are); `make fuzz-smoke` replays the seeds and tests/fuzz/regress
+# and fuzzes each a few seconds, for `make test`.
+FUZZ_CC      ?= clang
+FUZZ_SECONDS ?= 60
+FUZZ_SMOKE_SECONDS ?= 4
+FUZZ_BUILD   := build/fuzz
+FUZZ_TARGETS := amqp_frame amqp_table mqtt http config record
+FUZZ_SAN     := -fsanitize=address,undefined -fno-sanitize-recover=undefined
+FUZZ_CFLAGS   = -std=c11 -D_GNU_SOURCE -DCONEY_FUZZ $(WARN) -I. $(PKG_CFLAGS) -MMD -MP \
+                -O1 -g -fno-omit-frame-pointer $(FUZZ_SAN) -fsanitize=fuzzer-no-link \
+                -DCONEY_VERSION='"$(VERSION)"'
+# What each target links: the codec and storage objects, or the broker's
+# (less main.c, libFuzzer has the main) for the config parser and the HTTP layer.
+FUZZ_CORE    := $(CORE_SRC:%.c=$(FUZZ_BUILD)/%.o)
+FUZZ_BROKER  := $(filter-out $(FUZZ_BUILD)/broker/main.o,$(BROKER_SRC:%.c=$(FUZZ_BUILD)/%.o)) \
+                $(BROKER_ASM:%.S=$(FUZZ_BUILD)/%.o) $(FUZZ_CORE)
+FUZZ_DEPS_amqp_frame := $(FUZZ_CORE)
+FUZZ_DEPS_amqp_table := $(FUZZ_CORE)
+FUZZ_DEPS_mqtt       := $(FUZZ_CORE)
+FUZZ_DEPS_record     := $(FUZZ_CORE)
+FUZZ_DEPS_config     := $(FUZZ_BUILD)/broker/config.o $(FUZZ_BUILD)/broker/log.o
+FUZZ_DEPS_http       := $(FUZZ_BROKER)
+FUZZ_BINS    := $(FUZZ_TARGETS:%=$(FUZZ_BUILD)/fuzz_%)
+
+fuzz-build: $(FUZZ_BINS)
+
+# the objects are kept between runs, not treated as intermediate
+.PRECIOUS: $(FUZZ_BUILD)/%.o
+
+.SECONDEXPANSION:
+$(FUZZ_BUILD)/fuzz_%: $(FUZZ_BUILD)/tests/fuzz/fuzz_%.o $$(FUZZ_DEPS_$$*)
+	$(FUZZ_CC) -o $@ $^ $(FUZZ_SAN) -fsanitize=fuzzer $(LDLIBS)
+
+$(FUZZ_BUILD)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -c -o $@ $<
+
+$(FUZZ_BUILD)/%.o: %.S
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -c -o $@ $<
+
+$(FUZZ_BUILD)/plugins/management/ui_assets.o: $(wildcard plugins/management/ui/*)
+
+# Rewrites the seeds from Coney's own encoders (tests/fuzz/gen_corpus.c);
+# the corpus is kept in the repository.
+fuzz-corpus: $(BUILD)/fuzz-gen-corpus
+	$(BUILD)/fuzz-gen-corpus tests/fuzz/corpus
+
+$(BUILD)/fuzz-gen-corpus: $(BUILD)/tests/fuzz/gen_corpus.o $(CORE_OBJ)
+	$(CC) -o $@ $^ $(ALL_LDFLAGS) $(LDLIBS)
+
+fuzz: deps
+	@$(MAKE) --no-print-directory fuzz-build
+	@for t in $(FUZZ_TARGETS); do \
+	  mkdir -p $(FUZZ_BUILD)/corpus/$$t $(FUZZ_BUILD)/artifacts/$$t; \
+	  echo "fuzz: $$t for $(FUZZ_SECONDS) s"; \
+	  $(FUZZ_BUILD)/fuzz_$$t -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
+	    -artifact_prefix=$(FUZZ_BUILD)/artifacts/$$t/ \
+	    $(FUZZ_BUILD)/corpus/$$t tests/fuzz/corpus/$$t || exit 1; \
+	done
+
+# Every seed and every past crash once, then a short random run from the
+# seeds (into a scratch corpus): a crash on any of them fails the build.
+fuzz-smoke: fuzz-build
+	@for t in $(FUZZ_TARGETS); do \
+	  files=$$(find tests/fuzz/corpus/$$t tests/fuzz/regress/$$t -type f 2>/dev/null); \
+	  $(FUZZ_BUILD)/fuzz_$$t -runs=1 $$files >$(FUZZ_BUILD)/smoke-$$t.log 2>&1 \
+	    || { cat $(FUZZ_BUILD)/smoke-$$t.log; echo "fuzz-smoke: $$t failed on a kept input"; exit 1; }; \
+	  rm -rf $(FUZZ_BUILD)/smoke/$$t; mkdir -p $(FUZZ_BUILD)/smoke/$$t $(FUZZ_BUILD)/artifacts/$$t; \
+	  $(FUZZ_BUILD)/fuzz_$$t -max_total_time=$(FUZZ_SMOKE_SECONDS) \
+	    -artifact_prefix=$(FUZZ_BUILD)/artifacts/$$t/ \
+	    $(FUZZ_BUILD)/smoke/$$t tests/fuzz/corpus/$$t >>$(FUZZ_BUILD)/smoke-$$t.log 2>&1 \
+	    || { tail -60 $(FUZZ_BUILD)/smoke-$$t.log; echo "fuzz-smoke: $$t crashed"; exit 1; }; \
+	  echo "fuzz-smoke: $$t ok ($$(echo $$files | wc -w) kept inputs, $$(grep -o 'Done [0-9]* runs' $(FUZZ_BUILD)/smoke-$$t.log | tr -dc '0-9') random runs)"; \
+	done
 
 # ---- installing ----------------------------------------------------------------
 # make install [PREFIX=/usr/local] [DESTDIR=/staging]: the binaries, the
@@ -158,4 +240,5 @@ clean:
 	rm -rf build
 
 -include $(CORE_OBJ:.o=.d) $(BROKER_OBJ:.o=.d) $(UNIT_OBJ:.o=.d) $(PERF_OBJ:.o=.d) \
-         $(MQTT_PERF_OBJ:.o=.d) $(CTL_OBJ:.o=.d)
+         $(MQTT_PERF_OBJ:.o=.d) $(CTL_OBJ:.o=.d) $(FUZZ_BROKER:.o=.d) \
+         $(FUZZ_BINS:$(FUZZ_BUILD)/fuzz_%=$(FUZZ_BUILD)/tests/fuzz/fuzz_%.d)

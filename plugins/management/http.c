@@ -294,10 +294,20 @@ http_message_stats(const stats *s)
  * one request in a handler at a time: the loop is single-threaded). */
 static req_ctx *current_ctx;
 
+#ifdef CONEY_FUZZ
+static const char *fuzz_query(const char *key);
+#endif
+
 const char *
 http_query(const http_req *rq, const char *key)
 {
+#ifdef CONEY_FUZZ
+    /* a request from http_fuzz_list has no connection */
+    const char *v = rq->mhd ? MHD_lookup_connection_value(rq->mhd, MHD_GET_ARGUMENT_KIND, key)
+                            : fuzz_query(key);
+#else
     const char *v = MHD_lookup_connection_value(rq->mhd, MHD_GET_ARGUMENT_KIND, key);
+#endif
     if (!v || !strchr(v, '%') || !current_ctx)
         return v;
     return ctx_keep(current_ctx, pct_decode(v, strlen(v)));
@@ -818,6 +828,51 @@ authenticate(struct MHD_Connection *mc, http_resp *rs, const auth_user **user, u
     return true;
 }
 
+/* The route for method and p among tables, the most literal match
+ * winning, with its {x} arguments still encoded in raw[0..*nraw); NULL
+ * when none fits, and *path_known then tells 405 (some route has the
+ * path) from 404. raw points into p's url. */
+static const http_route *
+route_find(const http_route *const *tables, const path *p, const char *method,
+           const char **best_raw, size_t *best_rawlen, int *best_nraw, bool *path_known)
+{
+    bool api_path = p->n > 0 && p->len[0] == 3 && memcmp(p->seg[0], "api", 3) == 0;
+    const http_route *best = NULL;
+    long best_score = -1;
+    const char *raw[HTTP_MAX_ARGS];
+    size_t rawlen[HTTP_MAX_ARGS];
+    int nraw = 0;
+    *best_nraw = 0;
+    *path_known = false;
+    /* exact patterns first; "{*}" ones only when nothing else matched
+     * and never for an /api/ path they were not written for */
+    for (int pass = 0; pass < 2 && !best; pass++) {
+        for (const http_route *const *t = tables; *t; t++) {
+            for (const http_route *r = *t; r->method; r++) {
+                bool wild = strstr(r->pattern, "{*}") != NULL;
+                if (wild != (pass == 1))
+                    continue;
+                if (wild && api_path && strncmp(r->pattern, "/api/", 5) != 0)
+                    continue;
+                long score = pattern_match(r->pattern, p, raw, rawlen, &nraw);
+                if (score < 0)
+                    continue;
+                *path_known = true;
+                if (!method_is(r->method, method) || score <= best_score)
+                    continue;
+                best = r;
+                best_score = score;
+                *best_nraw = nraw;
+                memcpy(best_raw, raw, sizeof raw);
+                memcpy(best_rawlen, rawlen, sizeof rawlen);
+            }
+        }
+        if (*path_known && !best)
+            break;
+    }
+    return best;
+}
+
 static void
 dispatch(http_server *srv, struct MHD_Connection *mc, const char *url, const char *method,
          req_ctx *rc, http_resp *rs)
@@ -827,39 +882,12 @@ dispatch(http_server *srv, struct MHD_Connection *mc, const char *url, const cha
         http_error(rs, 404, "Object Not Found", "Not Found");
         return;
     }
-    bool api_path = p.n > 0 && p.len[0] == 3 && memcmp(p.seg[0], "api", 3) == 0;
-    const http_route *best = NULL;
-    long best_score = -1;
-    const char *raw[HTTP_MAX_ARGS], *best_raw[HTTP_MAX_ARGS];
-    size_t rawlen[HTTP_MAX_ARGS], best_rawlen[HTTP_MAX_ARGS];
-    int nraw = 0, best_nraw = 0;
-    bool path_known = false;
-    /* exact patterns first; "{*}" ones only when nothing else matched
-     * and never for an /api/ path they were not written for */
-    for (int pass = 0; pass < 2 && !best; pass++) {
-        for (const http_route *const *t = srv->tables; *t; t++) {
-            for (const http_route *r = *t; r->method; r++) {
-                bool wild = strstr(r->pattern, "{*}") != NULL;
-                if (wild != (pass == 1))
-                    continue;
-                if (wild && api_path && strncmp(r->pattern, "/api/", 5) != 0)
-                    continue;
-                long score = pattern_match(r->pattern, &p, raw, rawlen, &nraw);
-                if (score < 0)
-                    continue;
-                path_known = true;
-                if (!method_is(r->method, method) || score <= best_score)
-                    continue;
-                best = r;
-                best_score = score;
-                best_nraw = nraw;
-                memcpy(best_raw, raw, sizeof raw);
-                memcpy(best_rawlen, rawlen, sizeof rawlen);
-            }
-        }
-        if (path_known && !best)
-            break;
-    }
+    const char *best_raw[HTTP_MAX_ARGS];
+    size_t best_rawlen[HTTP_MAX_ARGS];
+    int best_nraw;
+    bool path_known;
+    const http_route *best = route_find(srv->tables, &p, method, best_raw, best_rawlen,
+                                        &best_nraw, &path_known);
     if (!best) {
         if (path_known)
             http_error(rs, 405, "method_not_allowed", "Method Not Allowed");
@@ -1260,3 +1288,69 @@ http_server_add_connection(http_server *s, int fd, const struct sockaddr *addr, 
     server_run(s);
     return 0;
 }
+
+#ifdef CONEY_FUZZ
+/* ---- fuzzing hooks (tests/fuzz/fuzz_http.c; built with -DCONEY_FUZZ only) ---------- */
+
+/* The query string of the request http_fuzz_list is answering, still
+ * percent-encoded as MHD hands it over with keep_escaped. */
+static const char *fuzz_query_string;
+
+/* The value of the first key=value pair named key (a bare key reads as
+ * ""), copied into the request context as MHD would hold it. */
+static const char *
+fuzz_query(const char *key)
+{
+    size_t klen = strlen(key);
+    for (const char *s = fuzz_query_string; s && *s;) {
+        const char *amp = strchr(s, '&');
+        size_t n = amp ? (size_t)(amp - s) : strlen(s);
+        const char *eq = memchr(s, '=', n);
+        size_t kn = eq ? (size_t)(eq - s) : n;
+        if (kn == klen && memcmp(s, key, klen) == 0) {
+            const char *v = eq ? eq + 1 : s + n;
+            size_t vn = (size_t)(s + n - v);
+            char *copy = malloc(vn + 1);
+            if (!copy)
+                abort();
+            memcpy(copy, v, vn);
+            copy[vn] = 0;
+            return ctx_keep(current_ctx, copy);
+        }
+        s += n + (amp != NULL);
+    }
+    return NULL;
+}
+
+const http_route *
+http_fuzz_route(const http_route *const *tables, const char *method, const char *url,
+                char **args, int *nargs, bool *path_known)
+{
+    path p;
+    *nargs = 0;
+    *path_known = false;
+    if (!path_split(url, &p))
+        return NULL;
+    const char *raw[HTTP_MAX_ARGS];
+    size_t rawlen[HTTP_MAX_ARGS];
+    const http_route *r = route_find(tables, &p, method, raw, rawlen, nargs, path_known);
+    for (int i = 0; r && i < *nargs; i++)
+        args[i] = pct_decode(raw[i], rawlen[i]);
+    return r;
+}
+
+void
+http_fuzz_list(const char *query, json_t *items, http_resp *rs)
+{
+    req_ctx *rc = calloc(1, sizeof *rc);
+    if (!rc)
+        abort();
+    http_req rq = { .method = "GET", .path = "/api/queues", .tags = HTTP_TAG_ADMINISTRATOR };
+    current_ctx = rc;
+    fuzz_query_string = query;
+    http_list(&rq, rs, items);
+    fuzz_query_string = NULL;
+    current_ctx = NULL;
+    ctx_free(rc);
+}
+#endif

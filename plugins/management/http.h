@@ -143,4 +143,17 @@ json_t *http_rate(double r);
 /* message_stats of an object, with *_details rates. */
 json_t *http_message_stats(const stats *s);
 
+#ifdef CONEY_FUZZ
+/* Hooks for tests/fuzz/fuzz_http.c, which has no socket. */
+/* The router alone: url split and matched against tables as a request
+ * is, the winner's {x} arguments percent-decoded into args[0..*nargs)
+ * (malloc'd, the caller frees them). NULL when nothing fits; *path_known
+ * then tells 405 from 404. No handler runs. */
+const http_route *http_fuzz_route(const http_route *const *tables, const char *method,
+                                  const char *url, char **args, int *nargs, bool *path_known);
+/* http_list on items (ownership taken) for a request whose query string
+ * is query ("a=1&b=2", still percent-encoded); the answer is left in rs. */
+void http_fuzz_list(const char *query, json_t *items, http_resp *rs);
+#endif
+
 #endif
