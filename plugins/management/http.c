@@ -1190,10 +1190,10 @@ http_server_start(enum http_server_kind kind, const char *addr, int port,
     http_server *s = server_new(kind, tables, &flags);
     if (res->ai_family == AF_INET6)
         flags |= MHD_USE_IPv6;
-    s->d = MHD_start_daemon(flags, (uint16_t)port, NULL, NULL, on_request, s,
+    /* libmicrohttpd wants its logger as the first option */
+    s->d = MHD_start_daemon(flags, (uint16_t)port, NULL, NULL, on_request, s, COMMON_OPTIONS,
                             MHD_OPTION_SOCK_ADDR, res->ai_addr,
-                            MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned)1,
-                            COMMON_OPTIONS, MHD_OPTION_END);
+                            MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned)1, MHD_OPTION_END);
     freeaddrinfo(res);
     if (!s->d) {
         snprintf(err, errlen, "cannot listen on %s:%d: %s", addr, port,
@@ -1236,8 +1236,8 @@ http_server_start_local(const char *sock_path, const http_route *const *tables, 
     http_server *s = server_new(HTTP_SERVER_LOCAL, tables, &flags);
     memcpy(s->path, sock_path, n + 1);
     /* the daemon owns fd from here and closes it when it stops */
-    s->d = MHD_start_daemon(flags, 0, NULL, NULL, on_request, s,
-                            MHD_OPTION_LISTEN_SOCKET, fd, COMMON_OPTIONS, MHD_OPTION_END);
+    s->d = MHD_start_daemon(flags, 0, NULL, NULL, on_request, s, COMMON_OPTIONS,
+                            MHD_OPTION_LISTEN_SOCKET, fd, MHD_OPTION_END);
     if (!s->d) {
         snprintf(err, errlen, "cannot serve on %s: %s", sock_path,
                  errno ? strerror(errno) : "libmicrohttpd refused to start");

@@ -6,6 +6,7 @@ on this machine) with a private /tmp (so its /tmp paths are too)."""
 import json
 import os
 import re
+import shlex
 import shutil
 import subprocess
 
@@ -96,11 +97,17 @@ def test_quickstart_runs_as_written(coney_bin):
         pytest.skip("the quickstart runs build/coney; CONEY_BIN is elsewhere")
     env = dict(os.environ, QS_REPO=REPO, QS_TIMEOUT=str(60 * SLOW),
                NODE_PATH=node_path or "")
-    # a private /tmp too, unless the checkout itself lives there (a tmpfs
-    # over /tmp would hide it)
-    private_tmp = not os.path.realpath(REPO).startswith("/tmp/")
-    inner = (("mount -t tmpfs tmpfs /tmp && " if private_tmp else "") +
-             "ip link set lo up && exec /usr/bin/python3 -c \"$0\"")
+    # a private /tmp too; a checkout that lives in /tmp is bound back into
+    # it (a tmpfs over /tmp would hide it)
+    repo = os.path.realpath(REPO)
+    keep = ""
+    if repo.startswith("/tmp/"):
+        keep = ("d=$(mktemp -d /run/coney-qs.XXXXXX) && mount --bind %s $d && "
+                "mount -t tmpfs tmpfs /tmp && mkdir -p %s && mount --bind $d %s && "
+                % (shlex.quote(repo), shlex.quote(repo), shlex.quote(repo)))
+    else:
+        keep = "mount -t tmpfs tmpfs /tmp && "
+    inner = keep + "ip link set lo up && exec /usr/bin/python3 -c \"$0\""
     r = subprocess.run(["unshare", "--net", "--mount", "--propagation", "private",
                         "sh", "-c", inner, DRIVER], input=json.dumps(blocks).encode(),
                        capture_output=True, env=env, timeout=380 * SLOW)
