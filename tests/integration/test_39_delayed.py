@@ -175,11 +175,12 @@ def test_routing_uses_the_bindings_at_release(conn, ch):
 def test_held_messages_are_counted_and_go_with_the_exchange(broker, conn, ch):
     x = declare(ch, "fanout")
     q = bound_queue(ch, x, "")
+    ch.confirm_delivery()          # so all three are held before we look
     for _ in range(3):
-        ch.basic_publish(x, "", b"m", delay(400))
+        ch.basic_publish(x, "", b"m", delay(int(1000 * SLOW)))
     assert exchange_info(broker, x)["messages_delayed"] == 3
     ch.exchange_delete(x)
-    time.sleep(0.6 * SLOW)
+    time.sleep(1.3 * SLOW)
     assert count(ch, q) == 0
 
 
