@@ -465,6 +465,7 @@ typedef struct broker {
     bool stopping;
     bool recovering;               /* replaying the store: write nothing back */
     bool disk_alarm;               /* free disk below disk_free_limit */
+    bool mem_alarm;                /* resident memory above vm_memory_high_watermark */
     struct store *store;
     stats st;                      /* the whole broker */
     /* the broker's samples of the last STATS_RING * STATS_INTERVAL

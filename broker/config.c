@@ -433,11 +433,10 @@ static const config_key keys[] = {
     { "disk_free_limit.absolute", 0, SIZE(disk_free_limit), .def = "50MB",
       .help = "below this much free disk where the data lives, publishers are blocked" },
     { "vm_memory_high_watermark.relative", 0, FN(set_memory_relative), .def = "0.4",
-      .help = "memory alarm threshold as a fraction of RAM, 0 to 1 (accepted and stored)" },
+      .help = "memory alarm threshold as a fraction of RAM, 0 to 1: above it publishers are blocked" },
     { "vm_memory_high_watermark.absolute", 0, SIZE(vm_memory_high_watermark_absolute),
       .example = "2GB",
-      .help = "memory alarm threshold in bytes, instead of the relative one (accepted and "
-              "stored)" },
+      .help = "memory alarm threshold in bytes, instead of the relative one" },
 
     /* definitions */
     { "load_definitions", 0, STR(load_definitions), .example = "/etc/coney/definitions.json",

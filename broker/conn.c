@@ -475,10 +475,9 @@ conn_flow_resume(void)
 }
 
 void
-conn_alarm_changed(bool alarm)
+conn_alarm_changed(void)
 {
-    B.disk_alarm = alarm;
-    if (alarm)
+    if (B.disk_alarm || B.mem_alarm)
         return;
     for (conn *c = B.conns; c; c = c->next) {
         if (!c->blocked)
@@ -954,13 +953,14 @@ conn_gate(conn *c, uint16_t chan, const amqp_method *m)
         const amqp_basic_publish *p = &m->a.basic_publish;
         if (persist_flow_blocked())
             c->flow = true;        /* pause after this publish */
-        if (B.disk_alarm && !c->blocked) {
+        if ((B.disk_alarm || B.mem_alarm) && !c->blocked) {
             /* As RabbitMQ: a publisher is stopped at its first publish
              * under the alarm; this message waits in the buffer. */
             c->blocked = true;
             if (c->cap_blocked) {
                 amqp_method b = { .id = AMQP_CONNECTION_BLOCKED };
-                b.a.connection_blocked.reason = AMQP_BYTES_LIT("low on disk");
+                b.a.connection_blocked.reason = B.mem_alarm ? AMQP_BYTES_LIT("low on memory")
+                                                            : AMQP_BYTES_LIT("low on disk");
                 conn_send_method(c, 0, &b);
             }
         }

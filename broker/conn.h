@@ -191,7 +191,7 @@ void conn_error(conn *c, int code, uint32_t method_id, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 /* A resource alarm changed: publishers stop at their next publish while
  * it holds, and resume (connection.unblocked) when it clears. */
-void conn_alarm_changed(bool alarm);
+void conn_alarm_changed(void);
 /* Replies on ch now, or, if this method wrote a durable definition, once
  * the write has committed: the connection stops reading frames until
  * then, so replies keep their order (RabbitMQ too answers a durable

@@ -64,13 +64,44 @@ static ev_signal sigint_watcher, sigterm_watcher, sighup_watcher, sigusr1_watche
 static ev_timer stop_timer;
 static ev_timer disk_timer;
 
+/* The memory alarm, as RabbitMQ's: resident memory above
+ * vm_memory_high_watermark.absolute, else the relative share of the
+ * machine's memory. */
+static bool
+memory_check(void)
+{
+    long page = sysconf(_SC_PAGESIZE), phys = sysconf(_SC_PHYS_PAGES);
+    uint64_t limit = B.cfg.vm_memory_high_watermark_absolute;
+    if (!limit && phys > 0 && page > 0)
+        limit = (uint64_t)((double)phys * (double)page * B.cfg.vm_memory_high_watermark);
+    FILE *f = fopen("/proc/self/statm", "r");
+    unsigned long long size = 0, rss = 0;
+    if (!f)
+        return B.mem_alarm;
+    int n = fscanf(f, "%llu %llu", &size, &rss);
+    fclose(f);
+    if (n != 2 || !limit)
+        return B.mem_alarm;
+    uint64_t used = rss * (uint64_t)page;
+    bool high = used > limit;
+    if (high != B.mem_alarm)
+        log_warning(high ? "memory resource limit alarm set: %llu bytes used, limit %llu; "
+                           "publishers are blocked"
+                         : "memory resource limit alarm cleared: %llu bytes used, limit %llu",
+                    (unsigned long long)used, (unsigned long long)limit);
+    return high;
+}
+
 static void
 disk_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
     (void)loop; (void)w; (void)revents;
-    bool low = persist_disk_check();
-    if (low != B.disk_alarm)
-        conn_alarm_changed(low);
+    bool low = persist_disk_check(), high = memory_check();
+    if (low != B.disk_alarm || high != B.mem_alarm) {
+        B.disk_alarm = low;
+        B.mem_alarm = high;
+        conn_alarm_changed();
+    }
 }
 
 static bool
@@ -312,7 +343,9 @@ server_run(void)
     }
     stats_start();
     channel_timeouts_start();
-    conn_alarm_changed(persist_disk_check());
+    B.disk_alarm = persist_disk_check();
+    B.mem_alarm = memory_check();
+    conn_alarm_changed();
     ev_timer_init(&disk_timer, disk_cb, 1.0, 1.0);
     ev_timer_start(B.loop, &disk_timer);
     ev_signal_init(&sigint_watcher, signal_cb, SIGINT);

@@ -315,10 +315,12 @@ node_json(bool memory)
     json_object_set_new(o, "os_pid", json_sprintf("%ld", (long)getpid()));
     json_object_set_new(o, "mem_used", json_integer((json_int_t)rss));
     json_object_set_new(o, "mem_used_details", http_rate(0));
-    /* RabbitMQ's default high watermark: 0.4 of the machine's memory;
-     * Coney raises no memory alarm (pages queues to disk instead). */
-    json_object_set_new(o, "mem_limit", json_integer((json_int_t)(mem * 2 / 5)));
-    json_object_set_new(o, "mem_alarm", json_false());
+    /* the memory alarm's limit (server.c: memory_check) */
+    uint64_t limit = B.cfg.vm_memory_high_watermark_absolute
+                     ? B.cfg.vm_memory_high_watermark_absolute
+                     : (uint64_t)((double)mem * B.cfg.vm_memory_high_watermark);
+    json_object_set_new(o, "mem_limit", json_integer((json_int_t)limit));
+    json_object_set_new(o, "mem_alarm", json_boolean(B.mem_alarm));
     json_object_set_new(o, "mem_calculation_strategy", json_string("rss"));
     json_object_set_new(o, "disk_free", json_integer((json_int_t)http_disk_free()));
     json_object_set_new(o, "disk_free_details", http_rate(0));
@@ -487,14 +489,19 @@ static void
 health_alarms(http_req *rq, http_resp *rs)
 {
     (void)rq;
-    if (!B.disk_alarm) {
+    if (!B.disk_alarm && !B.mem_alarm) {
         health_ok(rs);
         return;
     }
     health_failed(rs, "resource alarm(s) in effect");
-    json_object_set_new(rs->json, "alarms",
-                        json_pack("[{s:s, s:s}]", "node", http_node_name(),
-                                  "resource", "disk"));
+    json_t *alarms = json_array();
+    if (B.mem_alarm)
+        json_array_append_new(alarms, json_pack("{s:s, s:s}", "node", http_node_name(),
+                                                "resource", "memory"));
+    if (B.disk_alarm)
+        json_array_append_new(alarms, json_pack("{s:s, s:s}", "node", http_node_name(),
+                                                "resource", "disk"));
+    json_object_set_new(rs->json, "alarms", alarms);
 }
 
 static void

@@ -188,7 +188,7 @@ node_metrics(text *t, bool queue_totals)
     metric(t, "rabbitmq_alarms_free_disk_space_watermark", "gauge",
            "is 1 if free disk space alarm is in effect", B.disk_alarm ? 1 : 0);
     metric(t, "rabbitmq_alarms_memory_used_watermark", "gauge",
-           "is 1 if VM memory watermark alarm is in effect", 0);
+           "is 1 if VM memory watermark alarm is in effect", B.mem_alarm ? 1 : 0);
     metric(t, "rabbitmq_alarms_file_descriptor_limit", "gauge",
            "is 1 if file descriptor limit alarm is in effect", 0);
     metric(t, "rabbitmq_process_resident_memory_bytes", "gauge",

@@ -524,7 +524,7 @@ mqtt_client_brake(mqtt_client *c, queue *q)
 static bool
 brake_holds(const mqtt_client *c)
 {
-    if (persist_flow_blocked())
+    if (persist_flow_blocked() || B.mem_alarm || B.disk_alarm)
         return true;
     const queue *q = c->brake_q;
     return q && !q->deleted && q->nconsumers && queue_ready(q) > MQTT_BACKLOG_LOW;

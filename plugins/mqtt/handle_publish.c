@@ -300,7 +300,9 @@ mqtt_handle_publish(mqtt_client *c, const mqtt_frame *f)
         if (q->nconsumers && queue_ready(q) > MQTT_BACKLOG_HIGH)
             mqtt_client_brake(c, q);
     }
-    if (!c->braked && persist_flow_blocked())
+    /* the store behind, or a resource alarm: stop reading publishers
+     * (MQTT has no connection.blocked) */
+    if (!c->braked && (persist_flow_blocked() || B.mem_alarm || B.disk_alarm))
         mqtt_client_brake(c, NULL);
     B.st.now.publish++;
     if (reached == 0)
