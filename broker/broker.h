@@ -58,6 +58,9 @@ message *message_new(amqp_bytes exchange_name, amqp_bytes routing_key,
 static inline message *message_ref(message *m) { m->refs++; return m; }
 /* Drops a reference and clears the caller's pointer. */
 void message_unref(message **m);
+/* False when m certainly has no CC or BCC header: a scan of the encoded
+ * properties, so the publish path decodes headers only when it must. */
+bool message_may_have_cc(const message *m);
 /* A copy of m without the header key (a new message, one reference), or
  * NULL if m has no headers or memory runs out. */
 message *message_without_header(const message *m, const char *key);

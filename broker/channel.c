@@ -851,7 +851,8 @@ channel_content_done(channel *ch)
 {
     message *m = ch->pending;
     ch->pending = NULL;
-    if ((m->prop_flags & (AMQP_BASIC_EXPIRATION | AMQP_BASIC_HEADERS)) && !message_valid(ch, m)) {
+    if (((m->prop_flags & AMQP_BASIC_EXPIRATION) || message_may_have_cc(m)) &&
+        !message_valid(ch, m)) {
         message_unref(&m);
         return;
     }

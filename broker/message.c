@@ -87,6 +87,15 @@ message_headers(const message *m, amqp_table *out, amqp_pool *pool)
     return true;
 }
 
+bool
+message_may_have_cc(const message *m)
+{
+    /* a table key is a short string: its length octet, then the bytes */
+    return (m->prop_flags & AMQP_BASIC_HEADERS) &&
+           (memmem(m->props, m->props_len, "\002CC", 3) ||
+            memmem(m->props, m->props_len, "\003BCC", 4));
+}
+
 message *
 message_without_header(const message *m, const char *key)
 {

@@ -146,6 +146,7 @@ deadline_of(const queue *q, const message *m)
 
 typedef struct expiry_timer {
     ev_timer t;                    /* the head's TTL */
+    int64_t at;                    /* the deadline t is set for, while active */
     ev_timer unused;               /* x-expires: the queue's own */
     queue *q;                      /* borrowed: queue_unref stops the timers first */
 } expiry_timer;
@@ -220,9 +221,12 @@ queue_expire(queue *q)
         return;
     }
     x = timers_of(q);
+    if (ev_is_active(&x->t) && x->at == next)
+        return;                    /* a publish behind the head changes nothing */
     ev_timer_stop(B.loop, &x->t);
     ev_timer_set(&x->t, (double)(next - now) / 1000.0 + 0.0005, 0.0);
     ev_timer_start(B.loop, &x->t);
+    x->at = next;
 }
 
 /* x-expires: a queue unused that long (no consumer, no basic.get, no

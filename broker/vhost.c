@@ -365,7 +365,7 @@ vhost_route(vhost *vh, exchange *x, message *m, route_result *out)
     out->n = 0;
     route_saw_bcc = false;
     route_exchange(&w, x);
-    if (m->prop_flags & AMQP_BASIC_HEADERS) {
+    if (message_may_have_cc(m)) {
         if (!w.headers_done) {
             w.headers_done = true;
             w.have_headers = message_headers(m, &w.headers, &w.pool);
