@@ -253,6 +253,13 @@ static inline uint32_t queue_ready(const queue *q)
 {
     return (uint32_t)(q->ready.count + q->tail_count);
 }
+/* Credit flow: a consumed queue this far behind slows its publishers
+ * down (conn_brake, the MQTT plugin's brake) until it is back under LOW. */
+#define QUEUE_BACKLOG_HIGH 4096
+#define QUEUE_BACKLOG_LOW 1024
+/* q delivered and is at or under QUEUE_BACKLOG_LOW: publishers held by
+ * credit flow are looked at again from the loop (conn.c). */
+void conn_brake_poke(void);
 
 /* Adds a consumer at the end of q's round-robin circle. tag is copied;
  * owner is borrowed and must outlive the consumer. */
@@ -469,6 +476,7 @@ typedef struct broker {
     bool recovering;               /* replaying the store: write nothing back */
     bool disk_alarm;               /* free disk below disk_free_limit */
     bool mem_alarm;                /* resident memory above vm_memory_high_watermark */
+    uint32_t braked;               /* publishers held by credit flow (conn_brake) */
     struct store *store;
     stats st;                      /* the whole broker */
     /* the broker's samples of the last STATS_RING * STATS_INTERVAL

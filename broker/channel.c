@@ -365,8 +365,10 @@ touched_dispatch(channel *ch, touched *t)
         queue_unref(t->q[i]);
     }
     t->n = 0;
-    if ((t->overflow || ch->global_prefetch) && !ch->released)
+    if ((t->overflow || ch->global_prefetch || ch->capped) && !ch->released) {
+        ch->capped = false;
         channel_kick(ch);
+    }
 }
 
 static void
@@ -511,6 +513,20 @@ channel_free(channel *ch)
 
 /* ---- delivery ------------------------------------------------------------- */
 
+/* coney.unacked_max_per_channel: whatever the prefetch (0 is "no limit"
+ * to AMQP), a channel holds at most this many unacked deliveries, so a
+ * consumer that never acks cannot make the broker keep a whole queue in
+ * memory for it. At the cap its consumers wait; an ack kicks them all. */
+static bool
+unacked_capped(channel *ch)
+{
+    uint32_t cap = B.cfg.unacked_max_per_channel;
+    if (!cap || ch->ua_live < cap)
+        return false;
+    ch->capped = true;
+    return true;
+}
+
 static bool
 consumer_ready(consumer *c)
 {
@@ -521,6 +537,8 @@ consumer_ready(consumer *c)
         if (c->prefetch && c->unacked >= c->prefetch)
             return false;
         if (ch->global_prefetch && ch->consumer_unacked >= ch->global_prefetch)
+            return false;
+        if (unacked_capped(ch))
             return false;
     }
     if (!conn_writable(ch->conn)) {
@@ -808,6 +826,33 @@ message_valid(channel *ch, message *m)
     return true;
 }
 
+/* Credit flow (conn_brake): true if a consumer of q has credit left
+ * (prefetch, channel limits) and so waits only for its connection's
+ * output to drain. Looks at no more than 64 consumers. */
+static bool
+output_bound(const queue *q)
+{
+    const consumer *k = q->consumers;
+    for (uint32_t i = 0; i < q->nconsumers && i < 64; i++, k = k->next) {
+        const channel *kc = k->ch;
+        if (!kc) {                 /* a plugin's (MQTT session): its own window */
+            if (!k->prefetch || k->unacked < k->prefetch)
+                return true;
+            continue;
+        }
+        if (kc->closing || kc->released || !kc->flow_active)
+            continue;
+        if (k->no_ack)
+            return true;
+        if ((k->prefetch && k->unacked >= k->prefetch) ||
+            (kc->global_prefetch && kc->consumer_unacked >= kc->global_prefetch) ||
+            (B.cfg.unacked_max_per_channel && kc->ua_live >= B.cfg.unacked_max_per_channel))
+            continue;
+        return true;
+    }
+    return false;
+}
+
 /* Routes m from x into its queues, returning it to the publisher if it
  * was mandatory and reached none. Returns the store batch its confirm
  * must wait for, 0, or CONFIRM_NACK. */
@@ -822,6 +867,16 @@ publish_route(channel *ch, exchange *x, message *m, bool mandatory)
     uint64_t batch = vhost_publish_ex(ch->conn->vh, x, m, &reached, &rejected);
     if (rejected)
         batch = CONFIRM_NACK;
+    if (reached && !ch->conn->brake_q) {
+        const route_result *r = vhost_last_route();
+        for (size_t i = 0; i < r->n; i++) {
+            queue *q = r->q[i];
+            if (queue_ready(q) > QUEUE_BACKLOG_HIGH && q->nconsumers && output_bound(q)) {
+                conn_brake(ch->conn, q);
+                break;
+            }
+        }
+    }
     ch->st.now.publish++;
     B.st.now.publish++;
     if (held)
@@ -1290,6 +1345,12 @@ basic_consume(channel *ch, const amqp_basic_consume *a)
                    BYTES_ARG(tag));
         return;
     }
+    if (B.cfg.consumer_max_per_channel && ch->consumers.count >= B.cfg.consumer_max_per_channel) {
+        /* RabbitMQ's consumer_max_per_channel, its code and text */
+        conn_error(ch->conn, AMQP_NOT_ALLOWED, M, "reached maximum (%u) of consumers per channel",
+                   B.cfg.consumer_max_per_channel);
+        return;
+    }
     bool locked = q->nconsumers && (a->exclusive || q->consumers->exclusive);
     if (locked) {
         channel_error(ch, AMQP_ACCESS_REFUSED, M,
@@ -1462,7 +1523,7 @@ basic_get(channel *ch, const amqp_basic_get *a)
         !permitted(ch, AMQP_BASIC_GET, AUTH_READ, "queue", q->name))
         return;
     qentry e;
-    if (!queue_pop(q, &e)) {
+    if ((!a->no_ack && unacked_capped(ch)) || !queue_pop(q, &e)) {
         send_simple(ch, AMQP_BASIC_GET_EMPTY);
         return;
     }

@@ -34,6 +34,9 @@ config_defaults(config *c)
     c->queue_memory_budget = 16u * 1000 * 1000;
     c->disk_free_limit = 50u * 1000 * 1000;
     c->consumer_timeout = 1800000;
+    c->consumer_max_per_channel = 4096;
+    c->unacked_max_per_channel = 65535;
+    c->handshake_max_per_ip = 256;
     snprintf(c->mqtt_bind_addr, sizeof c->mqtt_bind_addr, "0.0.0.0");
     c->mqtt_port = 1883;
     c->mqtt_allow_anonymous = true;
@@ -413,6 +416,8 @@ static const config_key keys[] = {
     { "consumer_timeout", 0, FN(set_consumer_timeout), .def = "1800000",
       .help = "milliseconds a delivery may stay unacknowledged before its channel is closed; "
               "infinity or false = no limit" },
+    { "consumer_max_per_channel", 0, UINT(consumer_max_per_channel, 0, UINT32_MAX), .def = "4096",
+      .help = "most consumers on one channel (NOT_ALLOWED past it); 0 = no limit" },
     { "default_user", 0, STR(default_user), .def = "guest",
       .help = "the user created when the store is new" },
     { "default_pass", 0, STR(default_pass), .def = "guest",
@@ -437,6 +442,14 @@ static const config_key keys[] = {
     { "vm_memory_high_watermark.absolute", 0, SIZE(vm_memory_high_watermark_absolute),
       .example = "2GB",
       .help = "memory alarm threshold in bytes, instead of the relative one" },
+    { "coney.unacked_max_per_channel", 0, UINT(unacked_max_per_channel, 0, UINT32_MAX),
+      .def = "65535",
+      .help = "deliveries a channel may hold unacknowledged, whatever its prefetch (0 = no "
+              "prefetch): past it the channel's consumers wait for acks and basic.get answers "
+              "get-empty; 0 = no limit" },
+    { "coney.handshake_max_per_ip", 0, UINT(handshake_max_per_ip, 0, UINT32_MAX), .def = "256",
+      .help = "connections (AMQP and MQTT) from one address that have not logged in yet; "
+              "more are closed at once; 0 = no limit" },
 
     /* definitions */
     { "load_definitions", 0, STR(load_definitions), .example = "/etc/coney/definitions.json",

@@ -39,6 +39,10 @@ typedef struct config {
     uint64_t queue_memory_budget;  /* coney.queue_memory_budget, bytes, 16 MB */
     uint64_t disk_free_limit;      /* disk_free_limit.absolute, bytes, 50 MB */
     uint64_t consumer_timeout;     /* consumer_timeout, ms, 1800000 (30 min); 0 = none */
+    uint32_t consumer_max_per_channel; /* consumer_max_per_channel, 4096; 0 = none */
+    uint32_t unacked_max_per_channel;  /* coney.unacked_max_per_channel, 65535; 0 = none */
+    uint32_t handshake_max_per_ip; /* coney.handshake_max_per_ip: connections from one
+                                    * address not yet logged in, 256; 0 = none */
 
     /* the MQTT plugin (RabbitMQ's mqtt.* keys) */
     char mqtt_bind_addr[64];       /* "0.0.0.0" unless mqtt.listeners.tcp.* names one */

@@ -36,8 +36,15 @@
 #define HANDSHAKE_TIMEOUT 10.0
 #define CLOSE_TIMEOUT 3.0
 #define LINGER_TIMEOUT 2.0
-#define OUT_HIGH_WATER (4u << 20)
-#define OUT_LOW_WATER (1u << 20)
+#define OUT_HIGH_WATER (4u << 20)  /* consumers stop being served */
+#define OUT_LOW_WATER (1u << 20)   /* ... and are served again */
+/* A client that writes but does not read (returns, confirms and replies
+ * pile up) stops being read here, so its output cannot grow without end. */
+#define OUT_PAUSE (16u << 20)
+#define BRAKE_POLL 0.005           /* re-check braked publishers this often */
+/* Output waiting this long without a byte taken by the peer: it is gone
+ * or stuck (RabbitMQ's send_timeout, also 15 s). */
+#define SEND_TIMEOUT 15.0
 #define READ_CHUNK 65536
 #define READ_BUDGET (1u << 20)   /* bytes per callback, for fairness */
 /* Output is flushed at least every this many bytes of input handled, not
@@ -47,17 +54,23 @@
 #define FLUSH_EVERY 65536
 
 static void conn_process(conn *c);
+static void conn_resume(conn *c);
+static void brake_cb(struct ev_loop *loop, ev_timer *w, int revents);
+static void brake_drop(conn *c);
 
 /* Not reading frames now: a resource alarm, a definition being committed,
- * or flow control. */
+ * the store's flow control, credit flow, or output the client does not
+ * read. */
 static inline bool
 conn_paused(const conn *c)
 {
-    return c->blocked || c->stalled || c->flow;
+    return c->blocked || c->stalled || c->flow || c->brake_q || c->out_full;
 }
 
 
 static ev_prepare flush_watcher;
+static ev_timer brake_timer;       /* credit flow: braked publishers' poll */
+static conn *braked_list;
 static ev_check reap_watcher;
 static conn *flush_list;
 static conn *dead_list;
@@ -205,6 +218,8 @@ conn_abort(conn *c, const char *why)
     ev_io_stop(B.loop, &c->wio);
     ev_timer_stop(B.loop, &c->timer);
     c->state = CONN_DEAD;
+    if (c->brake_q)
+        brake_drop(c);
     persist_unwait_conn(c);
     conn_release(c);
     conn_unlink(c);
@@ -243,6 +258,8 @@ conn_drain(conn *c)
     if (c->state == CONN_DEAD || c->state == CONN_DRAINING)
         return;
     conn_release(c);
+    if (c->brake_q)
+        brake_drop(c);
     c->state = CONN_DRAINING;
     c->deadline = ev_now(B.loop) + CLOSE_TIMEOUT;
     if (buf_used(&c->out) == 0)
@@ -271,13 +288,23 @@ conn_flush(conn *c)
         }
         buf_consume(&c->out, (size_t)n);
         c->send_oct += (size_t)n;
-        c->last_send = ev_now(B.loop);
+        c->last_send = c->last_taken = ev_now(B.loop);
     }
     ev_io_stop(B.loop, &c->wio);
     buf_compact(&c->out);
     if (c->state == CONN_DRAINING) {
         conn_linger(c);
         return;
+    }
+    if (c->out_full && buf_used(&c->out) < OUT_LOW_WATER) {
+        /* read_cb handles what waited in the input buffer first */
+        c->out_full = false;
+        c->resume_pending = true;
+        if (!c->reading) {
+            ev_io_start(B.loop, &c->rio);
+            c->reading = true;
+        }
+        ev_feed_event(B.loop, &c->rio, EV_READ);
     }
     if (c->blocked_by_output && buf_used(&c->out) < OUT_LOW_WATER) {
         c->blocked_by_output = false;
@@ -343,6 +370,7 @@ conn_init_loop(void)
     ev_prepare_start(B.loop, &flush_watcher);
     ev_check_init(&reap_watcher, reap_cb);
     ev_check_start(B.loop, &reap_watcher);
+    ev_init(&brake_timer, brake_cb);
 }
 
 /* ---- errors ------------------------------------------------------------- */
@@ -464,13 +492,111 @@ conn_flow_resume(void)
         if (!c->flow)
             continue;
         c->flow = false;
-        if (c->state != CONN_OPEN || conn_paused(c))
+        conn_resume(c);
+    }
+}
+
+/* Reads again what a pause left in the buffer, and then the socket. */
+static void
+conn_resume(conn *c)
+{
+    if (c->state != CONN_OPEN || conn_paused(c))
+        return;
+    if (!c->reading) {
+        ev_io_start(B.loop, &c->rio);
+        c->reading = true;
+    }
+    conn_process(c);
+}
+
+/* ---- credit flow ----------------------------------------------------------
+ * A queue whose consumers could take more (they have prefetch left) but
+ * whose deliveries wait because those consumers' connections are not
+ * draining their output is a queue falling behind: the publishers that
+ * feed it stop being read, as RabbitMQ's credit flow stops them, until
+ * the backlog is down to QUEUE_BACKLOG_LOW. A queue whose consumers are
+ * all at their prefetch limit (slow acks) does not brake anyone: it
+ * grows and pages to disk, and other queues fed by the same publisher
+ * keep going. */
+
+/* True while q still holds its publishers back. */
+static bool
+brake_holds(const queue *q)
+{
+    return !q->deleted && q->nconsumers && queue_ready(q) > QUEUE_BACKLOG_LOW;
+}
+
+void
+conn_brake(conn *c, queue *q)
+{
+    if (c->brake_q || c->state != CONN_OPEN)
+        return;
+    queue_ref(q);
+    c->brake_q = q;
+    c->brake_next = braked_list;
+    braked_list = c;
+    if (B.braked++ == 0) {
+        ev_timer_set(&brake_timer, BRAKE_POLL, BRAKE_POLL);
+        ev_timer_start(B.loop, &brake_timer);
+    }
+}
+
+/* Unlinks c from the braked list; the caller resumes it (or it is dying). */
+static void
+brake_drop(conn *c)
+{
+    conn **p = &braked_list;
+    while (*p != c)
+        p = &(*p)->brake_next;
+    *p = c->brake_next;
+    c->brake_next = NULL;
+    queue_unref(c->brake_q);
+    c->brake_q = NULL;
+    if (--B.braked == 0)
+        ev_timer_stop(B.loop, &brake_timer);
+}
+
+static void
+brake_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)loop; (void)w; (void)revents;
+    /* Released connections are collected first: resuming one publishes,
+     * which may brake it (or others) again and change the list. */
+    conn *ready = NULL;
+    for (conn **p = &braked_list; *p;) {
+        conn *c = *p;
+        if (brake_holds(c->brake_q)) {
+            p = &c->brake_next;
             continue;
-        if (!c->reading) {
-            ev_io_start(B.loop, &c->rio);
-            c->reading = true;
         }
-        conn_process(c);
+        *p = c->brake_next;
+        queue_unref(c->brake_q);
+        c->brake_q = NULL;
+        B.braked--;
+        c->brake_next = ready;
+        ready = c;
+    }
+    ev_timer_stop(B.loop, &brake_timer);
+    if (B.braked) {
+        ev_timer_set(&brake_timer, BRAKE_POLL, BRAKE_POLL);
+        ev_timer_start(B.loop, &brake_timer);
+    }
+    while (ready) {
+        conn *c = ready;
+        ready = c->brake_next;
+        c->brake_next = NULL;
+        conn_resume(c);
+    }
+}
+
+void
+conn_brake_poke(void)
+{
+    /* from inside a queue's dispatch: look again on the next loop turn */
+    if (brake_timer.repeat != 0.0) {
+        ev_timer_stop(B.loop, &brake_timer);
+        ev_timer_set(&brake_timer, 0.0, 0.0);
+        ev_timer_start(B.loop, &brake_timer);
     }
 }
 
@@ -772,6 +898,7 @@ handle_open(conn *c, const amqp_connection_open *m)
     c->counted = true;
     c->vh = vh;
     c->state = CONN_OPEN;
+    stream_peer_release(&c->io);   /* logged in: off the handshake count */
     amqp_method ok = { .id = AMQP_CONNECTION_OPEN_OK };
     conn_send_method(c, 0, &ok);
     conn_arm_timer(c);
@@ -1124,7 +1251,8 @@ conn_process(conn *c)
 {
     if (c->state == CONN_HEADER)
         conn_protocol_header(c);
-    while (c->state != CONN_HEADER && c->state < CONN_DRAINING && !conn_paused(c)) {
+    while (c->state != CONN_HEADER && c->state < CONN_DRAINING &&
+           !(conn_paused(c) && c->state == CONN_OPEN)) {
         amqp_frame f;
         size_t used;
         uint32_t fmax = c->state < CONN_OPENING ? AMQP_FRAME_MIN_SIZE : c->frame_max;
@@ -1157,6 +1285,8 @@ conn_process(conn *c)
         persist_definition_batch = 0;
         conn_frame(c, &f);
         buf_consume(&c->in, used);
+        if (buf_used(&c->out) >= OUT_PAUSE && c->state == CONN_OPEN)
+            c->out_full = true;    /* it writes but does not read */
         if (conn_paused(c) && c->state == CONN_OPEN)
             break;                 /* leave what follows unread for now */
     }
@@ -1175,6 +1305,10 @@ read_cb(struct ev_loop *loop, ev_io *w, int revents)
     (void)loop; (void)revents;
     conn *c = (conn *)((char *)w - offsetof(conn, rio));
     size_t budget = READ_BUDGET, since_flush = 0;
+    if (c->resume_pending) {       /* a pause ended: frames left unread */
+        c->resume_pending = false;
+        conn_process(c);
+    }
     if (conn_paused(c) && c->state == CONN_OPEN) {
         ev_io_stop(B.loop, &c->rio);
         c->reading = false;
@@ -1218,6 +1352,20 @@ read_cb(struct ev_loop *loop, ev_io *w, int revents)
         buf_compact(&c->in);
 }
 
+/* Output waits: true once the peer has taken no byte for SEND_TIMEOUT,
+ * neither from our buffer nor from the kernel's (a slow reader drains the
+ * kernel's queue without letting us write for a while). */
+static bool
+conn_stuck(conn *c, ev_tstamp now)
+{
+    long unsent = stream_unsent(&c->io);
+    if (unsent != c->unsent) {
+        c->unsent = unsent;
+        c->last_taken = now;
+    }
+    return now - c->last_taken > SEND_TIMEOUT;
+}
+
 static void
 timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
@@ -1250,6 +1398,13 @@ timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
             conn_abort(c, NULL);
         return;
     case CONN_OPEN:
+        if (buf_used(&c->out) && conn_stuck(c, now)) {
+            char ctx[400];
+            log_warning("closing AMQP connection %s%s: the client read nothing for %.0fs",
+                        c->name, conn_log_ctx(c, ctx, sizeof ctx), SEND_TIMEOUT);
+            conn_abort(c, NULL);
+            return;
+        }
         if (c->heartbeat == 0)
             return;
         if (conn_paused(c))
@@ -1286,7 +1441,7 @@ conn_accept(const stream *s, const char *peer, bool loopback)
     ev_io_init(&c->rio, read_cb, fd, EV_READ);
     ev_io_init(&c->wio, write_cb, fd, EV_WRITE);
     ev_init(&c->timer, timer_cb);
-    c->last_recv = c->last_send = ev_now(B.loop);
+    c->last_recv = c->last_send = c->last_taken = ev_now(B.loop);
     c->connected_at = ev_time() * 1000.0;
     c->deadline = ev_now(B.loop) + HANDSHAKE_TIMEOUT;
     ev_timer_set(&c->timer, 1.0, 1.0);

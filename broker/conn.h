@@ -64,6 +64,7 @@ typedef struct channel {
     size_t ua_head, ua_len, ua_cap;
     uint32_t ua_live;              /* unsettled deliveries */
     uint32_t consumer_unacked;     /* unsettled deliveries to consumers */
+    bool capped;                   /* a consumer waited for coney.unacked_max_per_channel */
 
     uint16_t prefetch;             /* applies to consumers created later */
     uint16_t global_prefetch;      /* channel-wide limit (qos global) */
@@ -132,6 +133,11 @@ typedef struct conn {
     bool blocked;                  /* a publisher stopped by a resource alarm */
     bool stalled;                  /* waiting for a definition to commit */
     bool flow;                     /* a publisher paused while the store catches up */
+    bool out_full;                 /* not reading: our output to it is over OUT_PAUSE */
+    bool resume_pending;           /* a pause ended: read_cb processes the input first */
+    queue *brake_q;                /* not reading: this queue's consumers catch up
+                                    * (credit flow); one reference */
+    struct conn *brake_next;       /* the braked list (conn.c) */
     amqp_method deferred;          /* the reply sent once it has */
     uint16_t deferred_channel;
     uint64_t deferred_batch;
@@ -149,6 +155,8 @@ typedef struct conn {
     uint16_t channel_max;
     uint16_t heartbeat;
     ev_tstamp last_recv, last_send, deadline;
+    ev_tstamp last_taken;          /* the peer last took output from us or the kernel */
+    long unsent;                   /* the kernel's unsent bytes then (stream_unsent) */
 
     channel **channels;            /* index by id; grown on demand */
     uint32_t nchannels;
@@ -202,6 +210,11 @@ void conn_reply(conn *c, uint16_t ch, const amqp_method *m);
 void conn_store_progress(conn *c);
 /* The store caught up: publishers paused by flow control read again. */
 void conn_flow_resume(void);
+/* Credit flow. A publish put a message on q, a consumed queue whose
+ * consumers fall behind although they have credit (their connections'
+ * output is full): the publisher stops reading until q's backlog is back
+ * under QUEUE_BACKLOG_LOW, q loses its consumers or is deleted. */
+void conn_brake(conn *c, queue *q);
 /* Sends connection.close 320 to every connection (shutdown). */
 void conn_close_all(const char *reason);
 /* Closes immediately (socket error, EOF, timeout): no more frames. */

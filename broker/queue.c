@@ -583,6 +583,8 @@ queue_dispatch(queue *q)
             queue_fill(q);
     }
     q->dispatching = false;
+    if (B.braked && queue_ready(q) <= QUEUE_BACKLOG_LOW)
+        conn_brake_poke();
 }
 
 bool

@@ -146,6 +146,28 @@ typedef struct listener {
     enum stream_kind kind;
 } listener;
 
+/* coney.handshake_max_per_ip: one address already has that many
+ * connections that have not logged in (a flood of connects, or a client
+ * that opens sockets and never speaks): the new one is closed at once,
+ * with a warning at most once a second. */
+static void
+refuse_flood(int fd, const char *peer)
+{
+    static ev_tstamp last;
+    static unsigned long refused;
+    close(fd);
+    refused++;
+    ev_tstamp now = ev_now(B.loop);
+    if (now - last >= 1.0) {
+        log_warning("closing connection from %s at once: %u connections from that address "
+                    "have not logged in yet (coney.handshake_max_per_ip); %lu refused since "
+                    "the last warning",
+                    peer, B.cfg.handshake_max_per_ip, refused);
+        last = now;
+        refused = 0;
+    }
+}
+
 static void
 accept_cb(struct ev_loop *loop, ev_io *w, int revents)
 {
@@ -162,16 +184,25 @@ accept_cb(struct ev_loop *loop, ev_io *w, int revents)
         }
         char peer[64];
         format_peer(&ss, peer, sizeof peer);
+        bool full;
+        struct stream_peer *counted = stream_peer_enter(&ss, B.cfg.handshake_max_per_ip, &full);
+        if (full) {
+            refuse_flood(fd, peer);
+            continue;
+        }
         stream s;
         if (l->kind == STREAM_TLS) {
             if (stream_tls(&s, fd) != 0) {
                 log_warning("cannot start TLS for %s: out of memory", peer);
+                s.peer = counted;
+                stream_peer_release(&s);
                 close(fd);
                 continue;
             }
         } else {
             stream_tcp(&s, fd);
         }
+        s.peer = counted;
         l->on_accept(&s, peer, addr_is_loopback(&ss));
     }
 }

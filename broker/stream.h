@@ -48,12 +48,31 @@ typedef struct stream {
     bool want_write;               /* the last read waits for the socket to be writable */
     const char *error;             /* why the last call failed, when errno says too little;
                                     * owned by the transport, valid until the next call */
+    struct stream_peer *peer;      /* counts against its address's handshakes; NULL once
+                                    * logged in (stream_peer_release) */
 } stream;
 
 extern const transport transport_tcp;
 
 /* A TCP stream on fd (non-blocking): TCP_NODELAY set. */
 void stream_tcp(stream *s, int fd);
+
+/* coney.handshake_max_per_ip: a listener counts the connections from each
+ * address that have not logged in yet. stream_peer_enter counts one more
+ * for the address of ss and returns its counter, which the listener
+ * stores in the new stream's peer field; it sets *full and returns NULL
+ * when the address already has max (and returns NULL, not counting, when
+ * max is 0: no limit). */
+struct sockaddr_storage;
+struct stream_peer *stream_peer_enter(const struct sockaddr_storage *ss, uint32_t max,
+                                      bool *full);
+/* The stream logged in, or is closing: it no longer counts. Safe to call
+ * more than once; the transports' close calls it. */
+void stream_peer_release(stream *s);
+
+/* Bytes written to s that the kernel still holds unsent (the peer has not
+ * taken them), or -1 if it cannot tell. */
+long stream_unsent(const stream *s);
 
 /* Why a read or write on s failed with err: the transport's own words
  * (a TLS alert, a certificate problem) or strerror(err). */

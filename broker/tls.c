@@ -352,6 +352,7 @@ tls_shutdown(stream *s)
 static void
 tls_close(stream *s)
 {
+    stream_peer_release(s);
     tls_stream *t = s->ctx;
     if (t) {
         say_goodbye(t);
@@ -450,5 +451,6 @@ stream_tls(stream *s, int fd)
     s->ctx = t;
     s->want_write = false;
     s->error = NULL;
+    s->peer = NULL;
     return 0;
 }

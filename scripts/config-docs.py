@@ -19,8 +19,11 @@ END = "<!-- end of keys -->"
 SECTIONS = [
     ("AMQP 0-9-1", lambda k: k.startswith(("listeners.tcp", "loopback_users", "auth_mechanisms",
                                           "default_"))
-     or k in ("heartbeat", "frame_max", "channel_max", "max_message_size", "consumer_timeout")),
-    ("Resources and alarms", lambda k: k.startswith(("disk_free_limit", "vm_memory"))),
+     or k in ("heartbeat", "frame_max", "channel_max", "max_message_size", "consumer_timeout",
+              "consumer_max_per_channel")),
+    ("Resources, alarms and limits (docs/operations.md)",
+     lambda k: k.startswith(("disk_free_limit", "vm_memory"))
+     or k in ("coney.unacked_max_per_channel", "coney.handshake_max_per_ip")),
     ("Definitions", lambda k: k == "load_definitions"),
     ("Logging", lambda k: k.startswith("log.")),
     ("TLS (docs/tls.md)", lambda k: k.startswith(("listeners.ssl", "ssl_"))),

@@ -158,7 +158,7 @@ conn_state(const conn *c)
         return "closing";
     if (c->blocked)
         return "blocked";
-    if (c->flow)
+    if (c->flow || c->brake_q || c->out_full)
         return "flow";
     return "running";
 }

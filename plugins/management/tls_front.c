@@ -206,6 +206,8 @@ on_accept(const stream *s, const char *peer, bool loopback)
     if (!p)
         abort();
     p->io = *s;
+    /* HTTP logs in per request, under libmicrohttpd's own connection limits */
+    stream_peer_release(&p->io);
     p->fd = sv[0];
     ev_io_init(&p->tls_r, tls_r_cb, p->io.fd, EV_READ);
     ev_io_init(&p->tls_w, tls_w_cb, p->io.fd, EV_WRITE);

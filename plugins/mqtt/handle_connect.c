@@ -266,6 +266,7 @@ mqtt_handle_connect(mqtt_client *c, const mqtt_frame *f)
     }
     c->will = will;
     c->state = MC_OPEN;
+    stream_peer_release(&c->io);   /* logged in: off the handshake count */
     mqtt_client_arm(c);
 
     mqtt_props p = { 0 };
