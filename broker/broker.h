@@ -477,6 +477,7 @@ typedef struct broker {
     bool disk_alarm;               /* free disk below disk_free_limit */
     bool mem_alarm;                /* resident memory above vm_memory_high_watermark */
     uint32_t braked;               /* publishers held by credit flow (conn_brake) */
+    uint64_t exchange_gen;         /* bumped when any exchange is freed */
     struct store *store;
     stats st;                      /* the whole broker */
     /* the broker's samples of the last STATS_RING * STATS_INTERVAL

@@ -826,6 +826,20 @@ message_valid(channel *ch, message *m)
     return true;
 }
 
+/* The exchange a publish names: most publishers use one, so the last is
+ * kept and compared by name rather than looked up. */
+static exchange *
+publish_exchange(channel *ch, amqp_bytes name)
+{
+    exchange *x = ch->pub_x;
+    if (x && ch->pub_x_gen == B.exchange_gen && amqp_bytes_eq(x->name, name))
+        return x;
+    x = find_exchange(ch, name, ch->pub_method);
+    ch->pub_x = x;
+    ch->pub_x_gen = B.exchange_gen;
+    return x;
+}
+
 /* Credit flow (conn_brake): true if a consumer of q has credit left
  * (prefetch, channel limits) and so waits only for its connection's
  * output to drain. Looks at no more than 64 consumers. */
@@ -916,7 +930,7 @@ channel_content_done(channel *ch)
         message_unref(&m);
         return;
     }
-    exchange *x = find_exchange(ch, m->exchange, ch->pub_method);
+    exchange *x = publish_exchange(ch, m->exchange);
     if (!x || (topic_restricted &&
                !topic_permitted(ch, ch->pub_method, x, AUTH_WRITE, m->routing_key))) {
         message_unref(&m);

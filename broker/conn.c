@@ -114,11 +114,15 @@ conn_send_content(conn *c, uint16_t ch, const amqp_method *m, const message *msg
         return;
     size_t chunk = c->frame_max - AMQP_FRAME_OVERHEAD;
     size_t nbody = msg->body_size ? (msg->body_size + chunk - 1) / chunk : 0;
-    size_t total = amqp_method_frame_size(m) + AMQP_HEADER_FRAME_SIZE(msg->props_len) +
-                   msg->body_size + nbody * AMQP_FRAME_OVERHEAD;
+    bool deliver = m->id == AMQP_BASIC_DELIVER;   /* the common case, written straight */
+    size_t total = (deliver ? AMQP_DELIVER_FRAME_SIZE(&m->a.basic_deliver)
+                            : amqp_method_frame_size(m)) +
+                   AMQP_HEADER_FRAME_SIZE(msg->props_len) + msg->body_size +
+                   nbody * AMQP_FRAME_OVERHEAD;
     uint8_t *start = buf_reserve(&c->out, total);
     uint8_t *p = start;
-    p += amqp_method_frame_encode(ch, m, p);
+    p += deliver ? amqp_deliver_frame_encode(ch, &m->a.basic_deliver, p)
+                 : amqp_method_frame_encode(ch, m, p);
     p += amqp_header_frame_encode(ch, msg->body_size, msg->prop_flags, msg->props,
                                   msg->props_len, p);
     for (uint64_t off = 0; off < msg->body_size; off += chunk) {

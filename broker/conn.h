@@ -100,6 +100,10 @@ typedef struct channel {
     uint8_t perm_ex_len;
     char perm_ex[256];
     uint64_t perm_gen;             /* auth_generation() of the answer; 0 = none */
+    /* the exchange the last publish went to, while B.exchange_gen says
+     * no exchange has been freed since */
+    struct exchange *pub_x;
+    uint64_t pub_x_gen;
     bool perm_ok, perm_topic;      /* may write; has topic permissions there */
     struct channel *dirty_next;
 } channel;

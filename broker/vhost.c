@@ -58,6 +58,7 @@ vhost_new(const char *name)
 static void
 exchange_free(exchange *x)
 {
+    B.exchange_gen++;              /* channels' cached publish exchanges go stale */
     delayed_free(x);
     route_table_free(x->rt);
     free((char *)x->name.data);

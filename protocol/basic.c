@@ -183,6 +183,34 @@ amqp_header_frame_encode(uint16_t channel, uint64_t body_size, uint16_t flags,
     return AMQP_HEADER_FRAME_SIZE(props_len);
 }
 
+static uint8_t *
+put_shortstr(uint8_t *p, amqp_bytes s)
+{
+    assert(s.len <= 255);
+    *p++ = (uint8_t)s.len;
+    if (s.len)
+        memcpy(p, s.data, s.len);
+    return p + s.len;
+}
+
+size_t
+amqp_deliver_frame_encode(uint16_t channel, const amqp_basic_deliver *d, uint8_t *out)
+{
+    size_t n = AMQP_DELIVER_FRAME_SIZE(d);
+    amqp_frame_header_write(out, AMQP_FRAME_METHOD, channel, (uint32_t)(n - AMQP_FRAME_OVERHEAD));
+    uint8_t *p = out + AMQP_FRAME_HEADER_SIZE;
+    amqp_put16(p, AMQP_CLASS_BASIC);
+    amqp_put16(p + 2, 60);         /* deliver */
+    p = put_shortstr(p + 4, d->consumer_tag);
+    amqp_put64(p, d->delivery_tag);
+    p[8] = d->redelivered ? 1 : 0;
+    p = put_shortstr(p + 9, d->exchange);
+    p = put_shortstr(p, d->routing_key);
+    *p++ = AMQP_FRAME_END;
+    assert((size_t)(p - out) == n);
+    return n;
+}
+
 /* ---- basic properties -------------------------------------------------- */
 
 #define PROP(flag, type, field) \

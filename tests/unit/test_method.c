@@ -444,6 +444,32 @@ START_TEST(test_bad_table_in_method)
 }
 END_TEST
 
+/* The straight basic.deliver writer gives the table walker's bytes, for
+ * empty and longest strings, both redelivered values, any tag. */
+START_TEST(test_deliver_fast_path_matches_table)
+{
+    static char longest[255];
+    memset(longest, 'k', sizeof longest);
+    const amqp_bytes strs[] = { { NULL, 0 }, AMQP_BYTES_LIT("amq.ctag-x"),
+                                { longest, sizeof longest } };
+    const uint64_t tags[] = { 0, 1, 258, UINT64_MAX };
+    for (size_t a = 0; a < 3; a++)
+        for (size_t b = 0; b < 3; b++)
+            for (size_t t = 0; t < 4; t++)
+                for (int r = 0; r < 2; r++) {
+                    amqp_method m = { .id = AMQP_BASIC_DELIVER };
+                    m.a.basic_deliver = (amqp_basic_deliver){ strs[a], tags[t], r, strs[b],
+                                                               strs[(a + b) % 3] };
+                    uint8_t want[1200], got[1200];
+                    size_t wn = amqp_method_frame_encode(7, &m, want);
+                    ck_assert_uint_eq(AMQP_DELIVER_FRAME_SIZE(&m.a.basic_deliver), wn);
+                    size_t gn = amqp_deliver_frame_encode(7, &m.a.basic_deliver, got);
+                    ck_assert_uint_eq(gn, wn);
+                    ck_assert_mem_eq(got, want, wn);
+                }
+}
+END_TEST
+
 Suite *
 suite_method(void)
 {
@@ -458,6 +484,7 @@ suite_method(void)
     tcase_add_test(tc, test_bytes_basic_publish_bits);
     tcase_add_test(tc, test_bytes_exchange_declare);
     tcase_add_test(tc, test_bytes_basic_deliver_and_open_ok);
+    tcase_add_test(tc, test_deliver_fast_path_matches_table);
     tcase_add_test(tc, test_decode_start_ok_from_bytes);
     tcase_add_test(tc, test_unknown_method);
     tcase_add_test(tc, test_truncated_every_length);
