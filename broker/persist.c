@@ -70,8 +70,19 @@ persist_flow_blocked(void)
 {
     return inflight_bytes > PERSIST_FLOW_HIGH;
 }
-static uint64_t failed[64];          /* recent failed batch ids, a ring */
-static size_t nfailed;
+/* Failed batches, as ranges of consecutive ids, oldest first, in a ring
+ * that grows as needed. The store reports batches in id order, so a
+ * failure extends the newest range or starts one; a full disk fails long
+ * runs of batches, which stay one range however long they are. A waiter
+ * asks about its batch in the pass of done_cb that completes it, or soon
+ * after, so only the newest ranges are asked about; past FAILED_RANGES the
+ * oldest, long settled, is forgotten. (A ring of 64 single ids forgot
+ * failures when more than 64 failed in one pass, and their publishers got
+ * basic.ack for messages the disk never took.) */
+#define FAILED_RANGES 65536
+static struct failed_range { uint64_t lo, hi; } *failed;
+static size_t failed_head, failed_n, failed_cap;
+static uint64_t failed_run;          /* failures since the last success */
 
 static store_bytes
 sb(amqp_bytes b)
@@ -102,11 +113,59 @@ persist_committed(uint64_t batch)
 bool
 persist_failed(uint64_t batch)
 {
-    size_t n = nfailed < 64 ? nfailed : 64;
-    for (size_t i = 0; i < n; i++)
-        if (failed[i] == batch)
+    for (size_t i = failed_n; i > 0; i--) {
+        const struct failed_range *r = &failed[(failed_head + i - 1) % failed_cap];
+        if (batch > r->hi)
+            return false;
+        if (batch >= r->lo)
             return true;
+    }
     return false;
+}
+
+static void
+failed_push(uint64_t id)
+{
+    if (failed_n && failed[(failed_head + failed_n - 1) % failed_cap].hi + 1 == id) {
+        failed[(failed_head + failed_n - 1) % failed_cap].hi = id;
+        return;
+    }
+    if (failed_n == FAILED_RANGES) {
+        failed_head = (failed_head + 1) % failed_cap;
+        failed_n--;
+    } else if (failed_n == failed_cap) {
+        size_t cap = failed_cap ? failed_cap * 2 : 16;
+        struct failed_range *f = malloc(cap * sizeof *f);
+        if (!f)
+            abort();   /* forgetting a failure would confirm a lost message */
+        for (size_t i = 0; i < failed_n; i++)
+            f[i] = failed[(failed_head + i) % failed_cap];
+        free(failed);
+        failed = f;
+        failed_cap = cap;
+        failed_head = 0;
+    }
+    failed[(failed_head + failed_n++) % failed_cap] = (struct failed_range){ id, id };
+}
+
+/* Records the outcome of one batch, in id order; logs the first failure
+ * of a run and the success that ends it, not every batch between. */
+static void
+record_batch(uint64_t id, int status)
+{
+    if (status == 0) {
+        if (failed_run)
+            log_warning("storage: writing again; the %llu batches before %llu failed and "
+                        "their publishers got basic.nack", (unsigned long long)failed_run,
+                        (unsigned long long)id);
+        failed_run = 0;
+        return;
+    }
+    if (!failed_run++)
+        log_error("storage: batch %llu failed: %s; its publishers get basic.nack, and so do "
+                  "those of the batches after it until a write succeeds",
+                  (unsigned long long)id, store_strerror(status));
+    failed_push(id);
 }
 
 void
@@ -202,11 +261,7 @@ done_cb(struct ev_loop *loop, ev_async *w, int revents)
     size_t n;
     while ((n = store_drain(B.store, d, 64)) > 0) {
         for (size_t i = 0; i < n; i++) {
-            if (d[i].status != 0) {
-                log_error("storage: batch %llu failed: %s; its publishers get basic.nack",
-                          (unsigned long long)d[i].batch_id, store_strerror(d[i].status));
-                failed[nfailed++ % 64] = d[i].batch_id;
-            }
+            record_batch(d[i].batch_id, d[i].status);
             if (d[i].batch_id > committed)
                 committed = d[i].batch_id;
         }
@@ -737,6 +792,9 @@ persist_close(void)
     store_close(B.store);
     B.store = NULL;
     ev_async_stop(B.loop, &done_watcher);
+    free(failed);
+    failed = NULL;
+    failed_head = failed_n = failed_cap = 0;
 }
 
 bool

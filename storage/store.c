@@ -97,6 +97,7 @@ struct store {
     /* storage thread only (store_recover runs before any write) */
     refs refs;
     bool dirty;                   /* STORE_SYNC_BATCH: commits since the last sync */
+    int last_rc;                  /* how the previous batch ended, to log a change only */
     /* At or above the greatest qidx key (deletes only lower the real
      * one), so a key above it can be appended; learnt lazily, forgotten
      * when a transaction aborts. */
@@ -573,9 +574,13 @@ batch_apply(store *s, const uint8_t *ops, size_t len)
             break;
         off += end;
     }
+    int prev = s->last_rc;
+    s->last_rc = rc;
     if (rc == 0)
         return 0;
-    fprintf(stderr, "coney: storage: batch failed: %s\n", mdb_strerror(rc));
+    /* A full disk fails every batch until space returns: say so once. */
+    if (rc != prev)
+        fprintf(stderr, "coney: storage: batch failed: %s\n", mdb_strerror(rc));
     /* A write cut short by a full disk reaches us from LMDB as EIO, not
      * ENOSPC; the disk's free space tells the two apart. */
     struct statvfs fs;
