@@ -448,13 +448,17 @@ pending_push(queue *q, message *m, uint64_t seq)
 }
 
 /* Drops pending entries whose write has committed (the disk has them),
- * and those page-in has already taken (seq below tail_next_seq). */
+ * and those page-in has already taken (seq below tail_next_seq). An entry
+ * whose write failed (a full disk) is on no disk: it stays, marked never
+ * to commit, until page-in takes it from here. */
 static void
 pending_prune(queue *q)
 {
     while (q->pend_head < q->pend_len) {
         struct pending_page *p = &q->pend[q->pend_head];
         bool taken = q->tail_count == 0 || p->seq < q->tail_next_seq;
+        if (!taken && persist_failed(p->batch))
+            p->batch = UINT64_MAX;
         if (!taken && !persist_committed(p->batch))
             break;
         message_unref(&p->msg);
