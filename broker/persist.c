@@ -84,6 +84,25 @@ static struct failed_range { uint64_t lo, hi; } *failed;
 static size_t failed_head, failed_n, failed_cap;
 static uint64_t failed_run;          /* failures since the last success */
 
+/* A write the disk refused for lack of space raises the disk alarm at
+ * once, whatever disk_free_limit says: until the periodic check noticed,
+ * publishers would go on, and every message they sent would be nacked
+ * yet held in memory by its queue. The alarm then holds until the file
+ * system has STORE_FULL_MARGIN more free than when the write failed (and
+ * is above the limit): someone made room. */
+#define STORE_FULL_MARGIN (4u << 20)
+static bool store_full, store_full_new;
+static uint64_t store_full_avail;
+
+static uint64_t
+disk_avail(void)
+{
+    struct statvfs st;
+    if (statvfs(B.cfg.data_dir, &st) != 0)
+        return 0;
+    return (uint64_t)st.f_bavail * st.f_frsize;
+}
+
 static store_bytes
 sb(amqp_bytes b)
 {
@@ -166,6 +185,10 @@ record_batch(uint64_t id, int status)
                   "those of the batches after it until a write succeeds",
                   (unsigned long long)id, store_strerror(status));
     failed_push(id);
+    if (status == STORE_EFULL && !store_full) {
+        store_full = store_full_new = true;
+        store_full_avail = disk_avail();
+    }
 }
 
 void
@@ -267,6 +290,16 @@ done_cb(struct ev_loop *loop, ev_async *w, int revents)
         }
     }
     inflight_done(committed);
+    if (store_full_new) {
+        store_full_new = false;
+        log_warning("disk resource limit alarm set: the disk is full (free %llu bytes); "
+                    "publishers are blocked until %u MB more are free",
+                    (unsigned long long)store_full_avail, STORE_FULL_MARGIN >> 20);
+        if (!B.disk_alarm) {
+            B.disk_alarm = true;
+            conn_alarm_changed();
+        }
+    }
     if (inflight_bytes < PERSIST_FLOW_LOW)
         conn_flow_resume();
     /* Each waiter re-registers if it still waits. */
@@ -805,6 +838,9 @@ persist_disk_check(void)
         return B.disk_alarm;
     uint64_t avail = (uint64_t)st.f_bavail * st.f_frsize;
     bool low = avail < B.cfg.disk_free_limit;
+    if (store_full && !low && avail >= store_full_avail + STORE_FULL_MARGIN)
+        store_full = false;
+    low = low || store_full;
     if (low != B.disk_alarm)
         log_warning(low ? "disk resource limit alarm set: free %llu bytes, limit %llu"
                         : "disk resource limit alarm cleared: free %llu bytes, limit %llu",
