@@ -13,6 +13,7 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <signal.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -144,7 +145,37 @@ typedef void accept_fn(const stream *s, const char *peer, bool loopback);
 typedef struct listener {
     accept_fn *on_accept;
     enum stream_kind kind;
+    ev_io *w;                      /* the watcher that carries us */
+    ev_timer resume;               /* restarts w after a pause for descriptors */
+    unsigned long paused;          /* pauses since accept last succeeded */
 } listener;
+
+/* Out of file descriptors, accept(2) fails and the listening socket stays
+ * readable: a level-triggered watcher would call us again at once, for as
+ * long as the backlog holds a connection, and spin. So the listener stops
+ * for ACCEPT_PAUSE and tries again; the connections wait in the kernel's
+ * backlog meanwhile. One line says so when it starts, one when it ends. */
+#define ACCEPT_PAUSE 0.25
+
+static void
+resume_cb(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    (void)revents;
+    listener *l = (listener *)((char *)t - offsetof(listener, resume));
+    ev_io_start(loop, l->w);
+}
+
+static void
+accept_pause(listener *l, int err)
+{
+    if (l->paused++ == 0)
+        log_warning("accept on fd %d: %s; not accepting for %.2f s at a time until "
+                    "descriptors are free (open connections are served)", l->w->fd,
+                    strerror(err), ACCEPT_PAUSE);
+    ev_io_stop(B.loop, l->w);
+    ev_timer_set(&l->resume, ACCEPT_PAUSE, 0.0);
+    ev_timer_start(B.loop, &l->resume);
+}
 
 /* coney.handshake_max_per_ip: one address already has that many
  * connections that have not logged in (a flood of connects, or a client
@@ -172,15 +203,25 @@ static void
 accept_cb(struct ev_loop *loop, ev_io *w, int revents)
 {
     (void)loop; (void)revents;
-    const listener *l = w->data;
+    listener *l = w->data;
     for (int i = 0; i < 64; i++) {
         struct sockaddr_storage ss;
         socklen_t len = sizeof ss;
         int fd = accept4(w->fd, (struct sockaddr *)&ss, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0) {
+            if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+                accept_pause(l, errno);
+                return;
+            }
+            if (errno == ECONNABORTED || errno == EPERM)   /* that one is gone; next */
+                continue;
             if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
                 log_warning("accept: %s", strerror(errno));
             return;
+        }
+        if (l->paused) {
+            log_info("accepting again after %lu pauses for file descriptors", l->paused);
+            l->paused = 0;
         }
         char peer[64];
         format_peer(&ss, peer, sizeof peer);
@@ -243,12 +284,13 @@ server_listen(ev_io *w, const char *addr, int port, enum stream_kind kind, accep
     listener *l = malloc(sizeof *l);
     if (!l)
         abort();
-    *l = (listener){ on_accept, kind };
+    *l = (listener){ .on_accept = on_accept, .kind = kind, .w = w };
     int fd = listen_on(addr, port);
     if (fd < 0) {
         free(l);
         return -1;
     }
+    ev_init(&l->resume, resume_cb);
     ev_io_init(w, accept_cb, fd, EV_READ);
     w->data = l;
     ev_io_start(B.loop, w);
@@ -261,6 +303,8 @@ server_unlisten(ev_io *w)
     if (w->fd < 0)
         return;
     ev_io_stop(B.loop, w);
+    listener *l = w->data;
+    ev_timer_stop(B.loop, &l->resume);
     close(w->fd);
     w->fd = -1;
     free(w->data);
