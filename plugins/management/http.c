@@ -18,6 +18,16 @@
  * the broker's own Unix user (or root) and is trusted as the local
  * administrator, as rabbitmqctl is trusted through the Erlang cookie: no
  * login, http_req.user NULL, tags administrator. coney-ctl talks there.
+ *
+ * Slow clients. libmicrohttpd's own timeout counts silence, so a client
+ * that sends its headers a byte at a time (slowloris) would hold its
+ * connection for ever, and enough of them would take every one the
+ * daemon allows. So on the TCP listeners one client address holds at
+ * most HTTP_PER_IP_LIMIT connections, and a sweep every second closes any
+ * connection that has not finished a request's headers within
+ * HTTP_HEADER_TIMEOUT of opening or of its previous response (a kept-alive
+ * connection waiting for its next request included). docs/operations.md
+ * states the limits.
  */
 #include <arpa/inet.h>
 #include <ctype.h>
@@ -47,6 +57,13 @@
 
 /* Bodies larger than this (definitions are the largest) get 413. */
 #define BODY_MAX (8u << 20)
+/* Connection limits (docs/operations.md): in all, per client address on
+ * the TCP listeners, seconds of silence, and seconds to send a request's
+ * headers. */
+#define HTTP_CONNECTION_LIMIT 1000u
+#define HTTP_PER_IP_LIMIT 100u
+#define HTTP_IDLE_TIMEOUT 120u
+#define HTTP_HEADER_TIMEOUT 10.0
 #define MAX_SEGMENTS 32
 #define PAGE_SIZE_DEFAULT 100
 #define PAGE_SIZE_MAX 500
@@ -59,12 +76,27 @@ EMPTY_TABLE(http_routes_access);
 EMPTY_TABLE(http_routes_definitions);
 EMPTY_TABLE(http_routes_ui);
 
+/* One open connection, for the header deadline: MHD's socket context,
+ * allocated when MHD opens the connection and freed when it closes it. */
+typedef struct http_conn {
+    struct MHD_Connection *mc;
+    ev_tstamp since;               /* waiting for a request's headers since */
+    bool in_request;               /* headers read, the request not completed */
+    bool cut;                      /* shut down by the sweep; MHD closes it */
+    struct http_conn *next, *prev;
+} http_conn;
+
 struct http_server {
     struct MHD_Daemon *d;
     enum http_server_kind kind;
     const http_route *const *tables;
     ev_io io;
     ev_timer timer;
+    ev_timer sweep;                /* the header deadline (TCP listeners) */
+    ev_timer resume;               /* ends a pause for file descriptors */
+    bool accept_failed;            /* MHD_run could not accept: out of descriptors */
+    bool paused, pause_logged;
+    http_conn *conns;              /* every open connection */
     char path[sizeof ((struct sockaddr_un *)0)->sun_path]; /* the Unix socket, or "" */
 };
 
@@ -975,6 +1007,10 @@ on_request(void *cls, struct MHD_Connection *mc, const char *url, const char *me
     http_server *srv = cls;
     req_ctx *rc = *con_cls;
     if (!rc) {
+        const union MHD_ConnectionInfo *ci =
+            MHD_get_connection_info(mc, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+        if (ci && ci->socket_context)
+            ((http_conn *)ci->socket_context)->in_request = true;
         rc = calloc(1, sizeof *rc);
         if (!rc)
             return MHD_NO;
@@ -1048,10 +1084,49 @@ static void
 on_completed(void *cls, struct MHD_Connection *mc, void **con_cls,
              enum MHD_RequestTerminationCode toe)
 {
-    (void)cls; (void)mc; (void)toe;
+    (void)cls; (void)toe;
     if (*con_cls)
         ctx_free(*con_cls);
     *con_cls = NULL;
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(mc, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    if (ci && ci->socket_context) {
+        http_conn *hc = ci->socket_context;
+        hc->in_request = false;
+        hc->since = ev_now(B.loop);
+    }
+}
+
+/* MHD opened or closed a connection: track it for the header deadline. */
+static void
+on_connection(void *cls, struct MHD_Connection *mc, void **socket_context,
+              enum MHD_ConnectionNotificationCode toe)
+{
+    http_server *s = cls;
+    if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
+        http_conn *hc = calloc(1, sizeof *hc);
+        if (!hc)
+            return;                /* untracked: only MHD's idle timeout applies */
+        hc->mc = mc;
+        hc->since = ev_now(B.loop);
+        hc->next = s->conns;
+        if (s->conns)
+            s->conns->prev = hc;
+        s->conns = hc;
+        *socket_context = hc;
+        return;
+    }
+    http_conn *hc = *socket_context;
+    if (!hc)
+        return;
+    if (hc->prev)
+        hc->prev->next = hc->next;
+    else
+        s->conns = hc->next;
+    if (hc->next)
+        hc->next->prev = hc->prev;
+    free(hc);
+    *socket_context = NULL;
 }
 
 /* Keeps the URL as sent: the router decodes each segment by itself. */
@@ -1062,22 +1137,63 @@ keep_escaped(void *cls, struct MHD_Connection *mc, char *s)
     return strlen(s);
 }
 
+/* libmicrohttpd's messages (cls: the server). One refused connection
+ * after another (a flood from one address) would log the same line each
+ * time, so a repeat within ten seconds is only counted. Out of file
+ * descriptors with no connection open, libmicrohttpd retries accept(2)
+ * on every run and says so twice each time: that pauses the server
+ * instead (server_run), with one line for the whole episode. */
 static void
 mhd_log(void *cls, const char *fmt, va_list ap)
 {
-    (void)cls;
+    http_server *srv = cls;
+    static char last[512];
+    static ev_tstamp last_at;
+    static unsigned long repeats;
     char msg[512];
     vsnprintf(msg, sizeof msg, fmt, ap);
     size_t n = strlen(msg);
     while (n && (msg[n - 1] == '\n' || msg[n - 1] == '\r'))
         msg[--n] = 0;
+    if (srv && (strncmp(msg, "Hit process or system resource limit", 36) == 0
+                || strncmp(msg, "Error accepting connection", 26) == 0)) {
+        srv->accept_failed = true;
+        if (srv->pause_logged)
+            return;
+        srv->pause_logged = true;
+    }
+    ev_tstamp now = B.loop ? ev_now(B.loop) : 0;
+    if (strcmp(msg, last) == 0 && now - last_at < 10.0) {
+        repeats++;
+        return;
+    }
+    if (repeats)
+        log_warning("http: (the previous message repeated %lu more times)", repeats);
+    repeats = 0;
+    snprintf(last, sizeof last, "%s", msg);
+    last_at = now;
     log_warning("http: %s", msg);
 }
+
+/* How long the server stops when it cannot accept for want of file
+ * descriptors (as the broker's own listeners, broker/server.c). */
+#define HTTP_ACCEPT_PAUSE 0.25
 
 static void
 server_run(http_server *s)
 {
+    if (s->paused)
+        return;                    /* resume_cb runs it */
     MHD_run(s->d);
+    if (s->accept_failed) {
+        s->accept_failed = false;
+        s->paused = true;
+        ev_io_stop(B.loop, &s->io);
+        ev_timer_stop(B.loop, &s->timer);
+        ev_timer_set(&s->resume, HTTP_ACCEPT_PAUSE, 0.0);
+        ev_timer_start(B.loop, &s->resume);
+        return;
+    }
     MHD_UNSIGNED_LONG_LONG ms;
     ev_timer_stop(B.loop, &s->timer);
     if (MHD_get_timeout(s->d, &ms) == MHD_YES) {
@@ -1126,13 +1242,51 @@ timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
     server_run(w->data);
 }
 
+static void
+resume_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)revents;
+    http_server *s = w->data;
+    s->paused = false;
+    ev_io_start(loop, &s->io);
+    server_run(s);
+    if (!s->paused && s->pause_logged) {
+        s->pause_logged = false;
+        log_info("http: accepting again");
+    }
+}
+
+/* Closes connections whose request headers are overdue: a shutdown of the
+ * socket, which MHD reads as the client going away. */
+static void
+sweep_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)revents;
+    http_server *s = w->data;
+    ev_tstamp now = ev_now(loop);
+    bool cut = false;
+    for (http_conn *hc = s->conns; hc; hc = hc->next) {
+        if (hc->in_request || hc->cut || now - hc->since < HTTP_HEADER_TIMEOUT)
+            continue;
+        const union MHD_ConnectionInfo *ci =
+            MHD_get_connection_info(hc->mc, MHD_CONNECTION_INFO_CONNECTION_FD);
+        if (ci && shutdown(ci->connect_fd, SHUT_RDWR) == 0) {
+            hc->cut = true;
+            cut = true;
+        }
+    }
+    if (cut)
+        server_run(s);
+}
+
 /* Options both kinds of listener share. */
-#define COMMON_OPTIONS \
-    MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL, \
+#define COMMON_OPTIONS(s) \
+    MHD_OPTION_EXTERNAL_LOGGER, mhd_log, (s), \
     MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL, \
+    MHD_OPTION_NOTIFY_CONNECTION, on_connection, (s), \
     MHD_OPTION_UNESCAPE_CALLBACK, keep_escaped, NULL, \
-    MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)120, \
-    MHD_OPTION_CONNECTION_LIMIT, (unsigned)1000
+    MHD_OPTION_CONNECTION_TIMEOUT, HTTP_IDLE_TIMEOUT, \
+    MHD_OPTION_CONNECTION_LIMIT, HTTP_CONNECTION_LIMIT
 
 static http_server *
 server_new(enum http_server_kind kind, const http_route *const *tables, unsigned *flags)
@@ -1168,6 +1322,12 @@ server_attach(http_server *s, char *err, size_t errlen)
     ev_io_start(B.loop, &s->io);
     ev_timer_init(&s->timer, timer_cb, 0.0, 0.0);
     s->timer.data = s;
+    ev_timer_init(&s->sweep, sweep_cb, 1.0, 1.0);
+    s->sweep.data = s;
+    ev_timer_init(&s->resume, resume_cb, 0.0, 0.0);
+    s->resume.data = s;
+    if (s->kind != HTTP_SERVER_LOCAL)   /* the local administrator is trusted */
+        ev_timer_start(B.loop, &s->sweep);
     server_run(s);
     return s;
 }
@@ -1191,7 +1351,8 @@ http_server_start(enum http_server_kind kind, const char *addr, int port,
     if (res->ai_family == AF_INET6)
         flags |= MHD_USE_IPv6;
     /* libmicrohttpd wants its logger as the first option */
-    s->d = MHD_start_daemon(flags, (uint16_t)port, NULL, NULL, on_request, s, COMMON_OPTIONS,
+    s->d = MHD_start_daemon(flags, (uint16_t)port, NULL, NULL, on_request, s, COMMON_OPTIONS(s),
+                            MHD_OPTION_PER_IP_CONNECTION_LIMIT, HTTP_PER_IP_LIMIT,
                             MHD_OPTION_SOCK_ADDR, res->ai_addr,
                             MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned)1, MHD_OPTION_END);
     freeaddrinfo(res);
@@ -1236,7 +1397,7 @@ http_server_start_local(const char *sock_path, const http_route *const *tables, 
     http_server *s = server_new(HTTP_SERVER_LOCAL, tables, &flags);
     memcpy(s->path, sock_path, n + 1);
     /* the daemon owns fd from here and closes it when it stops */
-    s->d = MHD_start_daemon(flags, 0, NULL, NULL, on_request, s, COMMON_OPTIONS,
+    s->d = MHD_start_daemon(flags, 0, NULL, NULL, on_request, s, COMMON_OPTIONS(s),
                             MHD_OPTION_LISTEN_SOCKET, fd, MHD_OPTION_END);
     if (!s->d) {
         snprintf(err, errlen, "cannot serve on %s: %s", sock_path,
@@ -1261,6 +1422,8 @@ http_server_stop(http_server **sp)
         return;
     ev_io_stop(B.loop, &s->io);
     ev_timer_stop(B.loop, &s->timer);
+    ev_timer_stop(B.loop, &s->sweep);
+    ev_timer_stop(B.loop, &s->resume);
     /* libmicrohttpd cannot stop with connections suspended: let them go
      * (their held replies are freed with the request) */
     for (req_ctx **w = &waiting; *w; ) {
