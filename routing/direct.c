@@ -14,8 +14,8 @@
  * one binding uses it. */
 typedef struct route_direct_key {
     struct route_direct_key *next; /* bucket chain */
-    uint64_t hash;
     route_rec *binds;             /* via grp_prev/grp_next */
+    uint32_t hash;                 /* low bits */
     uint32_t len;
     char key[];
 } route_direct_key;
@@ -58,7 +58,7 @@ route_direct_fini(route_table *rt)
 }
 
 static route_direct_key **
-route_direct_slot(const route_direct *d, uint64_t h, amqp_bytes key)
+route_direct_slot(const route_direct *d, uint32_t h, amqp_bytes key)
 {
     route_direct_key **pp = &d->buckets[h & d->mask];
     while (*pp && !((*pp)->hash == h && (*pp)->len == key.len &&
@@ -72,7 +72,7 @@ static void
 route_direct_reserve(route_direct *d)
 {
     size_t nb = d->mask + 1;
-    if (d->nkeys < nb || nb > SIZE_MAX / 2 / sizeof *d->buckets)
+    if (d->nkeys < nb || nb > ((size_t)UINT32_MAX >> 1) + 1)
         return;
     route_direct_key **nbk = calloc(nb * 2, sizeof *nbk);
     if (!nbk)
@@ -96,8 +96,8 @@ static int
 route_direct_add(route_table *rt, route_rec *b)
 {
     route_direct *d = rt->index;
-    amqp_bytes key = b->pub.key;
-    uint64_t h = route_hash_bytes(d->seed, key.data, key.len);
+    amqp_bytes key = route_rec_key(b);
+    uint32_t h = (uint32_t)route_hash_bytes(d->seed, key.data, key.len);
     route_direct_key **pp = route_direct_slot(d, h, key);
     route_direct_key *e = *pp;
     if (!e) {
@@ -115,7 +115,6 @@ route_direct_add(route_table *rt, route_rec *b)
         route_direct_reserve(d);
     }
     route_grp_push(&e->binds, b);
-    b->grp = e;
     return 0;
 }
 
@@ -123,9 +122,10 @@ static void
 route_direct_remove(route_table *rt, route_rec *b)
 {
     route_direct *d = rt->index;
-    route_direct_key *e = b->grp;
+    amqp_bytes key = route_rec_key(b);
+    uint32_t h = (uint32_t)route_hash_bytes(d->seed, key.data, key.len);
+    route_direct_key *e = *route_direct_slot(d, h, key);
     route_grp_unlink(&e->binds, b);
-    b->grp = NULL;
     if (e->binds)
         return;
     route_direct_key **pp = &d->buckets[e->hash & d->mask];
@@ -141,12 +141,12 @@ route_direct_match(const route_table *rt, amqp_bytes key,
                    const amqp_table *headers, route_emit_fn emit, void *ctx)
 {
     const route_direct *d = rt->index;
-    uint64_t h = route_hash_bytes(d->seed, key.data, key.len);
+    uint32_t h = (uint32_t)route_hash_bytes(d->seed, key.data, key.len);
     const route_direct_key *e = *route_direct_slot(d, h, key);
     if (!e)
         return;
     for (const route_rec *b = e->binds; b; b = b->grp_next)
-        emit(b->pub.dest, ctx);
+        emit(b->dest, ctx);
 }
 
 const route_ops route_direct_ops = {

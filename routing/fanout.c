@@ -1,12 +1,13 @@
 /*
- * Fanout exchanges: every binding matches, whatever its key, so the
- * table's own list of bindings is the whole index.
+ * Fanout exchanges: every binding matches, whatever its key, so the index
+ * is one list of every binding (the index pointer is its head).
  */
 #include "routing/route_int.h"
 
 static int
 route_fanout_init(route_table *rt)
 {
+    rt->index = NULL;
     return 0;
 }
 
@@ -18,20 +19,22 @@ route_fanout_fini(route_table *rt)
 static int
 route_fanout_add(route_table *rt, route_rec *b)
 {
+    route_grp_push((route_rec **)&rt->index, b);
     return 0;
 }
 
 static void
 route_fanout_remove(route_table *rt, route_rec *b)
 {
+    route_grp_unlink((route_rec **)&rt->index, b);
 }
 
 static void
 route_fanout_match(const route_table *rt, amqp_bytes key,
                    const amqp_table *headers, route_emit_fn emit, void *ctx)
 {
-    for (const route_rec *b = rt->head; b; b = b->next)
-        emit(b->pub.dest, ctx);
+    for (const route_rec *b = rt->index; b; b = b->grp_next)
+        emit(b->dest, ctx);
 }
 
 const route_ops route_fanout_ops = {

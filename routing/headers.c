@@ -99,9 +99,12 @@ route_headers_match(const amqp_table *binding_args, const amqp_table *headers)
     return route_headers_eval(binding_args, mode, headers);
 }
 
+/* The index is one list of every binding (the index pointer is its
+ * head): header matching looks at each. */
 static int
 route_headers_init(route_table *rt)
 {
+    rt->index = NULL;
     return 0;
 }
 
@@ -113,29 +116,31 @@ route_headers_fini(route_table *rt)
 static int
 route_headers_add(route_table *rt, route_rec *b)
 {
-    b->hargs = (amqp_table){ 0, NULL };
-    if (b->pub.args_len) {
+    route_rec_headers *h = route_rec_hdr(b);
+    h->args = (amqp_table){ 0, NULL };
+    if (b->args_len) {
         size_t off = 0;
         /* Decoded from the binding's own copy so the strings it borrows
          * live exactly as long as the binding. */
-        int rc = amqp_table_decode(b->pub.args, b->pub.args_len, &off,
-                                   &b->hargs, &b->pool);
-        if (rc != AMQP_OK || off != b->pub.args_len) {
-            amqp_pool_free(&b->pool);
+        int rc = amqp_table_decode(route_rec_args(b), b->args_len, &off, &h->args, &h->pool);
+        if (rc != AMQP_OK || off != b->args_len) {
+            amqp_pool_free(&h->pool);
             return -1;
         }
     }
-    if (!route_headers_xmatch(&b->hargs, &b->xmatch)) {
-        amqp_pool_free(&b->pool);
+    if (!route_headers_xmatch(&h->args, &h->xmatch)) {
+        amqp_pool_free(&h->pool);
         return -2;
     }
+    route_grp_push((route_rec **)&rt->index, b);
     return 0;
 }
 
 static void
 route_headers_remove(route_table *rt, route_rec *b)
 {
-    amqp_pool_free(&b->pool);
+    route_grp_unlink((route_rec **)&rt->index, b);
+    amqp_pool_free(&route_rec_hdr(b)->pool);
 }
 
 static void
@@ -143,9 +148,11 @@ route_headers_match_all(const route_table *rt, amqp_bytes key,
                         const amqp_table *headers, route_emit_fn emit,
                         void *ctx)
 {
-    for (const route_rec *b = rt->head; b; b = b->next)
-        if (route_headers_eval(&b->hargs, b->xmatch, headers))
-            emit(b->pub.dest, ctx);
+    for (const route_rec *b = rt->index; b; b = b->grp_next) {
+        const route_rec_headers *h = route_rec_hdr(b);
+        if (route_headers_eval(&h->args, h->xmatch, headers))
+            emit(b->dest, ctx);
+    }
 }
 
 const route_ops route_headers_ops = {

@@ -53,8 +53,9 @@ enum route_type route_table_type(const route_table *rt);
  * args is the encoded arguments table with its 4-byte length prefix (may be
  * NULL/0 for an empty table); both key and args are copied.
  * Returns 0 if added, 1 if an identical binding exists (not an error),
- * -1 on allocation failure or, for a headers table, arguments that do not
- * decode or an x-match that is not all/any/all-with-x/any-with-x (-2).
+ * -1 on allocation failure or a topic pattern with a word over 65535
+ * bytes, or, for a headers table, arguments that do not decode or an
+ * x-match that is not all/any/all-with-x/any-with-x (-2).
  */
 int route_bind(route_table *rt, void *dest, amqp_bytes key,
                const uint8_t *args, uint32_t args_len);

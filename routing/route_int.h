@@ -6,6 +6,13 @@
  * its key and argument bytes (in mem[]) and, for headers tables, the pool
  * its decoded arguments live in. Destinations are the caller's and are
  * only ever compared as pointers.
+ *
+ * A broker may hold a binding per MQTT subscription by the thousand, so a
+ * record holds only what every type needs, in one allocation: the key and
+ * arguments follow it, and what only headers tables need (the decoded
+ * arguments) follows those, in headers tables only. The index entry a
+ * binding hangs on is found again from its key when it goes, and the
+ * identity hash, which holds every binding, is what listing walks.
  */
 #ifndef CONEY_ROUTING_ROUTE_INT_H
 #define CONEY_ROUTING_ROUTE_INT_H
@@ -13,28 +20,58 @@
 #include "routing/route.h"
 
 typedef struct route_rec {
-    route_binding pub;             /* key/args point into mem[] */
-    uint64_t id_hash;              /* of (dest, key, args) */
+    void *dest;
     struct route_rec *id_next;     /* chain in the table's identity hash */
-    struct route_rec *prev, *next; /* the table's list of all bindings */
-    /* The per-type index entry holding this binding (a direct key entry or
-     * a topic trie node) and the list of bindings sharing it. */
-    void *grp;
+    /* the list of bindings sharing one index entry (a direct key entry, a
+     * topic trie node; every binding of a fanout or headers table) */
     struct route_rec *grp_prev, *grp_next;
-    /* Headers tables only: the arguments decoded at bind time. Strings
-     * borrow from mem[], arrays from pool; both live as long as the
-     * binding. */
-    amqp_table hargs;
+    uint32_t id_hash;              /* of (dest, key, args), low bits */
+    uint32_t key_len, args_len;
+    uint8_t mem[];                 /* key bytes, then argument bytes, then
+                                    * (headers tables) route_rec_headers */
+} route_rec;
+
+/* Headers tables only: the arguments decoded at bind time. Strings
+ * borrow from the record's mem[], arrays from pool; both live as long
+ * as the binding. */
+typedef struct route_rec_headers {
+    amqp_table args;
     amqp_pool pool;
     enum route_xmatch xmatch;
-    uint8_t mem[];                 /* key bytes, then argument bytes */
-} route_rec;
+} route_rec_headers;
+
+static inline amqp_bytes
+route_rec_key(const route_rec *b)
+{
+    return (amqp_bytes){ (const char *)b->mem, b->key_len };
+}
+
+static inline const uint8_t *
+route_rec_args(const route_rec *b)
+{
+    return b->args_len ? b->mem + b->key_len : NULL;
+}
+
+/* Where the headers part starts, from mem[]: past key and arguments,
+ * aligned for it. */
+static inline size_t
+route_rec_headers_off(uint32_t key_len, uint32_t args_len)
+{
+    size_t a = _Alignof(route_rec_headers);
+    size_t end = offsetof(route_rec, mem) + (size_t)key_len + args_len;
+    return (end + a - 1) / a * a - offsetof(route_rec, mem);
+}
+
+static inline route_rec_headers *
+route_rec_hdr(const route_rec *b)
+{
+    return (route_rec_headers *)(b->mem + route_rec_headers_off(b->key_len, b->args_len));
+}
 
 struct route_table {
     enum route_type type;
     size_t count;
-    route_rec *head;              /* every binding, for listing and scans */
-    route_rec **ids;              /* identity hash, ids_mask + 1 buckets */
+    route_rec **ids;              /* identity hash, ids_mask + 1 buckets: every binding */
     size_t ids_mask;
     void *index;                   /* direct or topic index, owned */
 };

@@ -1,10 +1,11 @@
 /*
  * The part of a route table every exchange type shares: binding identity,
  * storage, listing and removal. Each binding lives once, in one allocation,
- * linked three ways: into the identity hash (so bind and unbind cost O(1)
- * whatever the table's size), into the table's list of all bindings (for
- * listing, queue deletion and the types that must look at every binding),
- * and into its type's index through the route_ops hooks.
+ * linked two ways: into the identity hash (so bind and unbind cost O(1)
+ * whatever the table's size; walking its buckets is also how listing and
+ * queue deletion see every binding), and into its type's index through the
+ * route_ops hooks (fanout and headers tables, which must look at every
+ * binding to match, keep them all in one list there).
  */
 #include <stdlib.h>
 #include <string.h>
@@ -153,14 +154,14 @@ route_id_hash(void *dest, amqp_bytes key, const uint8_t *args,
 }
 
 static route_rec *
-route_id_find(const route_table *rt, uint64_t h, void *dest, amqp_bytes key,
+route_id_find(const route_table *rt, uint32_t h, void *dest, amqp_bytes key,
               const uint8_t *args, uint32_t args_len)
 {
     for (route_rec *b = rt->ids[h & rt->ids_mask]; b; b = b->id_next) {
-        if (b->id_hash == h && b->pub.dest == dest &&
-            b->pub.key.len == key.len && b->pub.args_len == args_len &&
-            (key.len == 0 || memcmp(b->pub.key.data, key.data, key.len) == 0) &&
-            (args_len == 0 || memcmp(b->pub.args, args, args_len) == 0))
+        if (b->id_hash == h && b->dest == dest &&
+            b->key_len == key.len && b->args_len == args_len &&
+            (key.len == 0 || memcmp(b->mem, key.data, key.len) == 0) &&
+            (args_len == 0 || memcmp(b->mem + key.len, args, args_len) == 0))
             return b;
     }
     return NULL;
@@ -173,7 +174,7 @@ static void
 route_ids_reserve(route_table *rt)
 {
     size_t nb = rt->ids_mask + 1;
-    if (rt->count < nb || nb > SIZE_MAX / 2 / sizeof *rt->ids)
+    if (rt->count < nb || nb > ((size_t)UINT32_MAX >> 1) + 1)
         return;
     route_rec **ids = calloc(nb * 2, sizeof *ids);
     if (!ids)
@@ -198,24 +199,24 @@ route_bind(route_table *rt, void *dest, amqp_bytes key, const uint8_t *args,
            uint32_t args_len)
 {
     route_args_normalise(&args, &args_len);
-    uint64_t h = route_id_hash(dest, key, args, args_len);
+    uint32_t h = (uint32_t)route_id_hash(dest, key, args, args_len);
     if (route_id_find(rt, h, dest, key, args, args_len))
         return 1;
     route_ids_reserve(rt);
 
-    if ((size_t)key.len > SIZE_MAX - sizeof(route_rec) - args_len)
-        return -1;
-    route_rec *b = calloc(1, sizeof *b + key.len + args_len);
+    size_t size = (size_t)key.len + args_len;
+    if (rt->type == ROUTE_HEADERS)
+        size = route_rec_headers_off(key.len, args_len) + sizeof(route_rec_headers);
+    route_rec *b = calloc(1, offsetof(route_rec, mem) + size);
     if (!b)
         return -1;
     if (key.len)
         memcpy(b->mem, key.data, key.len);
     if (args_len)
         memcpy(b->mem + key.len, args, args_len);
-    b->pub.dest = dest;
-    b->pub.key = (amqp_bytes){ (const char *)b->mem, key.len };
-    b->pub.args = args_len ? b->mem + key.len : NULL;
-    b->pub.args_len = args_len;
+    b->dest = dest;
+    b->key_len = key.len;
+    b->args_len = args_len;
     b->id_hash = h;
 
     int rc = route_ops_of(rt)->add(rt, b);
@@ -227,10 +228,6 @@ route_bind(route_table *rt, void *dest, amqp_bytes key, const uint8_t *args,
     route_rec **bucket = &rt->ids[h & rt->ids_mask];
     b->id_next = *bucket;
     *bucket = b;
-    b->next = rt->head;
-    if (rt->head)
-        rt->head->prev = b;
-    rt->head = b;
     rt->count++;
     return 0;
 }
@@ -245,13 +242,6 @@ route_remove(route_table *rt, route_rec *b)
     while (*pp != b)
         pp = &(*pp)->id_next;
     *pp = b->id_next;
-
-    if (b->prev)
-        b->prev->next = b->next;
-    else
-        rt->head = b->next;
-    if (b->next)
-        b->next->prev = b->prev;
     rt->count--;
     free(b);
 }
@@ -261,7 +251,7 @@ route_unbind(route_table *rt, void *dest, amqp_bytes key, const uint8_t *args,
              uint32_t args_len)
 {
     route_args_normalise(&args, &args_len);
-    uint64_t h = route_id_hash(dest, key, args, args_len);
+    uint32_t h = (uint32_t)route_id_hash(dest, key, args, args_len);
     route_rec *b = route_id_find(rt, h, dest, key, args, args_len);
     if (!b)
         return 1;
@@ -273,14 +263,14 @@ size_t
 route_unbind_dest(route_table *rt, void *dest)
 {
     size_t n = 0;
-    route_rec *b = rt->head;
-    while (b) {
-        route_rec *next = b->next;
-        if (b->pub.dest == dest) {
-            route_remove(rt, b);
-            n++;
+    for (size_t i = 0; i <= rt->ids_mask && rt->count; i++) {
+        for (route_rec *b = rt->ids[i], *next; b; b = next) {
+            next = b->id_next;     /* removing b leaves the rest of the chain */
+            if (b->dest == dest) {
+                route_remove(rt, b);
+                n++;
+            }
         }
-        b = next;
     }
     return n;
 }
@@ -288,8 +278,13 @@ route_unbind_dest(route_table *rt, void *dest)
 void
 route_foreach(const route_table *rt, route_binding_fn fn, void *ctx)
 {
-    for (const route_rec *b = rt->head; b; b = b->next)
-        fn(&b->pub, ctx);
+    size_t seen = 0;
+    for (size_t i = 0; i <= rt->ids_mask && seen < rt->count; i++) {
+        for (const route_rec *b = rt->ids[i]; b; b = b->id_next, seen++) {
+            route_binding pub = { b->dest, route_rec_key(b), route_rec_args(b), b->args_len };
+            fn(&pub, ctx);
+        }
+    }
 }
 
 void
@@ -304,8 +299,9 @@ route_table_free(route_table *rt)
 {
     if (!rt)
         return;
-    while (rt->head)
-        route_remove(rt, rt->head);
+    for (size_t i = 0; i <= rt->ids_mask && rt->count; i++)
+        while (rt->ids[i])
+            route_remove(rt, rt->ids[i]);
     route_ops_of(rt)->fini(rt);
     free(rt->ids);
     free(rt);

@@ -2,10 +2,14 @@
  * Topic exchanges: a trie of words.
  *
  * A pattern "a.*.#" is a path root -a-> n1 -*-> n2 -#-> n3 and its binding
- * hangs on n3; patterns sharing a prefix share nodes. Literal edges live in
- * one hash table keyed by (parent node, word), so following a word costs
- * one lookup however many siblings it has; '*' and '#' edges are kept on
- * the node itself because every key word may follow them.
+ * hangs on n3; patterns sharing a prefix share nodes. Edges live in one
+ * hash table keyed by (parent node, word), so following a word costs one
+ * lookup however many siblings it has; '*' and '#' edges are there too,
+ * under the words "*" and "#" (a literal word never is either), and two
+ * bits on the node say whether it has them, so a walk looks for them only
+ * where they exist. A node is then only its links, its bindings and its
+ * word, which matters when every MQTT client subscribes to a topic of
+ * its own.
  *
  * Matching a key of n words explores states (node, i): "node's path has
  * matched the first i words". From (N, i) the walk follows N's literal edge
@@ -37,29 +41,34 @@
 #define ROUTE_TOPIC_STACK_WORDS 64
 #define ROUTE_TOPIC_STACK_STATES 64
 #define ROUTE_TOPIC_STACK_SEEN 32   /* a power of two */
+#define ROUTE_TOPIC_WORD_MAX 65535  /* as an MQTT topic; an AMQP key is shorter still */
 
 enum route_topic_kind { ROUTE_TOPIC_WORD, ROUTE_TOPIC_STAR, ROUTE_TOPIC_HASH };
 
 /* A trie node. Owned by the index; lives while a binding hangs on it or on
  * a descendant (route_topic_prune frees it when both go). */
+enum { ROUTE_TOPIC_HAS_STAR = 1, ROUTE_TOPIC_HAS_HASH = 2 };
+
 typedef struct route_topic_node {
     struct route_topic_node *parent;
-    struct route_topic_node *star, *hash;   /* wildcard children */
     struct route_topic_node *edge_next;     /* chain in the edge hash */
-    uint64_t edge_hash;
+    route_rec *binds;                       /* patterns ending here */
+    uint32_t edge_hash;                     /* low bits */
     uint32_t nchildren;                     /* wildcard ones included */
+    uint16_t len;                           /* a word of a pattern is at most
+                                             * ROUTE_TOPIC_WORD_MAX bytes */
     uint8_t kind;                           /* enum route_topic_kind */
-    route_rec *binds;                      /* patterns ending here */
-    uint32_t len;
-    char word[];                            /* literal word, owned */
+    uint8_t wild;                           /* ROUTE_TOPIC_HAS_*: its wildcard children */
+    char word[];                            /* the word ("*", "#" for wildcards), owned */
 } route_topic_node;
 
 typedef struct route_topic {
     route_topic_node *root;
-    route_topic_node **edges;               /* literal edges, mask + 1 */
+    route_topic_node **edges;               /* every edge, mask + 1 */
     size_t mask;
     size_t nedges;
     uint64_t seed;
+    uint64_t star_h, hash_h;                /* the words "*" and "#", hashed */
 } route_topic;
 
 /* A word of a key or pattern, borrowed from it. */
@@ -185,16 +194,28 @@ route_topic_edge_hash(const route_topic_node *parent, uint64_t word_hash)
                                        0x9e3779b97f4a7c15ULL));
 }
 
+/* The child of parent for word w of the given kind: a literal key word
+ * "*" must not follow the '*' edge, which every word follows anyway. */
 static route_topic_node *
 route_topic_edge_find(const route_topic *t, const route_topic_node *parent,
-                      const char *w, uint32_t len, uint64_t word_hash)
+                      const char *w, uint32_t len, uint64_t word_hash, uint8_t kind)
 {
-    uint64_t h = route_topic_edge_hash(parent, word_hash);
+    uint32_t h = (uint32_t)route_topic_edge_hash(parent, word_hash);
     for (route_topic_node *c = t->edges[h & t->mask]; c; c = c->edge_next)
-        if (c->edge_hash == h && c->parent == parent && c->len == len &&
+        if (c->edge_hash == h && c->parent == parent && c->len == len && c->kind == kind &&
             (len == 0 || memcmp(c->word, w, len) == 0))
             return c;
     return NULL;
+}
+
+/* Its '*' (kind ROUTE_TOPIC_STAR) or '#' child, or NULL. */
+static route_topic_node *
+route_topic_wild(const route_topic *t, const route_topic_node *n, uint8_t kind)
+{
+    bool star = kind == ROUTE_TOPIC_STAR;
+    if (!(n->wild & (star ? ROUTE_TOPIC_HAS_STAR : ROUTE_TOPIC_HAS_HASH)))
+        return NULL;
+    return route_topic_edge_find(t, n, star ? "*" : "#", 1, star ? t->star_h : t->hash_h, kind);
 }
 
 /* Keeps edge chains short; a failed grow leaves a correct, fuller table. */
@@ -202,7 +223,7 @@ static void
 route_topic_edges_reserve(route_topic *t)
 {
     size_t nb = t->mask + 1;
-    if (t->nedges < nb || nb > SIZE_MAX / 2 / sizeof *t->edges)
+    if (t->nedges < nb || nb > ((size_t)UINT32_MAX >> 1) + 1)
         return;
     route_topic_node **nbk = calloc(nb * 2, sizeof *nbk);
     if (!nbk)
@@ -226,12 +247,14 @@ static route_topic_node *
 route_topic_node_new(route_topic_node *parent, uint8_t kind, const char *w,
                      uint32_t len)
 {
-    route_topic_node *c = calloc(1, sizeof *c + len);
+    /* the word from where it starts, not from the struct's padded end */
+    size_t size = offsetof(route_topic_node, word) + len;
+    route_topic_node *c = calloc(1, size > sizeof *c ? size : sizeof *c);
     if (!c)
         return NULL;
     c->parent = parent;
     c->kind = kind;
-    c->len = len;
+    c->len = (uint16_t)len;
     if (len)
         memcpy(c->word, w, len);
     return c;
@@ -243,38 +266,31 @@ static route_topic_node *
 route_topic_child(route_topic *t, route_topic_node *parent, const char *w,
                   uint32_t len)
 {
-    route_topic_node **wild = NULL;
     uint8_t kind = ROUTE_TOPIC_WORD;
-    if (route_topic_word_is(w, len, '*')) {
-        wild = &parent->star;
+    if (route_topic_word_is(w, len, '*'))
         kind = ROUTE_TOPIC_STAR;
-    } else if (route_topic_word_is(w, len, '#')) {
-        wild = &parent->hash;
+    else if (route_topic_word_is(w, len, '#'))
         kind = ROUTE_TOPIC_HASH;
-    }
-    if (wild) {
-        if (!*wild) {
-            *wild = route_topic_node_new(parent, kind, NULL, 0);
-            if (!*wild)
-                return NULL;
-            parent->nchildren++;
-        }
-        return *wild;
-    }
 
-    uint64_t wh = route_hash_bytes(t->seed, w, len);
-    route_topic_node *c = route_topic_edge_find(t, parent, w, len, wh);
+    uint64_t wh = kind == ROUTE_TOPIC_STAR ? t->star_h
+                : kind == ROUTE_TOPIC_HASH ? t->hash_h : route_hash_bytes(t->seed, w, len);
+    route_topic_node *c = kind == ROUTE_TOPIC_WORD ? route_topic_edge_find(t, parent, w, len, wh, kind)
+                                                   : route_topic_wild(t, parent, kind);
     if (c)
         return c;
     c = route_topic_node_new(parent, kind, w, len);
     if (!c)
         return NULL;
-    c->edge_hash = route_topic_edge_hash(parent, wh);
+    c->edge_hash = (uint32_t)route_topic_edge_hash(parent, wh);
     route_topic_node **bucket = &t->edges[c->edge_hash & t->mask];
     c->edge_next = *bucket;
     *bucket = c;
     t->nedges++;
     parent->nchildren++;
+    if (kind == ROUTE_TOPIC_STAR)
+        parent->wild |= ROUTE_TOPIC_HAS_STAR;
+    else if (kind == ROUTE_TOPIC_HASH)
+        parent->wild |= ROUTE_TOPIC_HAS_HASH;
     route_topic_edges_reserve(t);
     return c;
 }
@@ -286,17 +302,15 @@ route_topic_prune(route_topic *t, route_topic_node *n)
 {
     while (n->parent && !n->binds && n->nchildren == 0) {
         route_topic_node *parent = n->parent;
-        if (n->kind == ROUTE_TOPIC_STAR) {
-            parent->star = NULL;
-        } else if (n->kind == ROUTE_TOPIC_HASH) {
-            parent->hash = NULL;
-        } else {
-            route_topic_node **pp = &t->edges[n->edge_hash & t->mask];
-            while (*pp != n)
-                pp = &(*pp)->edge_next;
-            *pp = n->edge_next;
-            t->nedges--;
-        }
+        if (n->kind == ROUTE_TOPIC_STAR)
+            parent->wild &= (uint8_t)~ROUTE_TOPIC_HAS_STAR;
+        else if (n->kind == ROUTE_TOPIC_HASH)
+            parent->wild &= (uint8_t)~ROUTE_TOPIC_HAS_HASH;
+        route_topic_node **pp = &t->edges[n->edge_hash & t->mask];
+        while (*pp != n)
+            pp = &(*pp)->edge_next;
+        *pp = n->edge_next;
+        t->nedges--;
         parent->nchildren--;
         free(n);
         n = parent;
@@ -319,6 +333,8 @@ route_topic_init(route_table *rt)
     }
     t->mask = ROUTE_TOPIC_EDGES_MIN - 1;
     t->seed = route_hash_mix((uint64_t)(uintptr_t)t);
+    t->star_h = route_hash_bytes(t->seed, "*", 1);
+    t->hash_h = route_hash_bytes(t->seed, "#", 1);
     rt->index = t;
     return 0;
 }
@@ -340,13 +356,14 @@ route_topic_add(route_table *rt, route_rec *b)
 {
     route_topic *t = rt->index;
     route_topic_node *n = t->root;
-    amqp_bytes pat = b->pub.key;
+    amqp_bytes pat = route_rec_key(b);
     if (pat.len) {
         const char *p = pat.data, *end = pat.data + pat.len;
         for (;;) {
             const char *dot = memchr(p, '.', (size_t)(end - p));
             const char *wend = dot ? dot : end;
-            route_topic_node *c = route_topic_child(t, n, p, (uint32_t)(wend - p));
+            route_topic_node *c = wend - p > ROUTE_TOPIC_WORD_MAX
+                                  ? NULL : route_topic_child(t, n, p, (uint32_t)(wend - p));
             if (!c) {
                 route_topic_prune(t, n);
                 return -1;
@@ -358,16 +375,40 @@ route_topic_add(route_table *rt, route_rec *b)
         }
     }
     route_grp_push(&n->binds, b);
-    b->grp = n;
     return 0;
+}
+
+/* The node b's pattern ends at: the path its words spell, which exists
+ * while b does. */
+static route_topic_node *
+route_topic_node_of(const route_topic *t, const route_rec *b)
+{
+    route_topic_node *n = t->root;
+    amqp_bytes pat = route_rec_key(b);
+    if (pat.len == 0)
+        return n;
+    const char *p = pat.data, *end = pat.data + pat.len;
+    for (;;) {
+        const char *dot = memchr(p, '.', (size_t)(end - p));
+        uint32_t len = (uint32_t)((dot ? dot : end) - p);
+        if (route_topic_word_is(p, len, '*'))
+            n = route_topic_wild(t, n, ROUTE_TOPIC_STAR);
+        else if (route_topic_word_is(p, len, '#'))
+            n = route_topic_wild(t, n, ROUTE_TOPIC_HASH);
+        else
+            n = route_topic_edge_find(t, n, p, len, route_hash_bytes(t->seed, p, len),
+                                      ROUTE_TOPIC_WORD);
+        if (!dot)
+            return n;
+        p = dot + 1;
+    }
 }
 
 static void
 route_topic_remove(route_table *rt, route_rec *b)
 {
-    route_topic_node *n = b->grp;
+    route_topic_node *n = route_topic_node_of(rt->index, b);
     route_grp_unlink(&n->binds, b);
-    b->grp = NULL;
     route_topic_prune(rt->index, n);
 }
 
@@ -468,18 +509,21 @@ route_topic_step(const route_topic *t, route_topic_walk *w,
 {
     if (i == nk)
         for (const route_rec *b = n->binds; b; b = b->grp_next)
-            emit(b->pub.dest, ctx);
-    if (n->hash && !route_topic_push(w, n->hash, i))
+            emit(b->dest, ctx);
+    const route_topic_node *hash = route_topic_wild(t, n, ROUTE_TOPIC_HASH);
+    if (hash && !route_topic_push(w, hash, i))
         return false;
     if (i == nk)
         return true;
-    if (n->nchildren > (uint32_t)(n->hash != NULL) + (n->star != NULL)) {
+    unsigned nwild = !!(n->wild & ROUTE_TOPIC_HAS_STAR) + !!(n->wild & ROUTE_TOPIC_HAS_HASH);
+    if (n->nchildren > nwild) {
         const route_topic_node *c =
-            route_topic_edge_find(t, n, kw[i].p, kw[i].len, kw[i].h);
+            route_topic_edge_find(t, n, kw[i].p, kw[i].len, kw[i].h, ROUTE_TOPIC_WORD);
         if (c && !route_topic_push(w, c, i + 1))
             return false;
     }
-    if (n->star && !route_topic_push(w, n->star, i + 1))
+    const route_topic_node *star = route_topic_wild(t, n, ROUTE_TOPIC_STAR);
+    if (star && !route_topic_push(w, star, i + 1))
         return false;
     return true;
 }
