@@ -85,6 +85,9 @@ typedef struct stats {
     msg_stats s0, s1;              /* the last two samples, s1 newer */
 } stats;
 
+/* All zero: what a queue that never counted anything reads as. */
+extern const stats stats_none;
+
 #define STATS_INTERVAL 5.0
 
 /* ---- routing destinations ---------------------------------------------- */
@@ -110,7 +113,7 @@ typedef struct qentry {
 /* A ring of entries ordered by seq. */
 typedef struct qring {
     qentry *e;
-    size_t head, count, cap;       /* cap is a power of two */
+    uint32_t head, count, cap;     /* cap is a power of two */
 } qring;
 
 struct consumer;
@@ -138,6 +141,7 @@ typedef struct consumer {
     bool no_ack;
     bool exclusive;
     int32_t priority;              /* x-priority: higher is served first */
+    bool embedded;                 /* in its owner's memory (consumer_attach) */
     uint64_t order;                /* when it came: the oldest is a single active consumer */
 } consumer;
 
@@ -160,6 +164,12 @@ typedef struct queue_opts {
     int64_t consumer_timeout;      /* x-consumer-timeout, ms */
 } queue_opts;
 
+/* The options of a queue that asks for nothing: every number -1, no
+ * dead-lettering, drop-head. */
+extern const queue_opts queue_opts_none;
+/* True if o asks for nothing queue_opts_none does not. */
+bool queue_opts_is_none(const queue_opts *o);
+
 /* Reads the x- arguments of a queue.declare into out (defaults first).
  * Returns NULL, or RabbitMQ's complaint about the first bad one, e.g.
  * "invalid arg 'x-message-ttl' for queue 'q' in vhost '/': {value_negative,-1}",
@@ -168,43 +178,101 @@ const char *queue_opts_parse(const amqp_table *args, amqp_bytes qname, amqp_byte
                              queue_opts *out, char *err, size_t cap);
 void queue_opts_free(queue_opts *o);
 
+/*
+ * A queue. A broker may hold one per MQTT session by the thousand, most of
+ * them idle, so what only some queues need is allocated when they need
+ * it: counters on the first count (st), options only when arguments or a
+ * policy set any (opts points to queue_opts_none otherwise), and in
+ * queue_more (queue.c) what its arguments alone ask, timers for TTL and
+ * x-expires, and the pages waiting for the store. The name lives in the
+ * same allocation.
+ */
 typedef struct queue {
     enum dest_kind kind;           /* DEST_QUEUE; must be first */
     uint32_t refs;
-    amqp_bytes name;               /* owned */
+    amqp_bytes name;               /* in this allocation (name_mem) */
     struct vhost *vh;
     uint64_t id;
-    bool durable, exclusive, auto_delete;
-    bool deleted;
-    bool had_consumer;             /* auto-delete only after a first one */
     struct conn *owner;            /* exclusive queues: the declaring connection */
     uint8_t *args;                 /* encoded arguments table, owned */
     uint32_t args_len;
-    qring ready;                   /* the in-memory head */
-    uint64_t mem_bytes;            /* bytes of message held by the ring */
-    uint64_t tail_count;           /* paged-out messages after the ring, on disk */
-    uint64_t tail_next_seq;        /* seq to read the tail from */
-    struct pending_page {          /* tail entries whose write has not committed: */
-        message *msg;              /* the message, one reference */
-        uint64_t seq, batch;
-    } *pend;                       /* pend[pend_head .. pend_len), seq order */
-    size_t pend_head, pend_len, pend_cap;
-    bool paged;                    /* has ever written paged entries */
-    bool page_waiting;             /* on the list of queues waiting for a commit */
-    struct queue *page_next;
-    uint64_t next_seq;
     uint32_t unacked;
-    consumer *consumers;           /* round-robin cursor into the circle */
     uint32_t nconsumers;
     uint32_t nprioritised;         /* consumers with x-priority other than 0 */
+    uint32_t tail_count;           /* paged-out messages after the ring, on disk */
+    bool durable : 1, exclusive : 1, auto_delete : 1;
+    bool deleted : 1;
+    bool had_consumer : 1;         /* auto-delete only after a first one */
+    bool paged : 1;                /* has ever written paged entries */
+    bool page_waiting : 1;         /* on the list of queues waiting for a commit */
+    bool dispatching : 1;
+    uint64_t next_seq;
+    consumer *consumers;           /* round-robin cursor into the circle */
     uint64_t route_mark;           /* dedup within one publish */
-    bool dispatching;
-    stats st;
-    queue_opts opts;               /* effective: arguments and policies (queue_apply_policies) */
-    queue_opts arg_opts;           /* what the x- arguments alone ask */
-    uint64_t ready_bytes;          /* body bytes of ready messages (x-max-length-bytes) */
-    void *expiry;                  /* the TTL timer, allocated when needed (queue.c) */
+    stats *st;                     /* NULL until the first count: queue_counts */
+    const queue_opts *opts;        /* effective: arguments and policies
+                                    * (queue_apply_policies); never NULL */
+    struct queue_more *more;       /* NULL until needed */
+    char name_mem[];
 } queue;
+
+/* What only some queues need, made on first use and kept with the queue
+ * (queue.c): an idle queue has none. */
+struct queue_more {
+    qring ready;                   /* the in-memory head */
+    uint64_t mem_bytes;            /* bytes of message held by the ring */
+    uint64_t ready_bytes;          /* body bytes of ready messages (x-max-length-bytes) */
+    uint64_t tail_next_seq;        /* seq to read the tail from */
+    struct queue *page_next;       /* on the list of queues waiting for a commit (persist.c) */
+    queue_opts *arg_opts;          /* what the x- arguments ask; NULL: nothing */
+    struct expiry_timer *timers;   /* TTL and x-expires, made when needed */
+    struct queue_pending *pend;    /* tail entries whose write has not committed */
+};
+
+/* q's queue_more, made if it has none yet. */
+struct queue_more *queue_more(queue *q);
+/* The seq the on-disk tail is read from (meaningful while tail_count). */
+static inline uint64_t
+queue_tail_next(const queue *q)
+{
+    return q->more ? q->more->tail_next_seq : 0;
+}
+
+/* Messages in the in-memory ring. */
+static inline uint32_t
+ring_count(const queue *q)
+{
+    return q->more ? q->more->ready.count : 0;
+}
+/* Bytes the ring holds (message_bytes_ram), and body bytes of ready
+ * messages (what x-max-length-bytes counts). */
+static inline uint64_t
+queue_mem_bytes(const queue *q)
+{
+    return q->more ? q->more->mem_bytes : 0;
+}
+static inline uint64_t
+queue_ready_bytes(const queue *q)
+{
+    return q->more ? q->more->ready_bytes : 0;
+}
+
+/* What the x- arguments alone ask of q: queue_opts_none if nothing. */
+const queue_opts *queue_arg_opts(const queue *q);
+
+/* The queue's counters, made on first use. */
+msg_stats *queue_counts_new(queue *q);
+static inline msg_stats *
+queue_counts(queue *q)
+{
+    return q->st ? &q->st->now : queue_counts_new(q);
+}
+/* Its counters and samples for reading: stats_none if it never counted. */
+static inline const stats *
+queue_stats(const queue *q)
+{
+    return q->st ? q->st : &stats_none;
+}
 
 queue *queue_new(struct vhost *vh, amqp_bytes name, bool durable,
                  bool exclusive, bool auto_delete, struct conn *owner,
@@ -251,7 +319,7 @@ uint32_t queue_purge(queue *q);
 uint32_t queue_drop_all(queue *q);
 static inline uint32_t queue_ready(const queue *q)
 {
-    return (uint32_t)(q->ready.count + q->tail_count);
+    return ring_count(q) + q->tail_count;
 }
 /* Credit flow: a consumed queue this far behind slows its publishers
  * down (conn_brake, the MQTT plugin's brake) until it is back under LOW. */
@@ -265,6 +333,11 @@ void conn_brake_poke(void);
  * owner is borrowed and must outlive the consumer. */
 consumer *consumer_add(queue *q, const consumer_ops *ops, void *owner, amqp_bytes tag,
                        bool no_ack, bool exclusive, uint16_t prefetch);
+/* The same in memory the caller owns (inside owner, typically), with a
+ * tag that is borrowed and must outlive it (a literal); returns c.
+ * consumer_remove then leaves the memory alone. */
+consumer *consumer_attach(consumer *c, queue *q, const consumer_ops *ops, void *owner,
+                          amqp_bytes tag, bool no_ack, bool exclusive, uint16_t prefetch);
 /* Removes the consumer; may auto-delete its queue. */
 void consumer_remove(consumer *c);
 

@@ -389,7 +389,7 @@ ua_settle(channel *ch, delivery *d, enum settle how, touched *t)
     } else {
         if (how == SETTLE_ACK) {
             ch->st.now.ack++;
-            q->st.now.ack++;
+            queue_counts(q)->ack++;
             B.st.now.ack++;
         } else {
             queue_dead_letter(q, d->msg, DL_REJECTED);
@@ -572,16 +572,16 @@ consumer_deliver(consumer *c, message *m, uint64_t seq, uint32_t flags)
     channel *ch = c->ch;
     if (c->no_ack) {
         ch->st.now.deliver_no_ack++;
-        c->q->st.now.deliver_no_ack++;
+        queue_counts(c->q)->deliver_no_ack++;
         B.st.now.deliver_no_ack++;
     } else {
         ch->st.now.deliver++;
-        c->q->st.now.deliver++;
+        queue_counts(c->q)->deliver++;
         B.st.now.deliver++;
     }
     if (flags & QE_REDELIVERED) {
         ch->st.now.redeliver++;
-        c->q->st.now.redeliver++;
+        queue_counts(c->q)->redeliver++;
         B.st.now.redeliver++;
     }
     uint64_t tag = ch->next_tag++;
@@ -622,7 +622,7 @@ check_timeout(channel *ch, double now)
         delivery *d = &ch->ua[i];
         if (!d->msg)
             continue;
-        int64_t ms = d->q->opts.consumer_timeout >= 0 ? d->q->opts.consumer_timeout
+        int64_t ms = d->q->opts->consumer_timeout >= 0 ? d->q->opts->consumer_timeout
                                                       : (int64_t)B.cfg.consumer_timeout;
         if (ms > 0 && (now - d->at) * 1000.0 > (double)ms)
             channel_error(ch, AMQP_PRECONDITION_FAILED, AMQP_BASIC_ACK,
@@ -1551,16 +1551,16 @@ basic_get(channel *ch, const amqp_basic_get *a)
     conn_send_content(ch->conn, ch->id, &ok, e.msg);
     if (a->no_ack) {
         ch->st.now.get_no_ack++;
-        q->st.now.get_no_ack++;
+        queue_counts(q)->get_no_ack++;
         B.st.now.get_no_ack++;
     } else {
         ch->st.now.get++;
-        q->st.now.get++;
+        queue_counts(q)->get++;
         B.st.now.get++;
     }
     if (e.flags & QE_REDELIVERED) {
         ch->st.now.redeliver++;
-        q->st.now.redeliver++;
+        queue_counts(q)->redeliver++;
         B.st.now.redeliver++;
     }
     e.flags = deliver_disk_state(q, e.msg, e.seq, e.flags, a->no_ack);

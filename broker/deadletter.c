@@ -40,10 +40,10 @@ field(const amqp_table *t, const char *key)
 void
 queue_dead_letter(queue *q, message *m, enum dl_reason reason)
 {
-    if (!q->opts.has_dlx)
+    if (!q->opts->has_dlx)
         return;
     vhost *vh = q->vh;
-    exchange *x = q->opts.dlx.len ? vhost_exchange(vh, q->opts.dlx) : vh->default_ex;
+    exchange *x = q->opts->dlx.len ? vhost_exchange(vh, q->opts->dlx) : vh->default_ex;
     if (!x)
         return;                    /* RabbitMQ drops it, quietly */
     amqp_pool pool = { 0 };
@@ -86,7 +86,7 @@ queue_dead_letter(queue *q, message *m, enum dl_reason reason)
     }
 
     /* the new x-death entry */
-    amqp_bytes rk = q->opts.has_dlrk ? q->opts.dlrk : m->routing_key;
+    amqp_bytes rk = q->opts->has_dlrk ? q->opts->dlrk : m->routing_key;
     amqp_value *keys = amqp_pool_alloc(&pool, sizeof *keys);
     amqp_field *e = amqp_pool_alloc(&pool, 7 * sizeof *e);
     if (!keys || !e) {

@@ -254,7 +254,7 @@ persist_wait_queue(queue *q)
         return;
     q->page_waiting = true;
     queue_ref(q);
-    q->page_next = page_waiters;
+    queue_more(q)->page_next = page_waiters;
     page_waiters = q;
 }
 
@@ -325,7 +325,7 @@ done_cb(struct ev_loop *loop, ev_async *w, int revents)
     page_waiters = NULL;
     while (ql) {
         queue *q = ql;
-        ql = q->page_next;
+        ql = q->more->page_next;
         q->page_waiting = false;
         queue_store_progress(q);
         queue_unref(q);
@@ -515,7 +515,7 @@ persist_drop_queue_entries(queue *q, bool whole)
     if (whole)
         store_del_qrange(B.store, q->id, 0, UINT64_MAX);
     else if (q->tail_count)
-        store_del_qrange(B.store, q->id, q->tail_next_seq, UINT64_MAX);
+        store_del_qrange(B.store, q->id, queue_tail_next(q), UINT64_MAX);
 }
 
 typedef struct page_ctx {
@@ -533,7 +533,7 @@ page_one(const store_qentry *e, void *ctx)
     store_message sm;
     if (e->seq >= p->limit)
         return 1;                  /* from here on the pending list has them */
-    q->tail_next_seq = e->seq + 1;
+    queue_more(q)->tail_next_seq = e->seq + 1;
     q->tail_count--;
     if (store_get_message(p->r, e->msg_id, &sm) != 0) {
         log_error("queue '%.*s': entry %llu refers to message %llu that cannot be read; dropped",
@@ -546,7 +546,7 @@ page_one(const store_qentry *e, void *ctx)
                              sm.props.data, sm.props.len, sm.body.len);
     if (!m) {
         /* put the count back and stop: we retry later */
-        q->tail_next_seq = e->seq;
+        queue_more(q)->tail_next_seq = e->seq;
         q->tail_count++;
         return 1;
     }
@@ -567,14 +567,14 @@ page_one(const store_qentry *e, void *ctx)
 size_t
 persist_page_in(queue *q, size_t max, uint64_t limit)
 {
-    if (!B.store || q->tail_count == 0 || q->tail_next_seq >= limit)
+    if (!B.store || q->tail_count == 0 || queue_tail_next(q) >= limit)
         return 0;
     store_reader *r;
     if (store_read_begin(B.store, &r) != 0)
         return 0;
     page_ctx p = { q, r, 0, limit };
     uint64_t want = q->tail_count < max ? q->tail_count : max;
-    store_each_qentry(r, q->id, q->tail_next_seq, (size_t)want, page_one, &p);
+    store_each_qentry(r, q->id, queue_tail_next(q), (size_t)want, page_one, &p);
     store_read_end(r);
     return p.n;
 }
@@ -711,7 +711,7 @@ scan_entry(const store_qentry *e, void *ctx)
     scan_ctx *s = ctx;
     queue *q = s->q;
     if (q->tail_count++ == 0)
-        q->tail_next_seq = e->seq;
+        queue_more(q)->tail_next_seq = e->seq;
     q->next_seq = e->seq;
     if (e->msg_id > s->max_msg)
         s->max_msg = e->msg_id;

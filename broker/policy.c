@@ -303,9 +303,10 @@ lower(int64_t *opt, const amqp_value *v)
 void
 queue_apply_policies(queue *q)
 {
-    queue_opts o = q->arg_opts;
-    o.dlx = q->arg_opts.has_dlx ? bytes_copy(q->arg_opts.dlx) : (amqp_bytes){ 0 };
-    o.dlrk = q->arg_opts.has_dlrk ? bytes_copy(q->arg_opts.dlrk) : (amqp_bytes){ 0 };
+    const queue_opts *a = queue_arg_opts(q);
+    queue_opts o = *a;
+    o.dlx = a->has_dlx ? bytes_copy(a->dlx) : (amqp_bytes){ 0 };
+    o.dlrk = a->has_dlrk ? bytes_copy(a->dlrk) : (amqp_bytes){ 0 };
     const policy *p = policy_for(q->vh, POLICY_USER, DEST_QUEUE, q->name);
     const policy *op = policy_for(q->vh, POLICY_OPERATOR, DEST_QUEUE, q->name);
     amqp_pool pool = { 0 };
@@ -341,8 +342,20 @@ queue_apply_policies(queue *q)
         }
     }
     amqp_pool_free(&pool);
-    queue_opts_free(&q->opts);
-    q->opts = o;
+    /* a queue nothing asks anything of shares queue_opts_none */
+    queue_opts *cur = q->opts != &queue_opts_none ? (queue_opts *)q->opts : NULL;
+    if (cur)
+        queue_opts_free(cur);
+    if (queue_opts_is_none(&o)) {
+        queue_opts_free(&o);
+        free(cur);
+        q->opts = &queue_opts_none;
+        return;
+    }
+    if (!cur && !(cur = malloc(sizeof *cur)))
+        abort();
+    *cur = o;
+    q->opts = cur;
 }
 
 void
@@ -373,13 +386,13 @@ refresh_vhost(vhost *vh)
         exchange_apply_policies(it.e->value);
     for (map_iter it = map_first(&vh->queues); it.e; map_next(&vh->queues, &it)) {
         queue *q = it.e->value;
-        int64_t expires = q->opts.expires;
+        int64_t expires = q->opts->expires;
         queue_apply_policies(q);
         if (B.recovering)
             continue;
         queue_expire(q);
         queue_enforce_limits(q);
-        if (q->opts.expires != expires)
+        if (q->opts->expires != expires)
             queue_touch(q);
     }
 }

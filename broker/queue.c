@@ -18,6 +18,45 @@
  * than half of it. */
 #define PAGE_BATCH 256
 
+struct queue_more *
+queue_more(queue *q)
+{
+    if (!q->more) {
+        q->more = calloc(1, sizeof *q->more);
+        if (!q->more)
+            abort();
+    }
+    return q->more;
+}
+
+static inline struct queue_more *
+more_of(queue *q)
+{
+    return q->more ? q->more : queue_more(q);
+}
+
+/* The ring, made with the queue's first message. */
+static inline qring *
+ring_of(queue *q)
+{
+    return &more_of(q)->ready;
+}
+
+const queue_opts *
+queue_arg_opts(const queue *q)
+{
+    return q->more && q->more->arg_opts ? q->more->arg_opts : &queue_opts_none;
+}
+
+/* Tail entries whose write has not committed: e[head .. len), seq order. */
+struct queue_pending {
+    size_t head, len, cap;
+    struct pending_page {
+        message *msg;              /* the message, one reference */
+        uint64_t seq, batch;
+    } e[];
+};
+
 static void pending_push(queue *q, message *m, uint64_t seq);
 static void pending_free(queue *q);
 static void queue_fill(queue *q);
@@ -36,11 +75,15 @@ entry_cost(const message *m)
 static void
 ring_grow(qring *r)
 {
-    size_t cap = r->cap ? r->cap * 2 : 16;
-    qentry *e = malloc(cap * sizeof *e);
+    if (r->cap >= (UINT32_MAX >> 1) + 1) {
+        log_error("a queue's ring cannot grow past %u entries", r->cap);
+        abort();
+    }
+    uint32_t cap = r->cap ? r->cap * 2 : 16;
+    qentry *e = malloc((size_t)cap * sizeof *e);
     if (!e)
         abort();
-    for (size_t i = 0; i < r->count; i++)
+    for (uint32_t i = 0; i < r->count; i++)
         e[i] = r->e[(r->head + i) & (r->cap - 1)];
     free(r->e);
     r->e = e;
@@ -77,13 +120,13 @@ ring_pop_front(qring *r)
 static inline unsigned
 prio_of(const queue *q, const message *m)
 {
-    return m->priority < q->opts.max_priority ? m->priority : q->opts.max_priority;
+    return m->priority < q->opts->max_priority ? m->priority : q->opts->max_priority;
 }
 
 static inline bool
 goes_before(const queue *q, const qentry *a, const qentry *b)
 {
-    if (q->opts.max_priority) {
+    if (q->opts->max_priority) {
         unsigned pa = prio_of(q, a->msg), pb = prio_of(q, b->msg);
         if (pa != pb)
             return pa > pb;
@@ -99,7 +142,7 @@ ring_insert_ordered(const queue *q, qring *r, qentry e)
     if (r->count == r->cap)
         ring_grow(r);
     size_t pos = 0;
-    if (q->opts.max_priority) {
+    if (q->opts->max_priority) {
         pos = r->count;
         while (pos > 0 && goes_before(q, &e, ring_at(r, pos - 1)))
             pos--;
@@ -138,7 +181,7 @@ drop_entry(queue *q, qentry e, enum dl_reason why)
 static int64_t
 deadline_of(const queue *q, const message *m)
 {
-    int64_t d = q->opts.message_ttl >= 0 ? m->arrived_ms + q->opts.message_ttl : 0;
+    int64_t d = q->opts->message_ttl >= 0 ? m->arrived_ms + q->opts->message_ttl : 0;
     if (m->expires_ms && (d == 0 || m->expires_ms < d))
         d = m->expires_ms;
     return d;
@@ -157,7 +200,7 @@ static void expiry_cb(struct ev_loop *loop, ev_timer *w, int revents);
 static expiry_timer *
 timers_of(queue *q)
 {
-    expiry_timer *x = q->expiry;
+    expiry_timer *x = more_of(q)->timers;
     if (!x) {
         x = calloc(1, sizeof *x);
         if (!x)
@@ -165,9 +208,16 @@ timers_of(queue *q)
         x->q = q;
         ev_init(&x->t, expiry_cb);
         ev_init(&x->unused, unused_cb);
-        q->expiry = x;
+        q->more->timers = x;
     }
     return x;
+}
+
+/* q's timers, or NULL if it has never needed them. */
+static inline expiry_timer *
+timers_if(const queue *q)
+{
+    return q->more ? q->more->timers : NULL;
 }
 
 static void
@@ -184,13 +234,13 @@ expiry_cb(struct ev_loop *loop, ev_timer *w, int revents)
 void
 queue_expiry_free(queue *q)
 {
-    expiry_timer *x = q->expiry;
+    expiry_timer *x = timers_if(q);
     if (!x)
         return;
     ev_timer_stop(B.loop, &x->t);
     ev_timer_stop(B.loop, &x->unused);
     free(x);
-    q->expiry = NULL;
+    q->more->timers = NULL;
 }
 
 /* Expires messages at the head of the ring (as RabbitMQ, only the head:
@@ -199,11 +249,11 @@ queue_expiry_free(queue *q)
 void
 queue_expire(queue *q)
 {
-    if (q->ready.count == 0 && q->tail_count)
+    if (ring_count(q) == 0 && q->tail_count)
         queue_fill(q);
     int64_t now = (int64_t)(ev_now(B.loop) * 1000.0), next = 0;
-    while (q->ready.count) {
-        int64_t d = deadline_of(q, ring_at(&q->ready, 0)->msg);
+    while (ring_count(q)) {
+        int64_t d = deadline_of(q, ring_at(ring_of(q), 0)->msg);
         if (d == 0)
             break;
         if (d > now) {
@@ -211,10 +261,10 @@ queue_expire(queue *q)
             break;
         }
         drop_entry(q, queue_take(q), DL_EXPIRED);
-        if (q->ready.count == 0 && q->tail_count)
+        if (ring_count(q) == 0 && q->tail_count)
             queue_fill(q);
     }
-    expiry_timer *x = q->expiry;
+    expiry_timer *x = timers_if(q);
     if (!next) {
         if (x)
             ev_timer_stop(B.loop, &x->t);
@@ -248,16 +298,16 @@ queue_touch(queue *q)
 {
     if (q->deleted)
         return;
-    if (q->opts.expires <= 0) {
-        if (q->expiry)             /* a policy's expires was lifted */
-            ev_timer_stop(B.loop, &((expiry_timer *)q->expiry)->unused);
+    if (q->opts->expires <= 0) {
+        if (timers_if(q))          /* a policy's expires was lifted */
+            ev_timer_stop(B.loop, &timers_if(q)->unused);
         return;
     }
     expiry_timer *x = timers_of(q);
     ev_timer_stop(B.loop, &x->unused);
     if (q->nconsumers)
         return;
-    ev_timer_set(&x->unused, (double)q->opts.expires / 1000.0, 0.0);
+    ev_timer_set(&x->unused, (double)q->opts->expires / 1000.0, 0.0);
     ev_timer_start(B.loop, &x->unused);
 }
 
@@ -267,17 +317,17 @@ queue_touch(queue *q)
 void
 queue_enforce_limits(queue *q)
 {
-    if (q->opts.overflow != QO_DROP_HEAD)
+    if (q->opts->overflow != QO_DROP_HEAD)
         return;
     for (;;) {
-        bool over = (q->opts.max_length >= 0 && queue_ready(q) > (uint64_t)q->opts.max_length) ||
-                    (q->opts.max_length_bytes >= 0 &&
-                     q->ready_bytes > (uint64_t)q->opts.max_length_bytes);
+        bool over = (q->opts->max_length >= 0 && queue_ready(q) > (uint64_t)q->opts->max_length) ||
+                    (q->opts->max_length_bytes >= 0 &&
+                     queue_ready_bytes(q) > (uint64_t)q->opts->max_length_bytes);
         if (!over)
             return;
-        if (q->ready.count == 0)
+        if (ring_count(q) == 0)
             queue_fill(q);
-        if (q->ready.count == 0)
+        if (ring_count(q) == 0)
             return;
         drop_entry(q, queue_take(q), DL_MAXLEN);
     }
@@ -290,16 +340,15 @@ queue_new(vhost *vh, amqp_bytes name, bool durable, bool exclusive,
           bool auto_delete, struct conn *owner, const uint8_t *args,
           uint32_t args_len)
 {
-    queue *q = calloc(1, sizeof *q);
+    size_t size = offsetof(queue, name_mem) + name.len;
+    queue *q = calloc(1, size > sizeof *q ? size : sizeof *q);
     if (!q)
         abort();
     q->kind = DEST_QUEUE;
     q->refs = 1;
-    char *n = malloc(name.len ? name.len : 1);
-    if (!n)
-        abort();
-    memcpy(n, name.data, name.len);
-    q->name = (amqp_bytes){ n, name.len };
+    memcpy(q->name_mem, name.data, name.len);
+    q->name = (amqp_bytes){ q->name_mem, name.len };
+    q->opts = &queue_opts_none;
     q->vh = vh;
     q->id = ++B.next_queue_id;
     q->durable = durable;
@@ -315,15 +364,27 @@ queue_new(vhost *vh, amqp_bytes name, bool durable, bool exclusive,
     }
     /* Every way a queue comes to be (AMQP, HTTP, recovery) reads its x-
      * arguments here; the declaring code has already refused bad ones. */
-    amqp_pool pool = { 0 };
-    amqp_table t = { 0 };
-    size_t off = 0;
-    char err[256];
-    if (!args_len || amqp_table_decode(args, args_len, &off, &t, &pool) == AMQP_OK)
-        queue_opts_parse(args_len ? &t : NULL, name, vh->name, &q->arg_opts, err, sizeof err);
-    else
-        queue_opts_parse(NULL, name, vh->name, &q->arg_opts, err, sizeof err);
-    amqp_pool_free(&pool);
+    if (args_len) {
+        amqp_pool pool = { 0 };
+        amqp_table t = { 0 };
+        size_t off = 0;
+        char err[256];
+        queue_opts o;
+        if (amqp_table_decode(args, args_len, &off, &t, &pool) == AMQP_OK)
+            queue_opts_parse(&t, name, vh->name, &o, err, sizeof err);
+        else
+            queue_opts_parse(NULL, name, vh->name, &o, err, sizeof err);
+        amqp_pool_free(&pool);
+        if (!queue_opts_is_none(&o)) {
+            queue_opts *a = malloc(sizeof *a);
+            if (!a)
+                abort();
+            *a = o;
+            more_of(q)->arg_opts = a;
+        } else {
+            queue_opts_free(&o);
+        }
+    }
     queue_apply_policies(q);
     queue_touch(q);
     return q;
@@ -334,18 +395,36 @@ queue_unref(queue *q)
 {
     if (--q->refs > 0)
         return;
-    while (q->ready.count) {
-        qentry e = ring_pop_front(&q->ready);
+    while (ring_count(q)) {
+        qentry e = ring_pop_front(ring_of(q));
         message_unref(&e.msg);
     }
     pending_free(q);
-    free(q->ready.e);
-    free((char *)q->name.data);
+    if (q->more)
+        free(q->more->ready.e);
     free(q->args);
-    queue_opts_free(&q->opts);
-    queue_opts_free(&q->arg_opts);
+    if (q->opts != &queue_opts_none) {
+        queue_opts *o = (queue_opts *)q->opts;
+        queue_opts_free(o);
+        free(o);
+    }
     queue_expiry_free(q);
+    if (q->more && q->more->arg_opts) {
+        queue_opts_free(q->more->arg_opts);
+        free(q->more->arg_opts);
+    }
+    free(q->more);
+    free(q->st);
     free(q);
+}
+
+msg_stats *
+queue_counts_new(queue *q)
+{
+    q->st = calloc(1, sizeof *q->st);
+    if (!q->st)
+        abort();
+    return &q->st->now;
 }
 
 /* The consumer to serve next: round-robin among those with room, the
@@ -356,7 +435,7 @@ static consumer *
 queue_next_consumer(queue *q)
 {
     consumer *c = q->consumers;
-    if (q->opts.single_active) {
+    if (q->opts->single_active) {
         consumer *oldest = c;
         for (uint32_t i = 0; i < q->nconsumers; i++, c = c->next)
             if (c->order < oldest->order)
@@ -379,9 +458,9 @@ queue_next_consumer(queue *q)
 bool
 queue_deliver_noack(queue *q, message *m)
 {
-    if (q->ready.count || q->tail_count || !q->nconsumers || q->dispatching)
+    if (ring_count(q) || q->tail_count || !q->nconsumers || q->dispatching)
         return false;
-    if (q->opts.single_active || q->nprioritised) {
+    if (q->opts->single_active || q->nprioritised) {
         consumer *c = queue_next_consumer(q);
         if (!c || !c->no_ack)
             return false;
@@ -402,19 +481,20 @@ queue_deliver_noack(queue *q, message *m)
 void
 queue_publish(queue *q, message *m, uint64_t seq, uint32_t flags)
 {
-    if (q->ready.count == 0 && q->tail_count == 0 && q->nconsumers && !q->dispatching) {
+    if (ring_count(q) == 0 && q->tail_count == 0 && q->nconsumers && !q->dispatching) {
         consumer *c = queue_next_consumer(q);
         if (c) {
             c->ops->deliver(c, message_ref(m), seq, flags);
             return;
         }
     }
-    q->ready_bytes += m->body_size;
+    struct queue_more *mo = more_of(q);
+    mo->ready_bytes += m->body_size;
     /* Past the memory budget, and for as long as a tail exists (order),
      * messages go to disk only; a priority queue keeps everything in
      * memory, since its order is not the order on disk. */
-    if (!q->opts.max_priority && (q->tail_count ||
-        (B.store && q->ready.count && q->mem_bytes + entry_cost(m) > B.cfg.queue_memory_budget))) {
+    if (!q->opts->max_priority && (q->tail_count ||
+        (B.store && mo->ready.count && mo->mem_bytes + entry_cost(m) > B.cfg.queue_memory_budget))) {
         if (flags & QE_ON_DISK) {
             m->disk_refs--;        /* already written; now the tail's */
             q->paged = true;
@@ -422,16 +502,16 @@ queue_publish(queue *q, message *m, uint64_t seq, uint32_t flags)
             persist_page_out(q, m, seq);
         }
         if (q->tail_count++ == 0)
-            q->tail_next_seq = seq;
+            more_of(q)->tail_next_seq = seq;
         pending_push(q, m, seq);
         queue_enforce_limits(q);
         return;
     }
-    if (q->opts.max_priority)
-        ring_insert_ordered(q, &q->ready, (qentry){ message_ref(m), seq, flags });
+    if (q->opts->max_priority)
+        ring_insert_ordered(q, &mo->ready, (qentry){ message_ref(m), seq, flags });
     else
-        ring_push_back(&q->ready, (qentry){ message_ref(m), seq, flags });
-    q->mem_bytes += entry_cost(m);
+        ring_push_back(&mo->ready, (qentry){ message_ref(m), seq, flags });
+    mo->mem_bytes += entry_cost(m);
     queue_enforce_limits(q);
     queue_expire(q);
 }
@@ -442,30 +522,60 @@ queue_publish(queue *q, message *m, uint64_t seq, uint32_t flags)
 static void
 pending_push(queue *q, message *m, uint64_t seq)
 {
-    q->pend = buf_array_room(q->pend, sizeof *q->pend, &q->pend_head, &q->pend_len, &q->pend_cap);
-    q->pend[q->pend_len++] = (struct pending_page){ message_ref(m), seq, persist_batch() };
+    struct queue_pending *p = more_of(q)->pend;
+    if (!p || p->len == p->cap) {
+        size_t head = p ? p->head : 0, len = p ? p->len : 0, cap = p ? p->cap : 0;
+        if (head > cap / 2) {      /* more than half consumed: slide down */
+            memmove(p->e, p->e + head, (len - head) * sizeof *p->e);
+            p->len = len - head;
+            p->head = 0;
+        } else {
+            size_t ncap = cap ? cap * 2 : 16;
+            p = realloc(p, sizeof *p + ncap * sizeof *p->e);
+            if (!p)
+                abort();
+            p->head = head;
+            p->len = len;
+            p->cap = ncap;
+            q->more->pend = p;
+        }
+    }
+    p->e[p->len++] = (struct pending_page){ message_ref(m), seq, persist_batch() };
     persist_wait_queue(q);
+}
+
+/* The seq of the first pending entry, UINT64_MAX if none. */
+static uint64_t
+pending_first(const queue *q)
+{
+    const struct queue_pending *p = q->more ? q->more->pend : NULL;
+    return p && p->head < p->len ? p->e[p->head].seq : UINT64_MAX;
 }
 
 /* Drops pending entries whose write has committed (the disk has them),
  * and those page-in has already taken (seq below tail_next_seq). An entry
  * whose write failed (a full disk) is on no disk: it stays, marked never
  * to commit, until page-in takes it from here. */
+static void pending_free(queue *q);
+
 static void
 pending_prune(queue *q)
 {
-    while (q->pend_head < q->pend_len) {
-        struct pending_page *p = &q->pend[q->pend_head];
-        bool taken = q->tail_count == 0 || p->seq < q->tail_next_seq;
+    struct queue_pending *pd = q->more ? q->more->pend : NULL;
+    if (!pd)
+        return;
+    while (pd->head < pd->len) {
+        struct pending_page *p = &pd->e[pd->head];
+        bool taken = q->tail_count == 0 || p->seq < queue_tail_next(q);
         if (!taken && persist_failed(p->batch))
             p->batch = UINT64_MAX;
         if (!taken && !persist_committed(p->batch))
             break;
         message_unref(&p->msg);
-        q->pend_head++;
+        pd->head++;
     }
-    if (q->pend_head == q->pend_len)
-        q->pend_head = q->pend_len = 0;
+    if (pd->head == pd->len)
+        pending_free(q);           /* a queue that stopped paging keeps nothing */
     else
         persist_wait_queue(q);
 }
@@ -473,11 +583,13 @@ pending_prune(queue *q)
 static void
 pending_free(queue *q)
 {
-    for (size_t i = q->pend_head; i < q->pend_len; i++)
-        message_unref(&q->pend[i].msg);
-    free(q->pend);
-    q->pend = NULL;
-    q->pend_head = q->pend_len = q->pend_cap = 0;
+    struct queue_pending *pd = q->more ? q->more->pend : NULL;
+    if (!pd)
+        return;
+    for (size_t i = pd->head; i < pd->len; i++)
+        message_unref(&pd->e[i].msg);
+    free(pd);
+    q->more->pend = NULL;
 }
 
 void
@@ -490,11 +602,11 @@ queue_store_progress(queue *q)
 void
 queue_push_paged(queue *q, message *m, uint64_t seq, uint32_t flags)
 {
-    if (q->opts.max_priority)
-        ring_insert_ordered(q, &q->ready, (qentry){ message_ref(m), seq, flags });
+    if (q->opts->max_priority)
+        ring_insert_ordered(q, ring_of(q), (qentry){ message_ref(m), seq, flags });
     else
-        ring_push_back(&q->ready, (qentry){ message_ref(m), seq, flags });
-    q->mem_bytes += entry_cost(m);
+        ring_push_back(ring_of(q), (qentry){ message_ref(m), seq, flags });
+    q->more->mem_bytes += entry_cost(m);   /* ring_of made it */
 }
 
 void
@@ -512,9 +624,10 @@ queue_requeue(queue *q, message *m, uint64_t seq, uint32_t flags)
         message_unref(&m);
         return;
     }
-    q->mem_bytes += entry_cost(m);
-    q->ready_bytes += m->body_size;
-    ring_insert_ordered(q, &q->ready, (qentry){ m, seq, flags | QE_REDELIVERED });
+    struct queue_more *mo = more_of(q);
+    mo->mem_bytes += entry_cost(m);
+    mo->ready_bytes += m->body_size;
+    ring_insert_ordered(q, &mo->ready, (qentry){ m, seq, flags | QE_REDELIVERED });
     /* back at the head, it may have expired while it was out */
     queue_expire(q);
 }
@@ -524,34 +637,33 @@ queue_requeue(queue *q, message *m, uint64_t seq, uint32_t flags)
 static void
 queue_fill(queue *q)
 {
-    if (q->tail_count == 0 || (q->ready.count >= PAGE_BATCH / 2 && !q->opts.max_priority))
+    if (q->tail_count == 0 || (ring_count(q) >= PAGE_BATCH / 2 && !q->opts->max_priority))
         return;
-    if (q->opts.max_priority) {
+    if (q->opts->max_priority) {
         /* its order is by priority, not by the disk's: read it all */
         pending_prune(q);
-        while (q->tail_count &&
-               persist_page_in(q, PAGE_BATCH, q->pend_head < q->pend_len
-                                              ? q->pend[q->pend_head].seq : UINT64_MAX) > 0)
+        while (q->tail_count && persist_page_in(q, PAGE_BATCH, pending_first(q)) > 0)
             ;
         if (q->tail_count == 0)
             return;
     }
     pending_prune(q);
-    uint64_t limit = q->pend_head < q->pend_len ? q->pend[q->pend_head].seq : UINT64_MAX;
+    uint64_t limit = pending_first(q);
     size_t want = q->tail_count < PAGE_BATCH ? (size_t)q->tail_count : PAGE_BATCH;
     size_t n = persist_page_in(q, PAGE_BATCH, limit);
     /* Fewer than asked: the disk holds nothing more below the pending
      * list (a gap there is a write that failed), so go on from memory. */
     if (n == want)
         return;
-    for (size_t i = q->pend_head; n < PAGE_BATCH && q->tail_count && i < q->pend_len; i++) {
-        struct pending_page *p = &q->pend[i];
-        if (p->seq < q->tail_next_seq)
+    struct queue_pending *pd = q->more ? q->more->pend : NULL;
+    for (size_t i = pd ? pd->head : 0; pd && n < PAGE_BATCH && q->tail_count && i < pd->len; i++) {
+        struct pending_page *p = &pd->e[i];
+        if (p->seq < queue_tail_next(q))
             continue;
         /* The ring entry now answers for the on-disk entry being written. */
         p->msg->disk_refs++;
         queue_push_paged(q, p->msg, p->seq, QE_ON_DISK);
-        q->tail_next_seq = p->seq + 1;
+        more_of(q)->tail_next_seq = p->seq + 1;
         q->tail_count--;
         n++;
     }
@@ -560,9 +672,10 @@ queue_fill(queue *q)
 static qentry
 queue_take(queue *q)
 {
-    qentry e = ring_pop_front(&q->ready);
-    q->mem_bytes -= entry_cost(e.msg);
-    q->ready_bytes = q->ready_bytes >= e.msg->body_size ? q->ready_bytes - e.msg->body_size : 0;
+    qentry e = ring_pop_front(ring_of(q));
+    struct queue_more *mo = q->more;
+    mo->mem_bytes -= entry_cost(e.msg);
+    mo->ready_bytes = mo->ready_bytes >= e.msg->body_size ? mo->ready_bytes - e.msg->body_size : 0;
     return e;
 }
 
@@ -573,17 +686,17 @@ queue_dispatch(queue *q)
         return;
     q->dispatching = true;
     while (q->nconsumers) {
-        if (q->ready.count == 0)
+        if (ring_count(q) == 0)
             queue_fill(q);
         queue_expire(q);
-        if (q->ready.count == 0)
+        if (ring_count(q) == 0)
             break;
         consumer *c = queue_next_consumer(q);
         if (!c)
             break;
         qentry e = queue_take(q);
         c->ops->deliver(c, e.msg, e.seq, e.flags);
-        if (q->ready.count < PAGE_BATCH / 2)
+        if (ring_count(q) < PAGE_BATCH / 2)
             queue_fill(q);
     }
     q->dispatching = false;
@@ -597,7 +710,7 @@ queue_pop(queue *q, qentry *out)
     queue_touch(q);
     queue_fill(q);
     queue_expire(q);
-    if (q->ready.count == 0)
+    if (ring_count(q) == 0)
         return false;
     *out = queue_take(q);
     return true;
@@ -610,8 +723,8 @@ static uint32_t
 queue_clear(queue *q, bool forget_disk)
 {
     uint32_t n = queue_ready(q);
-    while (q->ready.count) {
-        qentry e = ring_pop_front(&q->ready);
+    while (ring_count(q)) {
+        qentry e = ring_pop_front(ring_of(q));
         if (e.flags & QE_ON_DISK) {
             if (forget_disk)
                 persist_forget(q, e.msg, e.seq);
@@ -624,8 +737,8 @@ queue_clear(queue *q, bool forget_disk)
         persist_drop_queue_entries(q, false);
     q->tail_count = 0;
     pending_free(q);
-    q->mem_bytes = 0;
-    q->ready_bytes = 0;
+    if (q->more)
+        q->more->mem_bytes = q->more->ready_bytes = 0;
     return n;
 }
 
@@ -643,6 +756,9 @@ queue_drop_all(queue *q)
 
 /* ---- consumers ----------------------------------------------------------- */
 
+static consumer *consumer_join(consumer *c, queue *q, const consumer_ops *ops, void *owner,
+                               bool no_ack, bool exclusive, uint16_t prefetch);
+
 consumer *
 consumer_add(queue *q, const consumer_ops *ops, void *owner, amqp_bytes tag,
              bool no_ack, bool exclusive, uint16_t prefetch)
@@ -653,6 +769,23 @@ consumer_add(queue *q, const consumer_ops *ops, void *owner, amqp_bytes tag,
         abort();
     memcpy(t, tag.data, tag.len);
     c->tag = (amqp_bytes){ t, tag.len };
+    return consumer_join(c, q, ops, owner, no_ack, exclusive, prefetch);
+}
+
+consumer *
+consumer_attach(consumer *c, queue *q, const consumer_ops *ops, void *owner, amqp_bytes tag,
+                bool no_ack, bool exclusive, uint16_t prefetch)
+{
+    memset(c, 0, sizeof *c);
+    c->tag = tag;
+    c->embedded = true;
+    return consumer_join(c, q, ops, owner, no_ack, exclusive, prefetch);
+}
+
+static consumer *
+consumer_join(consumer *c, queue *q, const consumer_ops *ops, void *owner,
+              bool no_ack, bool exclusive, uint16_t prefetch)
+{
     c->q = q;
     c->ops = ops;
     c->owner = owner;
@@ -693,8 +826,12 @@ consumer_remove(consumer *c)
     q->nconsumers--;
     if (c->priority)
         q->nprioritised--;
-    free((char *)c->tag.data);
-    free(c);
+    if (c->embedded) {
+        c->q = NULL;               /* the owner's memory: left to it */
+    } else {
+        free((char *)c->tag.data);
+        free(c);
+    }
     queue_touch(q);
     if (q->auto_delete && q->nconsumers == 0 && !q->deleted) {
         log_debug("auto-deleting queue '%.*s'", (int)q->name.len, q->name.data);

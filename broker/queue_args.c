@@ -10,13 +10,27 @@
 
 #include "broker/broker.h"
 
+const queue_opts queue_opts_none = {
+    .message_ttl = -1, .expires = -1, .max_length = -1, .max_length_bytes = -1,
+    .overflow = QO_DROP_HEAD, .consumer_timeout = -1,
+};
+
 static void
 defaults(queue_opts *o)
 {
-    memset(o, 0, sizeof *o);
-    o->message_ttl = o->expires = o->max_length = o->max_length_bytes = -1;
-    o->consumer_timeout = -1;
-    o->overflow = QO_DROP_HEAD;
+    *o = queue_opts_none;
+}
+
+bool
+queue_opts_is_none(const queue_opts *o)
+{
+    const queue_opts *n = &queue_opts_none;
+    return o->message_ttl == n->message_ttl && o->expires == n->expires &&
+           o->max_length == n->max_length && o->max_length_bytes == n->max_length_bytes &&
+           o->overflow == n->overflow && o->has_overflow == n->has_overflow &&
+           o->max_priority == n->max_priority && o->has_dlx == n->has_dlx &&
+           o->has_dlrk == n->has_dlrk && o->dlx.len == 0 && o->dlrk.len == 0 &&
+           o->single_active == n->single_active && o->consumer_timeout == n->consumer_timeout;
 }
 
 static amqp_bytes

@@ -10,6 +10,8 @@
 
 static ev_timer timer;
 
+const stats stats_none;
+
 static void
 sample(stats *s)
 {
@@ -26,7 +28,8 @@ tick(struct ev_loop *loop, ev_timer *w, int revents)
         vhost *vh = vi.e->value;
         for (map_iter it = map_first(&vh->queues); it.e; map_next(&vh->queues, &it)) {
             queue *q = it.e->value;
-            sample(&q->st);
+            if (q->st)                 /* a queue that never counted has none */
+                sample(q->st);
             ready += queue_ready(q);
             unacked += q->unacked;
         }

@@ -423,11 +423,11 @@ vhost_last_route(void)
 static bool
 queue_refuses(const queue *q, const message *m)
 {
-    if (q->opts.overflow == QO_DROP_HEAD)
+    if (q->opts->overflow == QO_DROP_HEAD)
         return false;
-    return (q->opts.max_length >= 0 && queue_ready(q) >= (uint64_t)q->opts.max_length) ||
-           (q->opts.max_length_bytes >= 0 &&
-            q->ready_bytes + m->body_size > (uint64_t)q->opts.max_length_bytes);
+    return (q->opts->max_length >= 0 && queue_ready(q) >= (uint64_t)q->opts->max_length) ||
+           (q->opts->max_length_bytes >= 0 &&
+            queue_ready_bytes(q) + m->body_size > (uint64_t)q->opts->max_length_bytes);
 }
 
 static uint64_t
@@ -458,12 +458,12 @@ publish_routed(vhost *vh, exchange *x, message *m, size_t *reached, bool *reject
     memset(ps->done, 0, r->n);
     for (size_t i = 0; i < r->n; i++) {
         queue *q = r->q[i];
-        q->st.now.publish++;
+        queue_counts(q)->publish++;
         if (queue_refuses(q, m)) {
             ps->done[i] = 2;
             if (rejected)
                 *rejected = true;
-            if (q->opts.overflow == QO_REJECT_PUBLISH_DLX)
+            if (q->opts->overflow == QO_REJECT_PUBLISH_DLX)
                 queue_dead_letter(q, m, DL_MAXLEN);
         }
     }

@@ -869,9 +869,9 @@ queue_json(const queue *q)
     json_object_set_new(o, "messages_ready_details", http_rate(0));
     json_object_set_new(o, "messages_unacknowledged", json_integer(q->unacked));
     json_object_set_new(o, "messages_unacknowledged_details", http_rate(0));
-    json_object_set_new(o, "message_bytes_ram", json_integer((json_int_t)q->mem_bytes));
+    json_object_set_new(o, "message_bytes_ram", json_integer((json_int_t)queue_mem_bytes(q)));
     json_object_set_new(o, "messages_paged_out", json_integer((json_int_t)q->tail_count));
-    json_object_set_new(o, "message_stats", http_message_stats(&q->st));
+    json_object_set_new(o, "message_stats", http_message_stats(queue_stats(q)));
     json_t *bqs = json_object();
     json_object_set_new(bqs, "mode", json_string("default"));
     json_object_set_new(bqs, "len", json_integer(ready));
@@ -1553,14 +1553,14 @@ queue_get_messages(http_req *rq, http_resp *rs)
     while ((json_int_t)n < count && n < 1000 && queue_pop(q, &got[n])) {
         qentry *e = &got[n++];
         message *m = e->msg;
-        q->st.now.get++;
+        queue_counts(q)->get++;
         B.st.now.get++;
         if (e->flags & QE_REDELIVERED) {
-            q->st.now.redeliver++;
+            queue_counts(q)->redeliver++;
             B.st.now.redeliver++;
         }
         if (ackmodes[mode].ack && !requeue) {
-            q->st.now.ack++;
+            queue_counts(q)->ack++;
             B.st.now.ack++;
         }
         size_t blen = (size_t)m->body_size;

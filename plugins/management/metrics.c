@@ -231,8 +231,8 @@ queue_metrics(text *t)
                 case 1: v = q->unacked; break;
                 case 2: v = (uint64_t)queue_ready(q) + q->unacked; break;
                 case 3: v = q->nconsumers; break;
-                case 4: v = q->st.now.publish; break;
-                default: v = q->mem_bytes; break;
+                case 4: v = queue_stats(q)->now.publish; break;
+                default: v = queue_mem_bytes(q); break;
                 }
                 text_printf(t, "%s{vhost=\"", fam[f].name);
                 text_label(t, vh->name.data, vh->name.len);

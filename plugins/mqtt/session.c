@@ -438,14 +438,14 @@ consumer_deliver(consumer *c, message *m, uint64_t seq, uint32_t flags)
     uint16_t id = qos ? next_packet_id(s) : 0;
     bool dup = qos && (flags & QE_REDELIVERED);
     if (qos) {
-        q->st.now.deliver++;
+        queue_counts(q)->deliver++;
         B.st.now.deliver++;
     } else {
-        q->st.now.deliver_no_ack++;
+        queue_counts(q)->deliver_no_ack++;
         B.st.now.deliver_no_ack++;
     }
     if (dup) {
-        q->st.now.redeliver++;
+        queue_counts(q)->redeliver++;
         B.st.now.redeliver++;
     }
     if (!send_message(s, m, qos, mt.rap && v.retain, dup, id, &mt, &v) || qos == 0) {
@@ -514,7 +514,7 @@ inflight_settle(mqtt_session *s, size_t i, bool requeue)
     if (requeue) {
         queue_requeue(d.q, d.msg, d.seq, d.flags);
     } else {
-        d.q->st.now.ack++;
+        queue_counts(d.q)->ack++;
         B.st.now.ack++;
         queue_entry_forget(d.q, d.msg, d.seq, d.flags);
         message_unref(&d.msg);
