@@ -43,9 +43,9 @@ typedef struct transport {
 
 typedef struct stream {
     int fd;
+    bool want_write;               /* the last read waits for the socket to be writable */
     const transport *tr;
     void *ctx;                     /* the transport's, owned by it */
-    bool want_write;               /* the last read waits for the socket to be writable */
     const char *error;             /* why the last call failed, when errno says too little;
                                     * owned by the transport, valid until the next call */
     struct stream_peer *peer;      /* counts against its address's handshakes; NULL once
