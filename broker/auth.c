@@ -281,6 +281,18 @@ re_match(pcre2_code *re, const char *s, size_t n)
     return pcre2_match(re, (PCRE2_SPTR)s, n, 0, 0, md, NULL) >= 0;
 }
 
+/* Permission i of p against s: ".*", what most permissions are, matches
+ * every name (unanchored, it matches an empty part of any) and needs no
+ * regex engine at all. */
+static bool
+perm_match(const perm *p, int i, const char *s, size_t n)
+{
+    const char *src = p->src[i];
+    if (src && src[0] == '.' && src[1] == '*' && src[2] == 0)
+        return true;
+    return re_match(p->re[i], s, n);
+}
+
 static void
 perm_free(perm *p)
 {
@@ -334,7 +346,7 @@ auth_permitted(const auth_user *u, const vhost *vh, enum auth_perm kind, amqp_by
         return false;
     if (name.len == 0)
         name = AMQP_BYTES_LIT("amq.default");
-    return re_match(p->re[kind], name.data, name.len);
+    return perm_match(p, kind, name.data, name.len);
 }
 
 /* Appends s to out quoted for PCRE (\Q...\E, with any \E inside split). */
@@ -387,7 +399,7 @@ auth_topic_permitted(const auth_user *u, const vhost *vh, amqp_bytes ex, enum au
         return true;               /* no topic permission: not restricted */
     const char *src = p->src[kind == AUTH_WRITE ? 0 : 1];
     if (!strchr(src, '{'))
-        return re_match(p->re[kind == AUTH_WRITE ? 0 : 1], key.data, key.len);
+        return perm_match(p, kind == AUTH_WRITE ? 0 : 1, key.data, key.len);
     char vname[256];
     snprintf(vname, sizeof vname, "%.*s", (int)vh->name.len, vh->name.data);
     char expanded[2048];
