@@ -1,11 +1,20 @@
 /*
  * MQTT clients: the listener, socket I/O, framing, the gate that sends
  * each packet to its handler, keepalive, closing; and the plugin's entry
- * points. One lazy timer per client checks the CONNECT deadline and the
- * keepalive (1.5 times the interval the client chose) against the time of
- * the last packet. Output collects in the client's buffer and goes out
+ * points. Timeouts (the CONNECT deadline, the keepalive: 1.5 times the
+ * interval the client chose, counted from the last bytes read) follow
+ * libev's "Be smart about timeouts", its last way: clients waiting for
+ * the same kind of deadline of the same length sit in one list in deadline
+ * order, with one timer for the list; see "timeouts" below. Output
+ * collects in the client's buffer and goes out
  * with one write before the loop sleeps; a client is never freed inside
  * its own callback (a check watcher reaps the dead).
+ *
+ * An idle client costs what struct mqtt_client costs and no more: one
+ * watcher serves reading and writing, the buffers are freed whenever they
+ * empty (most reads hold whole packets and are handled from one shared
+ * buffer), and a small output buffer is enough for the next packets of a
+ * client that sent little last time.
  */
 #include <errno.h>
 #include <stdarg.h>
@@ -20,15 +29,22 @@
 #include "plugins/mqtt/session.h"
 
 #define READ_CHUNK (64 * 1024)
+#define OUT_SMALL 64               /* first output buffer of a quiet client */
+#define OUT_BIG 4096               /* ... and of one that needed more last time */
 #define READ_BUDGET (1024 * 1024)
 #define OUT_HIGH_WATER (4u << 20)
 #define CONNECT_TIMEOUT 10.0
 #define DRAIN_TIMEOUT 2.0
 
+static void tlists_free(void);
+
 static ev_io listener, tls_listener;
 static ev_prepare flush_watcher;
 static ev_check reap_watcher;
-static mqtt_client *clients, *flush_list, *dead_list, *ack_waiters;
+static mqtt_client *clients, *dead_list, *ack_waiters;
+/* clients with output to flush before the loop sleeps (flush_queued) */
+static mqtt_client **flushq;
+static size_t nflush, flushq_cap;
 static size_t nclients;
 
 /* ---- output ----------------------------------------------------------------- */
@@ -38,16 +54,62 @@ want_flush(mqtt_client *c)
 {
     if (!c->flush_queued && c->state != MC_DEAD) {
         c->flush_queued = true;
-        c->flush_next = flush_list;
-        flush_list = c;
+        if (nflush == flushq_cap) {
+            flushq_cap = flushq_cap ? flushq_cap * 2 : 64;
+            flushq = realloc(flushq, flushq_cap * sizeof *flushq);
+            if (!flushq)
+                abort();
+        }
+        flushq[nflush++] = c;
     }
+}
+
+static struct mqtt_client_bufs *
+bufs_of(mqtt_client *c)
+{
+    if (!c->bufs) {
+        c->bufs = calloc(1, sizeof *c->bufs);
+        if (!c->bufs)
+            abort();
+    }
+    return c->bufs;
+}
+
+/* Frees the buffers once both are empty. */
+static void
+bufs_release(mqtt_client *c)
+{
+    struct mqtt_client_bufs *b = c->bufs;
+    if (b && buf_used(&b->in) == 0 && buf_used(&b->out) == 0) {
+        buf_free(&b->in);
+        buf_free(&b->out);
+        free(b);
+        c->bufs = NULL;
+    }
+}
+
+static inline size_t
+out_used(const mqtt_client *c)
+{
+    return c->bufs ? buf_used(&c->bufs->out) : 0;
 }
 
 uint8_t *
 mqtt_client_reserve(mqtt_client *c, size_t n)
 {
-    uint8_t *p = buf_reserve(&c->out, n);
-    buf_commit(&c->out, n);
+    buf *out = &bufs_of(c)->out;
+    if (!out->data) {
+        /* buf_reserve doubles from the capacity it finds */
+        size_t cap = c->out_big ? OUT_BIG : OUT_SMALL;
+        while (cap < n)
+            cap *= 2;
+        out->data = malloc(cap);
+        if (!out->data)
+            abort();
+        out->cap = cap;
+    }
+    uint8_t *p = buf_reserve(out, n);
+    buf_commit(out, n);
     want_flush(c);
     return p;
 }
@@ -55,7 +117,32 @@ mqtt_client_reserve(mqtt_client *c, size_t n)
 bool
 mqtt_client_writable(const mqtt_client *c)
 {
-    return c->state == MC_OPEN && buf_used(&c->out) < OUT_HIGH_WATER;
+    return c->state == MC_OPEN && out_used(c) < OUT_HIGH_WATER;
+}
+
+/* The one watcher follows what the client waits for: input while
+ * reading, room to write while output waits. */
+static void
+watch(mqtt_client *c)
+{
+    int want = (c->reading ? EV_READ : 0) | (c->writing ? EV_WRITE : 0);
+    int have = ev_is_active(&c->w) ? c->w.events & (EV_READ | EV_WRITE) : 0;
+    if (want == have)
+        return;
+    ev_io_stop(B.loop, &c->w);
+    if (want) {
+        ev_io_modify(&c->w, want);
+        ev_io_start(B.loop, &c->w);
+    }
+}
+
+static void
+set_writing(mqtt_client *c, bool on)
+{
+    if (c->writing != on) {
+        c->writing = on;
+        watch(c);
+    }
 }
 
 static void flush(mqtt_client *c);
@@ -69,24 +156,29 @@ linger_done(mqtt_client *c)
 static void
 flush(mqtt_client *c)
 {
-    while (buf_used(&c->out)) {
-        struct iovec iov = { c->out.data + c->out.off, buf_used(&c->out) };
+    buf *out = c->bufs ? &c->bufs->out : NULL;
+    while (out && buf_used(out)) {
+        struct iovec iov = { out->data + out->off, buf_used(out) };
         ssize_t n = c->io.tr->writev(&c->io, &iov, 1);
         if (n < 0) {
             if (errno == EINTR)
                 continue;
             if (errno == EAGAIN || errno == EWOULDBLOCK) {
-                ev_io_start(B.loop, &c->wio);
+                set_writing(c, true);
                 return;
             }
             mqtt_client_abort(c, stream_strerror(&c->io, errno));
             return;
         }
-        buf_consume(&c->out, (size_t)n);
+        buf_consume(out, (size_t)n);
         c->send_oct += (size_t)n;
     }
-    ev_io_stop(B.loop, &c->wio);
-    buf_free(&c->out);             /* an idle client keeps no buffer */
+    set_writing(c, false);
+    if (out) {                     /* an idle client keeps no buffer */
+        c->out_big = out->cap > OUT_SMALL;
+        buf_free(out);
+        bufs_release(c);
+    }
     if (c->state == MC_DRAINING) {
         linger_done(c);
         return;
@@ -100,26 +192,33 @@ static void
 flush_cb(struct ev_loop *loop, ev_prepare *w, int revents)
 {
     (void)loop; (void)w; (void)revents;
-    while (flush_list) {
-        mqtt_client *c = flush_list;
-        flush_list = c->flush_next;
+    /* flushing one client may give others output: they join the end */
+    for (size_t i = 0; i < nflush; i++) {
+        mqtt_client *c = flushq[i];
         c->flush_queued = false;
         if (c->state != MC_DEAD)
             flush(c);
     }
+    nflush = 0;
 }
 
-static void read_cb(struct ev_loop *loop, ev_io *w, int revents);
+static void read_ready(mqtt_client *c);
 
 static void
-write_cb(struct ev_loop *loop, ev_io *w, int revents)
+io_cb(struct ev_loop *loop, ev_io *w, int revents)
 {
-    (void)loop; (void)revents;
-    mqtt_client *c = (mqtt_client *)((char *)w - offsetof(mqtt_client, wio));
-    flush(c);
-    /* a TLS read (the handshake) was waiting for room to write */
-    if (c->state != MC_DEAD && c->io.want_write)
-        read_cb(loop, &c->rio, EV_READ);
+    (void)loop;
+    mqtt_client *c = (mqtt_client *)((char *)w - offsetof(mqtt_client, w));
+    if (revents & EV_WRITE) {
+        flush(c);
+        /* a TLS read (the handshake) was waiting for room to write */
+        if (c->state != MC_DEAD && c->io.want_write && c->reading) {
+            read_ready(c);
+            return;
+        }
+    }
+    if ((revents & EV_READ) && c->state != MC_DEAD && c->reading)
+        read_ready(c);
 }
 
 /* ---- closing ------------------------------------------------------------------ */
@@ -132,9 +231,9 @@ client_release(mqtt_client *c)
         c->counted = false;
     }
     if (c->ack_waiting) {
-        for (mqtt_client **p = &ack_waiters; *p; p = &(*p)->wait_next) {
+        for (mqtt_client **p = &ack_waiters; *p; p = &(*p)->x->wait_next) {
             if (*p == c) {
-                *p = c->wait_next;
+                *p = c->x->wait_next;
                 break;
             }
         }
@@ -142,36 +241,57 @@ client_release(mqtt_client *c)
     }
     mqtt_session *s = c->session;
     c->session = NULL;
-    message *will = c->will;
-    c->will = NULL;
+    struct mqtt_client_x *x = c->x;
+    message *will = x ? x->will : NULL;
+    if (x)
+        x->will = NULL;
     if (s) {
         s->client = NULL;
         bool send_will = will && (!c->graceful || c->will_on_close);
-        if (send_will && c->will_delay > 0 && s->durable) {
+        if (send_will && x->will_delay > 0 && s->durable) {
             /* MQTT 5 will delay: the session holds it; a reconnect
              * within the delay cancels it. */
-            s->will = will;
+            mqtt_session_x *sx = mqtt_session_x_of(s);
+            sx->will = will;
             will = NULL;
-            ev_timer_set(&s->will_timer, c->will_delay, 0.0);
-            ev_timer_start(B.loop, &s->will_timer);
+            ev_timer_set(&sx->will_timer, x->will_delay, 0.0);
+            ev_timer_start(B.loop, &sx->will_timer);
         } else if (send_will) {
             mqtt_will_publish(c->vh, will);
         }
         mqtt_session_detach(s);
     }
     message_unref(&will);
-    if (c->aliases) {
+    if (x && x->aliases) {
         for (int i = 0; i <= MQTT_SERVER_ALIAS_MAX; i++) {
-            free(c->aliases->in[i]);
-            free(c->aliases->out[i]);
+            free(x->aliases->in[i]);
+            free(x->aliases->out[i]);
         }
-        free(c->aliases);
-        c->aliases = NULL;
+        free(x->aliases);
+        x->aliases = NULL;
     }
-    if (c->brake_q)
-        queue_unref(c->brake_q);
-    c->brake_q = NULL;
+    if (x && x->brake_q)
+        queue_unref(x->brake_q);
+    if (x)
+        x->brake_q = NULL;
     c->braked = false;
+}
+
+struct mqtt_client_x *
+mqtt_client_x(mqtt_client *c)
+{
+    if (!c->x) {
+        c->x = calloc(1, sizeof *c->x);
+        if (!c->x)
+            abort();
+    }
+    return c->x;
+}
+
+const char *
+mqtt_client_user(const mqtt_client *c)
+{
+    return c->u ? auth_user_name(c->u) : "";
 }
 
 /* The context of a client's log lines: " (vhost '/', user 'guest')" once
@@ -181,7 +301,7 @@ client_log_ctx(const mqtt_client *c, char *out, size_t cap)
 {
     if (c->vh)
         snprintf(out, cap, " (vhost '%.*s', user '%s')", (int)c->vh->name.len, c->vh->name.data,
-                 c->user);
+                 mqtt_client_user(c));
     else
         out[0] = 0;
     return out;
@@ -196,10 +316,10 @@ mqtt_client_abort(mqtt_client *c, const char *why)
     if (why)
         log_info("closing MQTT connection " MQTT_CLIENT_FMT "%s: %s", MQTT_CLIENT_ARG(c),
                  client_log_ctx(c, ctx, sizeof ctx), why);
-    ev_io_stop(B.loop, &c->rio);
-    ev_io_stop(B.loop, &c->wio);
-    ev_timer_stop(B.loop, &c->timer);
+    ev_io_stop(B.loop, &c->w);
+    c->reading = c->writing = false;
     c->state = MC_DEAD;
+    mqtt_client_arm(c);            /* out of its timeout list */
     client_release(c);
     if (c->prev)
         c->prev->next = c->next;
@@ -209,7 +329,8 @@ mqtt_client_abort(mqtt_client *c, const char *why)
         c->next->prev = c->prev;
     nclients--;
     c->io.tr->close(&c->io);
-    c->dead_next = dead_list;
+    c->next = dead_list;           /* off the list of the living: next is free */
+    c->prev = NULL;
     dead_list = c;
 }
 
@@ -225,14 +346,14 @@ mqtt_client_close(mqtt_client *c, uint8_t reason, const char *why)
     if (c->version == MQTT_V5 && c->state == MC_OPEN && reason != 0xff) {
         mqtt_disconnect d = { .reason = reason };
         size_t n = mqtt_disconnect_size(&d, MQTT_V5);
-        if (n <= c->max_packet_out || c->max_packet_out == 0)
+        if (n <= mqtt_client_max_packet(c) || mqtt_client_max_packet(c) == 0)
             mqtt_disconnect_encode(&d, MQTT_V5, mqtt_client_reserve(c, n));
     }
     /* The will goes out now, not after the output drained. */
     client_release(c);
     c->state = MC_DRAINING;
-    c->deadline = ev_now(B.loop) + DRAIN_TIMEOUT;
-    if (buf_used(&c->out) == 0) {
+    c->at = ev_now(B.loop);        /* the drain starts */
+    if (out_used(c) == 0) {
         linger_done(c);
     } else {
         mqtt_client_arm(c);
@@ -246,10 +367,16 @@ reap_cb(struct ev_loop *loop, ev_check *w, int revents)
     (void)loop; (void)w; (void)revents;
     while (dead_list) {
         mqtt_client *c = dead_list;
-        dead_list = c->dead_next;
-        buf_free(&c->in);
-        buf_free(&c->out);
-        free(c->acks);
+        dead_list = c->next;
+        if (c->bufs) {
+            buf_free(&c->bufs->in);
+            buf_free(&c->bufs->out);
+            free(c->bufs);
+        }
+        if (c->x) {
+            free(c->x->acks);
+            free(c->x);
+        }
         free(c);
     }
 }
@@ -268,8 +395,9 @@ send_ack(mqtt_client *c, uint8_t type, uint16_t id, uint8_t reason)
 static void
 acks_progress(mqtt_client *c)
 {
-    while (c->acks_head < c->acks_len) {
-        struct mqtt_pending_ack *a = &c->acks[c->acks_head];
+    struct mqtt_client_x *x = mqtt_client_x(c);
+    while (x->acks_head < x->acks_len) {
+        struct mqtt_pending_ack *a = &x->acks[x->acks_head];
         if (a->batch && !persist_committed(a->batch))
             break;
         uint8_t reason = a->reason;
@@ -281,25 +409,18 @@ acks_progress(mqtt_client *c)
         if (!failed || c->version == MQTT_V5)
             send_ack(c, a->type, a->packet_id, reason);
         if (a->type == MQTT_PUBACK || failed) {
-            if (c->inflight_in)
-                c->inflight_in--;
+            if (x->inflight_in)
+                x->inflight_in--;
         }
-        if (failed && a->type == MQTT_PUBREC && c->session) {
-            mqtt_session *s = c->session;
-            for (size_t i = 0; i < s->nqos2_in; i++) {
-                if (s->qos2_in[i] == a->packet_id) {
-                    s->qos2_in[i] = s->qos2_in[--s->nqos2_in];
-                    break;
-                }
-            }
-        }
-        c->acks_head++;
+        if (failed && a->type == MQTT_PUBREC && c->session)
+            mqtt_session_qos2_in_del(c->session, a->packet_id);
+        x->acks_head++;
     }
-    if (c->acks_head == c->acks_len) {
-        c->acks_head = c->acks_len = 0;
+    if (x->acks_head == x->acks_len) {
+        x->acks_head = x->acks_len = 0;
     } else if (!c->ack_waiting) {
         c->ack_waiting = true;
-        c->wait_next = ack_waiters;
+        x->wait_next = ack_waiters;
         ack_waiters = c;
     }
 }
@@ -308,15 +429,16 @@ void
 mqtt_client_ack_after(mqtt_client *c, uint8_t type, uint16_t packet_id, uint8_t reason,
                       uint64_t batch)
 {
-    if (batch == 0 && c->acks_head == c->acks_len) {
+    if (batch == 0 && (!c->x || c->x->acks_head == c->x->acks_len)) {
         send_ack(c, type, packet_id, reason);
-        if (type == MQTT_PUBACK && c->inflight_in)
-            c->inflight_in--;
+        if (type == MQTT_PUBACK && c->x && c->x->inflight_in)
+            c->x->inflight_in--;
         return;
     }
-    c->acks = buf_array_room(c->acks, sizeof *c->acks, &c->acks_head, &c->acks_len,
-                             &c->acks_cap);
-    c->acks[c->acks_len++] = (struct mqtt_pending_ack){ batch, packet_id, type, reason };
+    struct mqtt_client_x *x = mqtt_client_x(c);
+    x->acks = buf_array_room(x->acks, sizeof *x->acks, &x->acks_head, &x->acks_len,
+                             &x->acks_cap);
+    x->acks[x->acks_len++] = (struct mqtt_pending_ack){ batch, packet_id, type, reason };
     acks_progress(c);
 }
 
@@ -327,7 +449,7 @@ store_progress(void)
     ack_waiters = NULL;
     while (list) {
         mqtt_client *c = list;
-        list = c->wait_next;
+        list = c->x->wait_next;
         c->ack_waiting = false;
         if (c->state == MC_OPEN || c->state == MC_CONNECTING)
             acks_progress(c);
@@ -394,7 +516,9 @@ process_span(mqtt_client *c, const uint8_t *p, size_t len)
            !c->refusing) {
         mqtt_frame f;
         size_t used;
-        int rc = mqtt_frame_parse(p + off, len - off, c->max_packet_in, &f, &used);
+        uint32_t max = c->state == MC_CONNECTING ? B.cfg.mqtt_max_packet_size_unauth
+                                                 : B.cfg.mqtt_max_packet_size;
+        int rc = mqtt_frame_parse(p + off, len - off, max, &f, &used);
         if (rc == MQTT_NEED_MORE)
             break;
         if (rc != MQTT_OK) {
@@ -417,9 +541,12 @@ process_span(mqtt_client *c, const uint8_t *p, size_t len)
 static void
 process(mqtt_client *c)
 {
-    size_t used = process_span(c, c->in.data + c->in.off, buf_used(&c->in));
-    if (c->state != MC_DEAD)
-        buf_consume(&c->in, used);
+    if (!c->bufs)
+        return;
+    buf *in = &c->bufs->in;
+    size_t used = process_span(c, in->data + in->off, buf_used(in));
+    if (c->state != MC_DEAD && c->bufs)
+        buf_consume(&c->bufs->in, used);
 }
 
 /* Most reads hold whole packets: they are handled straight from one
@@ -428,15 +555,14 @@ process(mqtt_client *c)
 static uint8_t read_scratch[READ_CHUNK];
 
 static void
-read_cb(struct ev_loop *loop, ev_io *w, int revents)
+read_ready(mqtt_client *c)
 {
-    (void)loop; (void)revents;
-    mqtt_client *c = (mqtt_client *)((char *)w - offsetof(mqtt_client, rio));
     size_t budget = READ_BUDGET;
     while (budget > 0 && c->state != MC_DEAD && c->reading) {
-        bool direct = buf_used(&c->in) == 0;
-        uint8_t *dst = direct ? read_scratch : buf_reserve(&c->in, READ_CHUNK);
-        size_t room = direct ? sizeof read_scratch : c->in.cap - c->in.len;
+        bool direct = !c->bufs || buf_used(&c->bufs->in) == 0;
+        buf *in = direct ? NULL : &c->bufs->in;
+        uint8_t *dst = direct ? read_scratch : buf_reserve(in, READ_CHUNK);
+        size_t room = direct ? sizeof read_scratch : in->cap - in->len;
         ssize_t n = c->io.tr->read(&c->io, dst, room);
         if (n < 0) {
             if (errno == EINTR)
@@ -445,7 +571,7 @@ read_cb(struct ev_loop *loop, ev_io *w, int revents)
                 mqtt_client_abort(c, c->state == MC_DRAINING ? NULL
                                      : stream_strerror(&c->io, errno));
             else if (c->io.want_write)
-                ev_io_start(B.loop, &c->wio);
+                set_writing(c, true);
             break;
         }
         if (n == 0) {
@@ -453,36 +579,40 @@ read_cb(struct ev_loop *loop, ev_io *w, int revents)
                                  : "client closed the connection without DISCONNECT");
             break;
         }
-        c->last_recv = ev_now(B.loop);
         c->recv_oct += (size_t)n;
         if (c->state == MC_DRAINING) {
-            c->in.off = c->in.len = 0;
+            if (in)
+                in->off = in->len = 0;
             continue;
         }
+        if (c->state == MC_OPEN)
+            mqtt_client_active(c);
         budget = (size_t)n < budget ? budget - (size_t)n : 0;
         if (direct) {
             size_t used = process_span(c, read_scratch, (size_t)n);
             if (c->state != MC_DEAD && used < (size_t)n)
-                buf_append(&c->in, read_scratch + used, (size_t)n - used);
+                buf_append(&bufs_of(c)->in, read_scratch + used, (size_t)n - used);
         } else {
-            buf_commit(&c->in, (size_t)n);
+            buf_commit(in, (size_t)n);
             process(c);
         }
     }
-    if (c->state == MC_DEAD)
+    if (c->state == MC_DEAD || !c->bufs)
         return;
-    if (buf_used(&c->in) == 0)
-        buf_free(&c->in);
-    else
-        buf_compact(&c->in);
+    if (buf_used(&c->bufs->in) == 0) {
+        buf_free(&c->bufs->in);
+        bufs_release(c);
+    } else {
+        buf_compact(&c->bufs->in);
+    }
 }
 
-static void
-stop_reading(mqtt_client *c)
+void
+mqtt_client_stop_reading(mqtt_client *c)
 {
     if (c->reading) {
-        ev_io_stop(B.loop, &c->rio);
         c->reading = false;
+        watch(c);
     }
 }
 
@@ -490,23 +620,22 @@ static void
 start_reading(mqtt_client *c)
 {
     if (!c->reading && c->state != MC_DEAD) {
-        ev_io_start(B.loop, &c->rio);
         c->reading = true;
+        watch(c);
     }
 }
 
 struct mqtt_aliases *
 mqtt_client_aliases(mqtt_client *c)
 {
-    if (!c->aliases) {
-        c->aliases = calloc(1, sizeof *c->aliases);
-        if (!c->aliases)
+    struct mqtt_client_x *x = mqtt_client_x(c);
+    if (!x->aliases) {
+        x->aliases = calloc(1, sizeof *x->aliases);
+        if (!x->aliases)
             abort();
     }
-    return c->aliases;
+    return x->aliases;
 }
-
-#define BRAKE_POLL 0.005
 
 void
 mqtt_client_brake(mqtt_client *c, queue *q)
@@ -514,10 +643,10 @@ mqtt_client_brake(mqtt_client *c, queue *q)
     if (c->braked)
         return;
     c->braked = true;
-    c->brake_q = q;
+    mqtt_client_x(c)->brake_q = q;
     if (q)
         queue_ref(q);
-    stop_reading(c);
+    mqtt_client_stop_reading(c);
     mqtt_client_arm(c);
 }
 
@@ -526,7 +655,7 @@ brake_holds(const mqtt_client *c)
 {
     if (persist_flow_blocked() || B.mem_alarm || B.disk_alarm)
         return true;
-    const queue *q = c->brake_q;
+    const queue *q = c->x ? c->x->brake_q : NULL;
     return q && !q->deleted && q->nconsumers && queue_ready(q) > MQTT_BACKLOG_LOW;
 }
 
@@ -534,113 +663,300 @@ static void
 brake_release(mqtt_client *c)
 {
     c->braked = false;
-    if (c->brake_q)
-        queue_unref(c->brake_q);
-    c->brake_q = NULL;
+    mqtt_client_arm(c);
+    if (c->x && c->x->brake_q)
+        queue_unref(c->x->brake_q);
+    if (c->x)
+        c->x->brake_q = NULL;
     start_reading(c);
     process(c);                    /* what was read before the brake */
 }
 
-/* libev's "be smart about timeouts": one timer, set for the next thing
- * this client waits for. */
-void
-mqtt_client_arm(mqtt_client *c)
+/* ---- timeouts ------------------------------------------------------------------------
+ *
+ * A client waits for one deadline at a time, decided by its state: the
+ * CONNECT (10 s from accept), a refused login's CONNACK (a delay that
+ * grows with failures), the drain (2 s from the close), the keepalive
+ * (1.5 times its interval from the last bytes read), or, braked, the
+ * queue it publishes to (polled). Clients waiting for the same kind of
+ * deadline with the same length are linked, through tnext and tprev, into
+ * one list in deadline order, since each joins at the end with the
+ * latest deadline (activity moves a client to the end); one timer per
+ * list is set for its head and, when it fires, handles every client whose
+ * deadline has come. A client costs two pointers, not a timer, and
+ * activity costs a few pointer writes. Refused logins, with their varying
+ * delays, are few and kept sorted; braked clients are polled together.
+ */
+
+#define BRAKE_POLL 0.005
+#define KA_BUCKETS 64
+
+enum { TL_NONE, TL_CONNECTING, TL_REFUSING, TL_DRAINING, TL_BRAKED, TL_KEEPALIVE };
+
+typedef struct tlist {
+    ev_timer t;
+    ev_tstamp timeout;             /* deadline = the client's reference time + this */
+    mqtt_client *head, *tail;
+    uint8_t kind;                  /* TL_* */
+    uint16_t keepalive;            /* TL_KEEPALIVE: the interval, seconds */
+    struct tlist *next;            /* TL_KEEPALIVE: chain of its bucket */
+} tlist;
+
+static tlist connecting_list = { .timeout = CONNECT_TIMEOUT, .kind = TL_CONNECTING };
+static tlist refusing_list = { .timeout = 0, .kind = TL_REFUSING };
+static tlist draining_list = { .timeout = DRAIN_TIMEOUT, .kind = TL_DRAINING };
+static tlist braked_list = { .timeout = 0, .kind = TL_BRAKED };
+static tlist *ka_lists[KA_BUCKETS]; /* one per keepalive interval in use */
+
+static void tlist_cb(struct ev_loop *loop, ev_timer *w, int revents);
+
+/* The list for keepalive k, made on first use; kept until the plugin
+ * finishes (there are at most 65535, and in practice a handful). */
+static tlist *
+ka_list(uint16_t k)
 {
-    ev_tstamp now = ev_now(B.loop), at;
+    tlist **b = &ka_lists[k % KA_BUCKETS];
+    for (tlist *l = *b; l; l = l->next)
+        if (l->keepalive == k)
+            return l;
+    tlist *l = calloc(1, sizeof *l);
+    if (!l)
+        abort();
+    l->timeout = 1.5 * k;
+    l->kind = TL_KEEPALIVE;
+    l->keepalive = k;
+    ev_init(&l->t, tlist_cb);
+    l->next = *b;
+    *b = l;
+    return l;
+}
+
+static tlist *
+tlist_of(const mqtt_client *c, uint8_t kind)
+{
+    switch (kind) {
+    case TL_CONNECTING: return &connecting_list;
+    case TL_REFUSING: return &refusing_list;
+    case TL_DRAINING: return &draining_list;
+    case TL_BRAKED: return &braked_list;
+    case TL_KEEPALIVE: return ka_list(c->keepalive);
+    default: return NULL;
+    }
+}
+
+/* What c waits for now. */
+static uint8_t
+waits_for(const mqtt_client *c)
+{
     switch (c->state) {
     case MC_CONNECTING:
-        at = c->refusing ? c->refuse_at : c->deadline;
-        break;
+        return c->refusing ? TL_REFUSING : TL_CONNECTING;
     case MC_DRAINING:
-        at = c->deadline;
-        break;
+        return TL_DRAINING;
     case MC_OPEN:
-        if (c->braked)
-            at = now + BRAKE_POLL;
-        else if (c->keepalive)
-            at = c->last_recv + 1.5 * c->keepalive;
-        else {
-            ev_timer_stop(B.loop, &c->timer);
-            return;
-        }
-        break;
+        return c->braked ? TL_BRAKED : c->keepalive ? TL_KEEPALIVE : TL_NONE;
     default:
-        ev_timer_stop(B.loop, &c->timer);
-        return;
+        return TL_NONE;
     }
-    ev_timer_stop(B.loop, &c->timer);
-    ev_timer_set(&c->timer, at > now ? at - now : 0.001, 0.0);
-    ev_timer_start(B.loop, &c->timer);
+}
+
+/* The reference time its deadline counts from (the deadline itself for
+ * refused logins, whose list has no timeout). */
+static ev_tstamp
+ref_time(const tlist *l, const mqtt_client *c)
+{
+    return l->kind == TL_CONNECTING ? c->connected_at : c->at;
 }
 
 static void
-timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
+tlist_set(tlist *l)
+{
+    ev_tstamp now = ev_now(B.loop);
+    ev_tstamp at = l->kind == TL_BRAKED ? now + BRAKE_POLL : ref_time(l, l->head) + l->timeout;
+    ev_timer_stop(B.loop, &l->t);
+    ev_timer_set(&l->t, at > now ? at - now : 0.001, 0.0);
+    ev_timer_start(B.loop, &l->t);
+}
+
+static void
+tlist_unlink(tlist *l, mqtt_client *c)
+{
+    if (c->tprev)
+        c->tprev->tnext = c->tnext;
+    else
+        l->head = c->tnext;
+    if (c->tnext)
+        c->tnext->tprev = c->tprev;
+    else
+        l->tail = c->tprev;
+    c->tnext = c->tprev = NULL;
+    /* a timer left set for a client that went fires, finds a later head
+     * (or none) and sets itself again: nothing to do here */
+}
+
+static void
+tlist_append(tlist *l, mqtt_client *c)
+{
+    c->tnext = NULL;
+    c->tprev = l->tail;
+    if (l->tail)
+        l->tail->tnext = c;
+    else
+        l->head = c;
+    l->tail = c;
+    if (l->head == c)
+        tlist_set(l);
+}
+
+/* Refused logins wait for different delays: sorted by deadline. */
+static void
+tlist_insert_sorted(tlist *l, mqtt_client *c)
+{
+    mqtt_client *after = l->tail;
+    while (after && after->at > c->at)
+        after = after->tprev;
+    c->tprev = after;
+    c->tnext = after ? after->tnext : l->head;
+    if (c->tnext)
+        c->tnext->tprev = c;
+    else
+        l->tail = c;
+    if (after)
+        after->tnext = c;
+    else
+        l->head = c;
+    if (l->head == c)
+        tlist_set(l);
+}
+
+/* Puts c in the list of what it waits for now; called after any change
+ * of its state, of refusing or of braked. */
+void
+mqtt_client_arm(mqtt_client *c)
+{
+    uint8_t want = waits_for(c);
+    if (c->waits != TL_NONE)
+        tlist_unlink(tlist_of(c, c->waits), c);
+    c->waits = want;
+    if (want == TL_REFUSING)
+        tlist_insert_sorted(&refusing_list, c);
+    else if (want != TL_NONE)
+        tlist_append(tlist_of(c, want), c);
+}
+
+void
+mqtt_client_active(mqtt_client *c)
+{
+    c->at = ev_now(B.loop);
+    if (c->waits == TL_KEEPALIVE && c->tnext) {
+        tlist *l = ka_list(c->keepalive);
+        tlist_unlink(l, c);
+        tlist_append(l, c);
+    }
+}
+
+/* A client whose deadline has come: it leaves the list (closed, or
+ * waiting for something else). */
+static void
+expire(tlist *l, mqtt_client *c)
+{
+    switch (l->kind) {
+    case TL_CONNECTING:
+        mqtt_client_abort(c, "no CONNECT in time");
+        break;
+    case TL_REFUSING:
+        c->refusing = false;
+        mqtt_client_arm(c);
+        mqtt_refuse_now(c, c->refuse_reason);
+        break;
+    case TL_DRAINING:
+        mqtt_client_abort(c, NULL);
+        break;
+    case TL_KEEPALIVE:
+        /* MQTT-3.1.2-24: one and a half keepalive periods of silence. */
+        mqtt_client_close(c, MQTT_RC_KEEP_ALIVE_TIMEOUT, "keepalive timeout");
+        break;
+    }
+    if (l->head == c) {            /* still here: never loop on it */
+        tlist_unlink(l, c);
+        c->waits = TL_NONE;
+    }
+}
+
+static void
+brakes_poll(void)
+{
+    /* released clients leave the list; a walk from a copy of the head,
+     * taking the next before each release */
+    for (mqtt_client *c = braked_list.head, *next; c; c = next) {
+        next = c->tnext;
+        if (brake_holds(c))
+            continue;
+        brake_release(c);
+    }
+}
+
+static void
+tlist_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
     (void)revents;
-    mqtt_client *c = (mqtt_client *)((char *)w - offsetof(mqtt_client, timer));
-    ev_tstamp now = ev_now(loop);
-    switch (c->state) {
-    case MC_CONNECTING:
-        if (c->refusing && now >= c->refuse_at - 0.001) {
-            c->refusing = false;
-            mqtt_refuse_now(c, c->refuse_reason);
-            return;
-        }
-        if (!c->refusing && now >= c->deadline) {
-            mqtt_client_abort(c, "no CONNECT in time");
-            return;
-        }
-        break;
-    case MC_DRAINING:
-        if (now >= c->deadline) {
-            mqtt_client_abort(c, NULL);
-            return;
-        }
-        break;
-    case MC_OPEN:
-        if (c->braked) {
-            if (brake_holds(c))
-                break;
-            brake_release(c);
-            if (c->state != MC_OPEN)
-                return;
-        }
-        /* MQTT-3.1.2-24: one and a half keepalive periods of silence. */
-        if (c->keepalive && now - c->last_recv > 1.5 * c->keepalive) {
-            mqtt_client_close(c, MQTT_RC_KEEP_ALIVE_TIMEOUT, "keepalive timeout");
-            return;
-        }
-        break;
-    case MC_DEAD:
-        return;
+    tlist *l = (tlist *)w;
+    if (l->kind == TL_BRAKED) {
+        brakes_poll();
+    } else {
+        ev_tstamp now = ev_now(loop);
+        /* a 1 ms slack, as timers may fire a hair early */
+        while (l->head && ref_time(l, l->head) + l->timeout <= now + 0.001)
+            expire(l, l->head);
     }
-    mqtt_client_arm(c);
+    if (l->head)
+        tlist_set(l);
+}
+
+static void
+tlists_init(void)
+{
+    ev_init(&connecting_list.t, tlist_cb);
+    ev_init(&refusing_list.t, tlist_cb);
+    ev_init(&draining_list.t, tlist_cb);
+    ev_init(&braked_list.t, tlist_cb);
+}
+
+static void
+tlists_free(void)
+{
+    ev_timer_stop(B.loop, &connecting_list.t);
+    ev_timer_stop(B.loop, &refusing_list.t);
+    ev_timer_stop(B.loop, &draining_list.t);
+    ev_timer_stop(B.loop, &braked_list.t);
+    for (int i = 0; i < KA_BUCKETS; i++) {
+        while (ka_lists[i]) {
+            tlist *l = ka_lists[i];
+            ka_lists[i] = l->next;
+            ev_timer_stop(B.loop, &l->t);
+            free(l);
+        }
+    }
 }
 
 static void
 accept_client(const stream *s, const char *peer, bool loopback)
 {
-    mqtt_client *c = calloc(1, sizeof *c);
+    size_t plen = strlen(peer);
+    size_t size = offsetof(mqtt_client, peer) + plen + 1;
+    mqtt_client *c = calloc(1, size > sizeof *c ? size : sizeof *c);
     if (!c)
         abort();
     c->io = *s;
     int fd = s->fd;
-    snprintf(c->peer, sizeof c->peer, "%s", peer);
+    memcpy(c->peer, peer, plen + 1);
     c->peer_loopback = loopback;
     c->state = MC_CONNECTING;
-    c->max_packet_in = B.cfg.mqtt_max_packet_size_unauth;
-    c->receive_max = 65535;
-    ev_io_init(&c->rio, read_cb, fd, EV_READ);
-    ev_io_init(&c->wio, write_cb, fd, EV_WRITE);
-    ev_init(&c->timer, timer_cb);
-    c->last_recv = ev_now(B.loop);
-    c->connected_at = c->last_recv;
-    static uint64_t next_id;
-    snprintf(c->name, sizeof c->name, "%s (MQTT %llu)", peer, (unsigned long long)++next_id);
-    c->deadline = c->last_recv + CONNECT_TIMEOUT;
+    ev_io_init(&c->w, io_cb, fd, EV_READ);
+    c->connected_at = ev_now(B.loop);
     mqtt_client_arm(c);
-    ev_io_start(B.loop, &c->rio);
     c->reading = true;
+    watch(c);
     c->next = clients;
     if (clients)
         clients->prev = c;
@@ -659,6 +975,7 @@ plugin_start(char *err, size_t errlen)
     tls_listener.fd = -1;
     if (B.cfg.mqtt_port == 0 && B.cfg.mqtt_tls_port == 0)
         return 0;
+    tlists_init();
     ev_prepare_init(&flush_watcher, flush_cb);
     ev_prepare_start(B.loop, &flush_watcher);
     ev_check_init(&reap_watcher, reap_cb);
@@ -715,6 +1032,10 @@ plugin_finish(void)
     if (B.cfg.mqtt_port == 0 && B.cfg.mqtt_tls_port == 0)
         return;
     reap_cb(B.loop, &reap_watcher, 0);
+    tlists_free();
+    free(flushq);
+    flushq = NULL;
+    nflush = flushq_cap = 0;
     ev_prepare_stop(B.loop, &flush_watcher);
     ev_check_stop(B.loop, &reap_watcher);
     mqtt_sessions_free();
@@ -730,8 +1051,11 @@ each_connection(void (*fn)(void *ctx, const plugin_conn *c), void *ctx)
     for (mqtt_client *c = clients; c; c = c->next) {
         if (c->state != MC_OPEN)
             continue;
+        char name[128];
+        snprintf(name, sizeof name, "%s (MQTT %u)", c->peer,
+                 c->session ? c->session->number : 0);
         plugin_conn pc = {
-            .name = c->name, .protocol = protocols[c->version], .user = c->user,
+            .name = name, .protocol = protocols[c->version], .user = mqtt_client_user(c),
             .vh = c->vh, .peer = c->peer,
             .client_id = c->session ? c->session->client_id : NULL,
             .connected_at = c->connected_at, .recv_oct = c->recv_oct, .send_oct = c->send_oct,

@@ -15,10 +15,6 @@
 #include "broker/log.h"
 #include "plugins/mqtt/session.h"
 
-/* Receive Maximum we announce: QoS 1/2 publishes a client may have
- * unacknowledged with us. */
-#define SERVER_RECEIVE_MAX 1024
-
 static void
 send_connack(mqtt_client *c, bool present, unsigned reason, const mqtt_props *props)
 {
@@ -56,11 +52,8 @@ refuse_later(mqtt_client *c, unsigned reason, const char *why)
     double delay = auth_failed_login(c->peer);
     c->refusing = true;
     c->refuse_reason = (uint8_t)reason;
-    c->refuse_at = ev_now(B.loop) + delay;
-    if (c->reading) {
-        ev_io_stop(B.loop, &c->rio);
-        c->reading = false;
-    }
+    c->at = ev_now(B.loop) + delay;
+    mqtt_client_stop_reading(c);
     mqtt_client_arm(c);
 }
 
@@ -231,10 +224,10 @@ mqtt_handle_connect(mqtt_client *c, const mqtt_frame *f)
     }
     if (s) {
         present = true;
-        if (s->will) {
+        if (s->x && s->x->will) {
             /* back within the will delay: the will is not sent */
-            ev_timer_stop(B.loop, &s->will_timer);
-            message_unref(&s->will);
+            ev_timer_stop(B.loop, &s->x->will_timer);
+            message_unref(&s->x->will);
         }
     } else {
         s = mqtt_session_new(vh, id.p, id.len);
@@ -249,29 +242,30 @@ mqtt_handle_connect(mqtt_client *c, const mqtt_frame *f)
 
     /* the connection's terms */
     c->vh = vh;
-    snprintf(c->user, sizeof c->user, "%.*s", (int)user.len, user.data);
     c->keepalive = ct.keep_alive;
-    c->max_packet_in = B.cfg.mqtt_max_packet_size;
     if (c->version == MQTT_V5) {
         if (mqtt_props_has(&ct.props, MQTT_PROP_MAXIMUM_PACKET_SIZE))
-            c->max_packet_out = ct.props.maximum_packet_size;
+            mqtt_client_x(c)->max_packet_out = ct.props.maximum_packet_size;
         if (mqtt_props_has(&ct.props, MQTT_PROP_RECEIVE_MAXIMUM))
-            c->receive_max = ct.props.receive_maximum;
+            mqtt_client_x(c)->receive_max = ct.props.receive_maximum;
         if (mqtt_props_has(&ct.props, MQTT_PROP_TOPIC_ALIAS_MAXIMUM))
-            c->out_alias_max = ct.props.topic_alias_maximum < MQTT_SERVER_ALIAS_MAX
-                               ? ct.props.topic_alias_maximum : MQTT_SERVER_ALIAS_MAX;
+            mqtt_client_x(c)->out_alias_max =
+                ct.props.topic_alias_maximum < MQTT_SERVER_ALIAS_MAX
+                ? (uint8_t)ct.props.topic_alias_maximum : MQTT_SERVER_ALIAS_MAX;
         if (will)
-            c->will_delay = mqtt_props_has(&ct.will_props, MQTT_PROP_WILL_DELAY)
-                            ? ct.will_props.will_delay : 0;
+            mqtt_client_x(c)->will_delay = mqtt_props_has(&ct.will_props, MQTT_PROP_WILL_DELAY)
+                                           ? ct.will_props.will_delay : 0;
     }
-    c->will = will;
+    if (will)
+        mqtt_client_x(c)->will = will;
     c->state = MC_OPEN;
+    c->at = ev_now(B.loop);        /* keepalive counts from here */
     stream_peer_release(&c->io);   /* logged in: off the handshake count */
     mqtt_client_arm(c);
 
     mqtt_props p = { 0 };
     if (c->version == MQTT_V5) {
-        p.receive_maximum = SERVER_RECEIVE_MAX;
+        p.receive_maximum = MQTT_SERVER_RECEIVE_MAX;
         mqtt_props_set(&p, MQTT_PROP_RECEIVE_MAXIMUM);
         p.topic_alias_maximum = MQTT_SERVER_ALIAS_MAX;
         mqtt_props_set(&p, MQTT_PROP_TOPIC_ALIAS_MAXIMUM);
@@ -293,7 +287,7 @@ mqtt_handle_connect(mqtt_client *c, const mqtt_frame *f)
     mqtt_session_save(s);
     log_info("accepted MQTT %s connection " MQTT_CLIENT_FMT " (vhost '%.*s', user '%s', "
              "session %s)", c->version == MQTT_V5 ? "5.0" : c->version == MQTT_V311 ? "3.1.1" : "3.1",
-             MQTT_CLIENT_ARG(c), (int)vh->name.len, vh->name.data, c->user,
+             MQTT_CLIENT_ARG(c), (int)vh->name.len, vh->name.data, mqtt_client_user(c),
              present ? "resumed" : "new");
 }
 

@@ -173,11 +173,12 @@ static bool
 may_publish(mqtt_client *c, mqtt_str topic)
 {
     amqp_bytes ex = amqp_cstr(B.cfg.mqtt_exchange);
-    uint64_t gen = auth_generation();
-    if (c->perm_gen != gen) {
+    uint32_t gen = (uint32_t)auth_generation();
+    struct mqtt_client_x *x = mqtt_client_x(c);
+    if (x->perm_gen != gen) {
         c->perm_write = auth_permitted(c->u, c->vh, AUTH_WRITE, ex);
         c->perm_topic = auth_topic_restricted(c->u, c->vh, ex);
-        c->perm_gen = gen;
+        x->perm_gen = gen;
     }
     if (!c->perm_write)
         return false;
@@ -193,15 +194,6 @@ may_publish(mqtt_client *c, mqtt_str topic)
     if (key != stack)
         free(key);
     return ok;
-}
-
-static bool
-qos2_in_has(const mqtt_session *s, uint16_t id)
-{
-    for (size_t i = 0; i < s->nqos2_in; i++)
-        if (s->qos2_in[i] == id)
-            return true;
-    return false;
 }
 
 void
@@ -260,7 +252,7 @@ mqtt_handle_publish(mqtt_client *c, const mqtt_frame *f)
     }
     if (!may_publish(c, p.topic)) {
         log_warning("MQTT " MQTT_CLIENT_FMT ": user '%s' may not publish to '%.*s'",
-                    MQTT_CLIENT_ARG(c), c->user, (int)p.topic.len, (const char *)p.topic.p);
+                    MQTT_CLIENT_ARG(c), mqtt_client_user(c), (int)p.topic.len, (const char *)p.topic.p);
         if (c->version != MQTT_V5) {
             /* 3.1.1 has no way to say no but to close (as RabbitMQ does) */
             mqtt_client_close(c, MQTT_RC_NOT_AUTHORIZED, "publish not authorized");
@@ -270,11 +262,11 @@ mqtt_handle_publish(mqtt_client *c, const mqtt_frame *f)
         }
         return;
     }
-    if (p.qos > 0 && c->version == MQTT_V5 && c->inflight_in >= 1024) {
+    if (p.qos > 0 && c->version == MQTT_V5 && c->x->inflight_in >= MQTT_SERVER_RECEIVE_MAX) {
         mqtt_client_close(c, MQTT_RC_RECEIVE_MAXIMUM_EXCEEDED, "receive maximum exceeded");
         return;
     }
-    if (p.qos == 2 && qos2_in_has(s, p.packet_id)) {
+    if (p.qos == 2 && mqtt_session_qos2_in_has(s, p.packet_id)) {
         /* MQTT-4.3.3-9: a resend before PUBREL is not a new message */
         mqtt_client_ack_after(c, MQTT_PUBREC, p.packet_id, MQTT_RC_SUCCESS, 0);
         return;
@@ -310,13 +302,11 @@ mqtt_handle_publish(mqtt_client *c, const mqtt_frame *f)
     uint8_t reason = reached == 0 && c->version == MQTT_V5 ? MQTT_RC_NO_MATCHING_SUBSCRIBERS
                                                            : MQTT_RC_SUCCESS;
     if (p.qos == 1) {
-        c->inflight_in++;
+        c->x->inflight_in++;
         mqtt_client_ack_after(c, MQTT_PUBACK, p.packet_id, reason, batch);
     } else if (p.qos == 2) {
-        s->qos2_in = buf_array_room(s->qos2_in, sizeof *s->qos2_in, NULL, &s->nqos2_in,
-                                    &s->qos2_in_cap);
-        s->qos2_in[s->nqos2_in++] = p.packet_id;
-        c->inflight_in++;
+        mqtt_session_qos2_in_add(s, p.packet_id);
+        c->x->inflight_in++;
         mqtt_session_save(s);
         if (batch == 0 && s->durable && B.store)
             batch = persist_batch();   /* the record must be down first */
@@ -352,17 +342,18 @@ mqtt_handle_ack(mqtt_client *c, const mqtt_frame *f)
     case MQTT_PUBREC:
         if (!mqtt_session_settle(s, a.packet_id, 2)) {
             bool known = false;
-            for (size_t i = 0; i < s->nrel; i++)
-                known |= s->rel_pending[i] == a.packet_id;
+            for (size_t i = 0; s->x && i < s->x->nrel; i++)
+                known |= s->x->rel_pending[i] == a.packet_id;
             if (!known) {
                 if (c->version == MQTT_V5)
                     send_ack(c, MQTT_PUBREL, a.packet_id, MQTT_RC_PACKET_ID_NOT_FOUND);
                 return;
             }
         } else if (a.reason < 0x80) {
-            s->rel_pending = buf_array_room(s->rel_pending, sizeof *s->rel_pending, NULL,
-                                            &s->nrel, &s->rel_cap);
-            s->rel_pending[s->nrel++] = a.packet_id;
+            mqtt_session_x *x = mqtt_session_x_of(s);
+            x->rel_pending = buf_array_room(x->rel_pending, sizeof *x->rel_pending, NULL,
+                                            &x->nrel, &x->rel_cap);
+            x->rel_pending[x->nrel++] = a.packet_id;
             mqtt_session_save(s);
         } else {
             return;                /* MQTT 5: the client refused it; done */
@@ -370,17 +361,10 @@ mqtt_handle_ack(mqtt_client *c, const mqtt_frame *f)
         send_ack(c, MQTT_PUBREL, a.packet_id, MQTT_RC_SUCCESS);
         return;
     case MQTT_PUBREL: {
-        bool found = false;
-        for (size_t i = 0; i < s->nqos2_in; i++) {
-            if (s->qos2_in[i] == a.packet_id) {
-                s->qos2_in[i] = s->qos2_in[--s->nqos2_in];
-                found = true;
-                break;
-            }
-        }
+        bool found = mqtt_session_qos2_in_del(s, a.packet_id);
         if (found) {
-            if (c->inflight_in)
-                c->inflight_in--;
+            if (c->x && c->x->inflight_in)
+                c->x->inflight_in--;
             mqtt_session_save(s);
         }
         send_ack(c, MQTT_PUBCOMP, a.packet_id,
@@ -388,9 +372,9 @@ mqtt_handle_ack(mqtt_client *c, const mqtt_frame *f)
         return;
     }
     case MQTT_PUBCOMP:
-        for (size_t i = 0; i < s->nrel; i++) {
-            if (s->rel_pending[i] == a.packet_id) {
-                s->rel_pending[i] = s->rel_pending[--s->nrel];
+        for (size_t i = 0; s->x && i < s->x->nrel; i++) {
+            if (s->x->rel_pending[i] == a.packet_id) {
+                s->x->rel_pending[i] = s->x->rel_pending[--s->x->nrel];
                 mqtt_session_save(s);
                 mqtt_session_kick(s);
                 break;

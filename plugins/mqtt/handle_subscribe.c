@@ -68,22 +68,14 @@ find_sub(mqtt_session *s, mqtt_str group, mqtt_str filter)
 {
     for (size_t i = 0; i < s->nsubs; i++) {
         mqtt_sub *sub = &s->subs[i];
-        if (sub->filter_len == filter.len && memcmp(sub->filter, filter.p, filter.len) == 0 &&
-            sub->group_len == group.len && (group.len == 0 || memcmp(sub->group, group.p, group.len) == 0))
+        if (sub->filter_len != filter.len || memcmp(sub->filter, filter.p, filter.len) != 0)
+            continue;
+        if (group.len == 0 ? !sub->shared
+                           : sub->shared && sub->shared->group_len == group.len &&
+                             memcmp(sub->shared->group, group.p, group.len) == 0)
             return sub;
     }
     return NULL;
-}
-
-static char *
-dup_str(mqtt_str s)
-{
-    char *p = malloc(s.len + 1);
-    if (!p)
-        abort();
-    memcpy(p, s.p, s.len);
-    p[s.len] = 0;
-    return p;
 }
 
 /* Binds or unbinds the session's queue for one filter. */
@@ -147,8 +139,8 @@ send_retained(message *m, mqtt_str topic, void *arg)
             bool used = id == 0;
             for (size_t i = 0; i < s->ninflight && !used; i++)
                 used = s->inflight[i].packet_id == id;
-            for (size_t i = 0; i < s->nrel && !used; i++)
-                used = s->rel_pending[i] == id;
+            for (size_t i = 0; s->x && i < s->x->nrel && !used; i++)
+                used = s->x->rel_pending[i] == id;
             if (!used)
                 break;
             id++;
@@ -157,16 +149,18 @@ send_retained(message *m, mqtt_str topic, void *arg)
         p.packet_id = id;
     }
     size_t n = mqtt_publish_size(&p, c->version);
-    if (n == 0 || (c->max_packet_out && n > c->max_packet_out))
+    if (n == 0 || (mqtt_client_max_packet(c) && n > mqtt_client_max_packet(c)))
         return;
     mqtt_publish_encode(&p, c->version, mqtt_client_reserve(c, n));
-    if (qos > 0) {
-        s->inflight = buf_array_room(s->inflight, sizeof *s->inflight, NULL, &s->ninflight,
-                                     &s->inflight_cap);
-        s->inflight[s->ninflight++] = (mqtt_inflight){ p.packet_id, qos, message_ref(m),
-                                                       NULL, NULL, 0, 0 };
-    }
+    if (qos > 0)
+        mqtt_session_inflight_add(s, (mqtt_inflight){ p.packet_id, qos, message_ref(m),
+                                                      NULL, NULL, 0, 0 });
 }
+
+/* SUBACK codes and retained sends of a SUBSCRIBE with this many filters
+ * or fewer live on the stack: a subscribing client leaves nothing behind
+ * in the heap but its subscriptions. */
+#define SUBSCRIBE_STACK 16
 
 void
 mqtt_handle_subscribe(mqtt_client *c, const mqtt_frame *f)
@@ -181,12 +175,20 @@ mqtt_handle_subscribe(mqtt_client *c, const mqtt_frame *f)
     uint32_t subid = 0;
     if (c->version == MQTT_V5 && sb.props.n_subids)
         subid = sb.props.subids[0];
-    uint8_t *codes = malloc(sb.n_filters);
-    struct later { mqtt_str filter; uint8_t qos; } *later = calloc(sb.n_filters, sizeof *later);
+    struct later { mqtt_str filter; uint8_t qos; };
+    uint8_t codes_stack[SUBSCRIBE_STACK];
+    struct later later_stack[SUBSCRIBE_STACK];
+    bool big = sb.n_filters > SUBSCRIBE_STACK;
+    uint8_t *codes = big ? malloc(sb.n_filters) : codes_stack;
+    struct later *later = big ? calloc(sb.n_filters, sizeof *later) : later_stack;
     if (!codes || !later)
         abort();
     size_t nlater = 0;
     uint32_t pos = 0, i = 0;
+    /* MQTT 3.1 has no failure code in SUBACK: a refused filter ends the
+     * connection, with this reason */
+    uint8_t close_rc = 0;
+    const char *close_why = NULL;
     mqtt_sub_filter sf;
     while (mqtt_subscribe_next(&sb, &pos, &sf)) {
         mqtt_str group, inner;
@@ -194,52 +196,54 @@ mqtt_handle_subscribe(mqtt_client *c, const mqtt_frame *f)
         if (frc == MQTT_OK)
             frc = mqtt_topic_share_parse(sf.filter, &group, &inner);
         if (frc != MQTT_OK) {
-            if (c->version == MQTT_V31) {
-                free(codes);
-                free(later);
-                mqtt_client_close(c, MQTT_RC_TOPIC_FILTER_INVALID, "invalid topic filter");
-                return;
-            }
+            close_rc = MQTT_RC_TOPIC_FILTER_INVALID;
+            close_why = "invalid topic filter";
             codes[i++] = c->version == MQTT_V5 ? MQTT_RC_TOPIC_FILTER_INVALID : 0x80;
+            if (c->version == MQTT_V31)
+                break;
             continue;
         }
         if (!may_subscribe(c, group, inner)) {
             log_warning("MQTT " MQTT_CLIENT_FMT ": user '%s' may not subscribe to '%.*s'",
-                        MQTT_CLIENT_ARG(c), c->user, (int)sf.filter.len,
+                        MQTT_CLIENT_ARG(c), mqtt_client_user(c), (int)sf.filter.len,
                         (const char *)sf.filter.p);
-            if (c->version == MQTT_V31) {
-                free(codes);
-                free(later);
-                mqtt_client_close(c, MQTT_RC_NOT_AUTHORIZED, "subscription not authorized");
-                return;
-            }
+            close_rc = MQTT_RC_NOT_AUTHORIZED;
+            close_why = "subscription not authorized";
             codes[i++] = c->version == MQTT_V5 ? MQTT_RC_NOT_AUTHORIZED : 0x80;
+            if (c->version == MQTT_V31)
+                break;
             continue;
         }
         uint8_t qos = sf.qos > 2 ? 2 : sf.qos;
         mqtt_sub *sub = find_sub(s, group, inner);
         bool is_new = sub == NULL;
-        if (is_new) {
-            s->subs = buf_array_room(s->subs, sizeof *s->subs, NULL, &s->nsubs, &s->subs_cap);
-            sub = &s->subs[s->nsubs++];
-            memset(sub, 0, sizeof *sub);
-            sub->filter = dup_str(inner);
-            sub->filter_len = (uint16_t)inner.len;
-            if (group.len) {
-                sub->group = dup_str(group);
-                sub->group_len = (uint16_t)group.len;
-            }
+        if (is_new && !(sub = mqtt_session_sub_add(s, inner))) {
+            log_warning("MQTT " MQTT_CLIENT_FMT ": more than %u subscriptions refused",
+                        MQTT_CLIENT_ARG(c), MQTT_SUBS_MAX);
+            close_rc = MQTT_RC_QUOTA_EXCEEDED;
+            close_why = "too many subscriptions";
+            codes[i++] = c->version == MQTT_V5 ? MQTT_RC_QUOTA_EXCEEDED : 0x80;
+            if (c->version == MQTT_V31)
+                break;
+            continue;
+        }
+        if (is_new && group.len) {
+            sub->shared = calloc(1, sizeof *sub->shared + group.len + 1);
+            if (!sub->shared)
+                abort();
+            memcpy(sub->shared->group, group.p, group.len);
+            sub->shared->group_len = (uint16_t)group.len;
         }
         sub->qos = qos;
         sub->no_local = sf.no_local;
         sub->retain_as_published = sf.retain_as_published;
         sub->subid = subid;
         if (group.len) {
-            if (!sub->shared_q)
-                sub->shared_q = mqtt_shared_queue(s->vh, group, inner);
-            if (!sub->shared_c)
-                sub->shared_c = consumer_add(sub->shared_q, &mqtt_consumer_ops, s,
-                                             AMQP_BYTES_LIT("mqtt-shared"), false, false, 0);
+            if (!sub->shared->q)
+                sub->shared->q = mqtt_shared_queue(s->vh, group, inner);
+            if (!sub->shared->c)
+                sub->shared->c = consumer_add(sub->shared->q, &mqtt_consumer_ops, s,
+                                              AMQP_BYTES_LIT("mqtt-shared"), false, false, 0);
         } else if (is_new) {
             bind_filter(s, inner, true);
         }
@@ -248,17 +252,23 @@ mqtt_handle_subscribe(mqtt_client *c, const mqtt_frame *f)
             later[nlater++] = (struct later){ inner, qos };
         codes[i++] = qos;
     }
-    mqtt_suback ack = { .packet_id = sb.packet_id, .codes = codes, .n_codes = i };
-    size_t n = mqtt_suback_size(&ack, c->version);
-    mqtt_suback_encode(&ack, c->version, mqtt_client_reserve(c, n));
-    mqtt_session_save(s);
-    for (size_t k = 0; k < nlater; k++) {
-        retained_ctx rctx = { s, later[k].qos, subid };
-        mqtt_retain_each(s->vh, later[k].filter, send_retained, &rctx);
+    if (c->version == MQTT_V31 && close_rc) {
+        mqtt_client_close(c, close_rc, close_why);
+    } else {
+        mqtt_suback ack = { .packet_id = sb.packet_id, .codes = codes, .n_codes = i };
+        size_t n = mqtt_suback_size(&ack, c->version);
+        mqtt_suback_encode(&ack, c->version, mqtt_client_reserve(c, n));
+        mqtt_session_save(s);
+        for (size_t k = 0; k < nlater; k++) {
+            retained_ctx rctx = { s, later[k].qos, subid };
+            mqtt_retain_each(s->vh, later[k].filter, send_retained, &rctx);
+        }
+        mqtt_session_kick(s);
     }
-    free(codes);
-    free(later);
-    mqtt_session_kick(s);
+    if (big) {
+        free(codes);
+        free(later);
+    }
 }
 
 void
@@ -271,7 +281,8 @@ mqtt_handle_unsubscribe(mqtt_client *c, const mqtt_frame *f)
         return;
     }
     mqtt_session *s = c->session;
-    uint8_t *codes = malloc(u.n_filters);
+    uint8_t codes_stack[SUBSCRIBE_STACK];
+    uint8_t *codes = u.n_filters > SUBSCRIBE_STACK ? malloc(u.n_filters) : codes_stack;
     if (!codes)
         abort();
     uint32_t pos = 0, i = 0;
@@ -288,18 +299,17 @@ mqtt_handle_unsubscribe(mqtt_client *c, const mqtt_frame *f)
             codes[i++] = MQTT_RC_NO_SUBSCRIPTION_EXISTED;
             continue;
         }
-        if (sub->group)
+        if (sub->shared)
             mqtt_shared_leave(s, sub);
         else
             bind_filter(s, inner, false);
-        free(sub->filter);
-        free(sub->group);
-        *sub = s->subs[--s->nsubs];
+        mqtt_session_sub_del(s, sub);
         codes[i++] = MQTT_RC_SUCCESS;
     }
     mqtt_unsuback ack = { .packet_id = u.packet_id, .codes = codes, .n_codes = i };
     size_t n = mqtt_unsuback_size(&ack, c->version);
     mqtt_unsuback_encode(&ack, c->version, mqtt_client_reserve(c, n));
     mqtt_session_save(s);
-    free(codes);
+    if (codes != codes_stack)
+        free(codes);
 }

@@ -18,6 +18,13 @@
  * whenever its subscriptions or QoS 2 state change; at start-up the
  * records are read back and each finds its queue, which the broker's own
  * recovery restored with its bindings and messages.
+ *
+ * Memory: a broker holds idle sessions by the thousand, so one costs a
+ * struct with its client id and its consumer inside, in a hash table
+ * chained through the sessions themselves, and arrays of exactly what it
+ * has (subscriptions, deliveries in flight, freed when empty); QoS 2
+ * state and the timers of an offline session live in mqtt_session_x,
+ * made only for sessions that need them.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -29,8 +36,10 @@
 #include "plugins/mqtt/session.h"
 #include "storage/store.h"
 
-static mqtt_session *sessions;
-static map by_id;                  /* "vhost\0client id" -> session */
+/* Every session, by (vhost, client id): buckets of chains through hnext. */
+static mqtt_session **table;
+static size_t table_mask;          /* buckets - 1; no table while 0 buckets */
+static size_t nsessions;
 static uint32_t next_number;
 
 #define SESSION_REC_VERSION 1
@@ -38,56 +47,229 @@ static uint32_t next_number;
 /* ---- lookup ------------------------------------------------------------------- */
 
 static size_t
-key_of(vhost *vh, const uint8_t *id, size_t len, char *out, size_t cap)
+bucket_of(const vhost *vh, const uint8_t *id, size_t len)
 {
-    size_t n = vh->name.len + 1 + len;
-    if (n > cap)
-        return 0;
-    memcpy(out, vh->name.data, vh->name.len);
-    out[vh->name.len] = 0;
-    memcpy(out + vh->name.len + 1, id, len);
-    return n;
+    uint32_t h = map_hash((const char *)id, (uint32_t)len);
+    h ^= (uint32_t)((uintptr_t)vh >> 4) * 2654435761u;
+    return h & table_mask;
 }
 
 mqtt_session *
 mqtt_session_find(vhost *vh, const uint8_t *id, size_t len)
 {
-    char k[512];
-    size_t n = key_of(vh, id, len, k, sizeof k);
-    return n ? map_get(&by_id, k, (uint32_t)n) : NULL;
+    if (!table)
+        return NULL;
+    for (mqtt_session *s = table[bucket_of(vh, id, len)]; s; s = s->hnext)
+        if (s->vh == vh && s->client_id_len == len && memcmp(s->client_id, id, len) == 0)
+            return s;
+    return NULL;
+}
+
+static void
+table_grow(void)
+{
+    size_t n = table ? (table_mask + 1) * 2 : 64;
+    mqtt_session **t = calloc(n, sizeof *t);
+    if (!t)
+        abort();
+    mqtt_session **old = table;
+    size_t nold = table ? table_mask + 1 : 0;
+    table = t;
+    table_mask = n - 1;
+    for (size_t i = 0; i < nold; i++) {
+        for (mqtt_session *s = old[i], *next; s; s = next) {
+            next = s->hnext;
+            mqtt_session **b = &table[bucket_of(s->vh, (const uint8_t *)s->client_id,
+                                                s->client_id_len)];
+            s->hnext = *b;
+            *b = s;
+        }
+    }
+    free(old);
+}
+
+static void
+table_del(mqtt_session *s)
+{
+    mqtt_session **p = &table[bucket_of(s->vh, (const uint8_t *)s->client_id, s->client_id_len)];
+    while (*p != s)
+        p = &(*p)->hnext;
+    *p = s->hnext;
+    nsessions--;
+}
+
+void
+mqtt_sessions_each(void (*fn)(mqtt_session *s, void *ctx), void *ctx)
+{
+    for (size_t i = 0; table && i <= table_mask; i++) {
+        for (mqtt_session *s = table[i], *next; s; s = next) {
+            next = s->hnext;
+            fn(s, ctx);
+        }
+    }
+}
+
+mqtt_session *
+mqtt_session_new(vhost *vh, const uint8_t *id, size_t len)
+{
+    /* the id from where it starts, not from the struct's padded end */
+    size_t size = offsetof(mqtt_session, client_id) + len + 1;
+    mqtt_session *s = calloc(1, size > sizeof *s ? size : sizeof *s);
+    if (!s)
+        abort();
+    s->vh = vh;
+    memcpy(s->client_id, id, len);
+    s->client_id_len = (uint16_t)len;
+    s->number = ++next_number;
+    s->next_packet_id = 1;
+    if (nsessions >= (table ? table_mask + 1 : 0))
+        table_grow();
+    mqtt_session **b = &table[bucket_of(vh, id, len)];
+    s->hnext = *b;
+    *b = s;
+    nsessions++;
+    return s;
 }
 
 static void expiry_cb(struct ev_loop *loop, ev_timer *w, int revents);
 static void will_cb(struct ev_loop *loop, ev_timer *w, int revents);
 
-mqtt_session *
-mqtt_session_new(vhost *vh, const uint8_t *id, size_t len)
+mqtt_session_x *
+mqtt_session_x_of(mqtt_session *s)
 {
-    mqtt_session *s = calloc(1, sizeof *s);
-    char *key = malloc(vh->name.len + 1 + len + 1);
-    if (!s || !key)
+    if (!s->x) {
+        s->x = calloc(1, sizeof *s->x);
+        if (!s->x)
+            abort();
+        s->x->s = s;
+        ev_init(&s->x->expiry_timer, expiry_cb);
+        ev_init(&s->x->will_timer, will_cb);
+    }
+    return s->x;
+}
+
+static void
+session_x_free(mqtt_session *s)
+{
+    mqtt_session_x *x = s->x;
+    if (!x)
+        return;
+    ev_timer_stop(B.loop, &x->expiry_timer);
+    ev_timer_stop(B.loop, &x->will_timer);
+    message_unref(&x->will);
+    free(x->rel_pending);
+    free(x->qos2_in);
+    free(x);
+    s->x = NULL;
+}
+
+bool
+mqtt_session_qos2_in_has(const mqtt_session *s, uint16_t id)
+{
+    for (size_t i = 0; s->x && i < s->x->nqos2_in; i++)
+        if (s->x->qos2_in[i] == id)
+            return true;
+    return false;
+}
+
+void
+mqtt_session_qos2_in_add(mqtt_session *s, uint16_t id)
+{
+    mqtt_session_x *x = mqtt_session_x_of(s);
+    x->qos2_in = buf_array_room(x->qos2_in, sizeof *x->qos2_in, NULL, &x->nqos2_in,
+                                &x->qos2_in_cap);
+    x->qos2_in[x->nqos2_in++] = id;
+}
+
+bool
+mqtt_session_qos2_in_del(mqtt_session *s, uint16_t id)
+{
+    mqtt_session_x *x = s->x;
+    for (size_t i = 0; x && i < x->nqos2_in; i++) {
+        if (x->qos2_in[i] == id) {
+            x->qos2_in[i] = x->qos2_in[--x->nqos2_in];
+            return true;
+        }
+    }
+    return false;
+}
+
+/* Room for one more element in an array sized to what it holds: it grows
+ * from one by doubling, so a session with one subscription pays for one. */
+static void *
+room(void *a, size_t elem, uint32_t n, uint32_t *cap)
+{
+    if (n < *cap)
+        return a;
+    uint32_t ncap = *cap ? *cap * 2 : 1;
+    a = realloc(a, (size_t)ncap * elem);
+    if (!a)
         abort();
-    size_t n = key_of(vh, id, len, key, vh->name.len + 1 + len + 1);
-    s->vh = vh;
-    s->client_id = key + vh->name.len + 1;   /* the key holds the id */
-    s->client_id[len] = 0;
-    s->client_id_len = (uint16_t)len;
-    s->number = ++next_number;
-    s->next_packet_id = 1;
-    ev_init(&s->expiry_timer, expiry_cb);
-    ev_init(&s->will_timer, will_cb);
-    map_put(&by_id, key, (uint32_t)n, s);
-    s->next = sessions;
-    if (sessions)
-        sessions->prev = s;
-    sessions = s;
-    return s;
+    *cap = ncap;
+    return a;
 }
 
 static char *
-session_key(mqtt_session *s)
+str_dup(const uint8_t *p, size_t n)
 {
-    return s->client_id - s->vh->name.len - 1;
+    char *d = malloc(n + 1);
+    if (!d)
+        abort();
+    memcpy(d, p, n);
+    d[n] = 0;
+    return d;
+}
+
+/* True if sub's filter lives in the subs block: the array holds one
+ * entry and the filter right after it. */
+static bool
+filter_inline(const mqtt_session *s, const mqtt_sub *sub)
+{
+    return s->subs_cap == 1 && sub->filter == (const char *)(s->subs + 1);
+}
+
+mqtt_sub *
+mqtt_session_sub_add(mqtt_session *s, mqtt_str filter)
+{
+    if (s->nsubs >= MQTT_SUBS_MAX)
+        return NULL;
+    if (s->nsubs == 0 && s->subs_cap <= 1) {
+        /* the first (and often only) one, with its filter in one block */
+        mqtt_sub *b = realloc(s->subs, sizeof *b + filter.len + 1);
+        if (!b)
+            abort();
+        s->subs = b;
+        s->subs_cap = 1;
+        s->nsubs = 1;
+        memset(b, 0, sizeof *b);
+        b->filter = (char *)(b + 1);
+        memcpy(b->filter, filter.p, filter.len);
+        b->filter[filter.len] = 0;
+        b->filter_len = (uint16_t)filter.len;
+        return b;
+    }
+    if (s->nsubs == s->subs_cap) {
+        char *first = NULL;
+        if (filter_inline(s, &s->subs[0]))  /* the block becomes an array */
+            first = str_dup((const uint8_t *)s->subs[0].filter, s->subs[0].filter_len);
+        uint32_t cap = s->subs_cap;
+        s->subs = room(s->subs, sizeof *s->subs, s->nsubs, &cap);
+        s->subs_cap = cap > MQTT_SUBS_MAX ? MQTT_SUBS_MAX : (uint16_t)cap;
+        if (first)
+            s->subs[0].filter = first;
+    }
+    mqtt_sub *sub = &s->subs[s->nsubs++];
+    memset(sub, 0, sizeof *sub);
+    sub->filter = str_dup(filter.p, filter.len);
+    sub->filter_len = (uint16_t)filter.len;
+    return sub;
+}
+
+void
+mqtt_session_inflight_add(mqtt_session *s, mqtt_inflight d)
+{
+    s->inflight = room(s->inflight, sizeof *s->inflight, s->ninflight, &s->inflight_cap);
+    s->inflight[s->ninflight++] = d;
 }
 
 /* ---- the queue -------------------------------------------------------------------- */
@@ -114,8 +296,11 @@ mqtt_session_queue(mqtt_session *s)
     }
     queue_ref(q);
     s->q = q;
-    if (s->client && !s->c)
-        s->c = consumer_add(q, &mqtt_consumer_ops, s, AMQP_BYTES_LIT("mqtt"), false, false, 0);
+    if (s->client && !s->consuming) {
+        consumer_attach(&s->cons, q, &mqtt_consumer_ops, s, AMQP_BYTES_LIT("mqtt"), false,
+                        false, 0);
+        s->consuming = true;
+    }
     return q;
 }
 
@@ -131,8 +316,8 @@ static uint16_t
 inflight_limit(const mqtt_session *s)
 {
     uint32_t lim = B.cfg.mqtt_prefetch;
-    if (s->client && s->client->receive_max < lim)
-        lim = s->client->receive_max;
+    if (s->client && mqtt_client_receive_max(s->client) < lim)
+        lim = mqtt_client_receive_max(s->client);
     return (uint16_t)lim;
 }
 
@@ -142,7 +327,7 @@ consumer_ready(consumer *c)
     mqtt_session *s = c->owner;
     /* QoS 2 counts against the limit until PUBCOMP (MQTT-4.9.0-2). */
     return s->client && mqtt_client_writable(s->client) &&
-           s->ninflight + s->nrel < inflight_limit(s);
+           s->ninflight + (s->x ? s->x->nrel : 0) < inflight_limit(s);
 }
 
 static bool
@@ -151,8 +336,8 @@ packet_id_used(const mqtt_session *s, uint16_t id)
     for (size_t i = 0; i < s->ninflight; i++)
         if (s->inflight[i].packet_id == id)
             return true;
-    for (size_t i = 0; i < s->nrel; i++)
-        if (s->rel_pending[i] == id)
+    for (size_t i = 0; s->x && i < s->x->nrel; i++)
+        if (s->x->rel_pending[i] == id)
             return true;
     return false;
 }
@@ -205,9 +390,9 @@ match_subs(mqtt_session *s, const queue *q, mqtt_str topic, uint32_t origin, mat
     for (size_t i = 0; i < s->nsubs; i++) {
         mqtt_sub *sub = &s->subs[i];
         if (q == s->q) {
-            if (sub->group)
+            if (sub->shared)
                 continue;
-        } else if (sub->shared_q != q) {
+        } else if (!sub->shared || sub->shared->q != q) {
             continue;
         }
         mqtt_str f = { (const uint8_t *)sub->filter, sub->filter_len };
@@ -341,7 +526,7 @@ now_ms(void)
 static bool
 apply_alias(mqtt_client *c, mqtt_publish *p)
 {
-    if (c->version != MQTT_V5 || c->out_alias_max == 0 || p->topic.len > 65535)
+    if (c->version != MQTT_V5 || !c->x || c->x->out_alias_max == 0 || p->topic.len > 65535)
         return false;
     struct mqtt_aliases *al = mqtt_client_aliases(c);
     for (uint16_t a = 1; a <= al->out_n; a++) {
@@ -353,7 +538,7 @@ apply_alias(mqtt_client *c, mqtt_publish *p)
             return false;
         }
     }
-    if (al->out_n >= c->out_alias_max)
+    if (al->out_n >= c->x->out_alias_max)
         return false;
     uint16_t a = ++al->out_n;
     al->out[a] = malloc(p->topic.len ? p->topic.len : 1);
@@ -402,9 +587,9 @@ send_message(mqtt_session *s, message *m, uint8_t qos, bool retain, bool dup,
     }
     bool new_alias = apply_alias(c, &p);
     size_t n = mqtt_publish_size(&p, c->version);
-    if (n == 0 || (c->max_packet_out && n > c->max_packet_out)) {
+    if (n == 0 || (mqtt_client_max_packet(c) && n > mqtt_client_max_packet(c))) {
         if (new_alias) {           /* the client never learnt it */
-            struct mqtt_aliases *al = c->aliases;
+            struct mqtt_aliases *al = c->x->aliases;
             free(al->out[al->out_n]);
             al->out[al->out_n--] = NULL;
         }
@@ -454,9 +639,7 @@ consumer_deliver(consumer *c, message *m, uint64_t seq, uint32_t flags)
         return;
     }
     flags = disk_state(q, m, seq, flags, false);
-    s->inflight = buf_array_room(s->inflight, sizeof *s->inflight, NULL, &s->ninflight,
-                                 &s->inflight_cap);
-    s->inflight[s->ninflight++] = (mqtt_inflight){ id, qos, m, q, c, seq, flags };
+    mqtt_session_inflight_add(s, (mqtt_inflight){ id, qos, m, q, c, seq, flags });
     queue_ref(q);
     q->unacked++;
 }
@@ -468,19 +651,22 @@ consumer_cancelled(consumer *c)
     for (size_t i = 0; i < s->ninflight; i++)
         if (s->inflight[i].c == c)
             s->inflight[i].c = NULL;
-    if (c == s->c) {
-        s->c = NULL;
+    if (s->consuming && c == &s->cons) {
+        s->consuming = false;
         if (s->q == c->q) {
             queue_unref(s->q);
             s->q = NULL;
         }
     }
     for (size_t i = 0; i < s->nsubs; i++) {
-        if (s->subs[i].shared_c == c)
-            s->subs[i].shared_c = NULL;
-        if (s->subs[i].shared_q == c->q) {
-            queue_unref(s->subs[i].shared_q);
-            s->subs[i].shared_q = NULL;
+        mqtt_shared *sh = s->subs[i].shared;
+        if (!sh)
+            continue;
+        if (sh->c == c)
+            sh->c = NULL;
+        if (sh->q == c->q) {
+            queue_unref(sh->q);
+            sh->q = NULL;
         }
     }
     consumer_remove(c);
@@ -491,11 +677,11 @@ const consumer_ops mqtt_consumer_ops = { consumer_ready, consumer_deliver, consu
 void
 mqtt_session_kick(mqtt_session *s)
 {
-    if (s->c)
-        queue_dispatch(s->c->q);
+    if (s->consuming)
+        queue_dispatch(s->cons.q);
     for (size_t i = 0; i < s->nsubs; i++)
-        if (s->subs[i].shared_c)
-            queue_dispatch(s->subs[i].shared_c->q);
+        if (s->subs[i].shared && s->subs[i].shared->c)
+            queue_dispatch(s->subs[i].shared->c->q);
 }
 
 /* Settles in-flight delivery i: acked (forgotten) or put back. */
@@ -505,7 +691,11 @@ inflight_settle(mqtt_session *s, size_t i, bool requeue)
     mqtt_inflight d = s->inflight[i];
     /* kept in send order: a returning client gets them again in order */
     memmove(&s->inflight[i], &s->inflight[i + 1], (s->ninflight - i - 1) * sizeof *s->inflight);
-    s->ninflight--;
+    if (--s->ninflight == 0) {     /* an idle session keeps no array */
+        free(s->inflight);
+        s->inflight = NULL;
+        s->inflight_cap = 0;
+    }
     if (!d.q) {                    /* a retained message sent on subscribe */
         message_unref(&d.msg);
         return;
@@ -570,22 +760,27 @@ resend_inflight(mqtt_session *s)
 void
 mqtt_session_attach(mqtt_session *s, mqtt_client *c)
 {
-    ev_timer_stop(B.loop, &s->expiry_timer);
+    if (s->x) {
+        ev_timer_stop(B.loop, &s->x->expiry_timer);
+        s->x->offline_since = 0;
+    }
     s->client = c;
     c->session = s;
-    s->offline_since = 0;
     /* MQTT-4.4.0-1: unacknowledged PUBLISHes again, with DUP and their
      * original packet ids, and the PUBRELs. */
     resend_inflight(s);
-    for (size_t i = 0; i < s->nrel; i++)
-        send_pubrel(c, s->rel_pending[i]);
-    if (s->q && !s->c)
-        s->c = consumer_add(s->q, &mqtt_consumer_ops, s, AMQP_BYTES_LIT("mqtt"), false, false, 0);
+    for (size_t i = 0; s->x && i < s->x->nrel; i++)
+        send_pubrel(c, s->x->rel_pending[i]);
+    if (s->q && !s->consuming) {
+        consumer_attach(&s->cons, s->q, &mqtt_consumer_ops, s, AMQP_BYTES_LIT("mqtt"), false,
+                        false, 0);
+        s->consuming = true;
+    }
     for (size_t i = 0; i < s->nsubs; i++) {
-        mqtt_sub *sub = &s->subs[i];
-        if (sub->shared_q && !sub->shared_c)
-            sub->shared_c = consumer_add(sub->shared_q, &mqtt_consumer_ops, s,
-                                         AMQP_BYTES_LIT("mqtt-shared"), false, false, 0);
+        mqtt_shared *sh = s->subs[i].shared;
+        if (sh && sh->q && !sh->c)
+            sh->c = consumer_add(sh->q, &mqtt_consumer_ops, s, AMQP_BYTES_LIT("mqtt-shared"),
+                                 false, false, 0);
     }
     mqtt_session_kick(s);
 }
@@ -600,15 +795,16 @@ stop_consuming(mqtt_session *s, bool requeue)
         inflight_settle(s, s->ninflight - 1, true);
     for (size_t i = 0; i < s->ninflight; i++)
         s->inflight[i].c = NULL;
-    if (s->c) {
-        consumer *c = s->c;
-        s->c = NULL;
+    if (s->consuming) {
+        consumer *c = &s->cons;
+        s->consuming = false;
         consumer_remove(c);
     }
     for (size_t i = 0; i < s->nsubs; i++) {
-        if (s->subs[i].shared_c) {
-            consumer *c = s->subs[i].shared_c;
-            s->subs[i].shared_c = NULL;
+        mqtt_shared *sh = s->subs[i].shared;
+        if (sh && sh->c) {
+            consumer *c = sh->c;
+            sh->c = NULL;
             queue *q = c->q;
             consumer_remove(c);
             queue_dispatch(q);     /* the rest of the group takes over */
@@ -625,38 +821,50 @@ mqtt_session_detach(mqtt_session *s)
         mqtt_session_end(s);
         return;
     }
-    s->offline_since = ev_now(B.loop);
+    mqtt_session_x *x = mqtt_session_x_of(s);
+    x->offline_since = ev_now(B.loop);
     mqtt_session_save(s);
     if (s->expiry != UINT32_MAX) {
-        ev_timer_set(&s->expiry_timer, (ev_tstamp)s->expiry, 0.0);
-        ev_timer_start(B.loop, &s->expiry_timer);
+        ev_timer_set(&x->expiry_timer, (ev_tstamp)s->expiry, 0.0);
+        ev_timer_start(B.loop, &x->expiry_timer);
     }
 }
 
 /* Drops one shared membership; the group's queue goes with its last member. */
 void mqtt_shared_leave(mqtt_session *s, mqtt_sub *sub);
 
+typedef struct member_ctx {
+    const queue *q;
+    const mqtt_sub *except;
+    bool found;
+} member_ctx;
+
+static void
+find_member(mqtt_session *o, void *arg)
+{
+    member_ctx *m = arg;
+    for (size_t i = 0; i < o->nsubs && !m->found; i++)
+        if (o->subs[i].shared && o->subs[i].shared->q == m->q && &o->subs[i] != m->except)
+            m->found = true;
+}
+
 void
 mqtt_shared_leave(mqtt_session *s, mqtt_sub *sub)
 {
-    if (sub->shared_c) {
-        consumer *c = sub->shared_c;
-        sub->shared_c = NULL;
+    (void)s;
+    mqtt_shared *sh = sub->shared;
+    if (sh->c) {
+        consumer *c = sh->c;
+        sh->c = NULL;
         consumer_remove(c);
     }
-    queue *q = sub->shared_q;
-    sub->shared_q = NULL;
+    queue *q = sh->q;
+    sh->q = NULL;
     if (!q)
         return;
-    bool others = false;
-    for (mqtt_session *o = sessions; o && !others; o = o->next) {
-        for (size_t i = 0; i < o->nsubs; i++) {
-            if (o->subs[i].shared_q == q && !(o == s && &o->subs[i] == sub)) {
-                others = true;
-                break;
-            }
-        }
-    }
+    member_ctx m = { q, sub, false };
+    mqtt_sessions_each(find_member, &m);
+    bool others = m.found;
     if (!others && !q->deleted)
         vhost_queue_delete(q->vh, q);
     else
@@ -665,10 +873,18 @@ mqtt_shared_leave(mqtt_session *s, mqtt_sub *sub)
 }
 
 static void
-sub_free(mqtt_sub *sub)
+sub_free(mqtt_session *s, mqtt_sub *sub)
 {
-    free(sub->filter);
-    free(sub->group);
+    if (!filter_inline(s, sub))
+        free(sub->filter);
+    free(sub->shared);
+}
+
+void
+mqtt_session_sub_del(mqtt_session *s, mqtt_sub *sub)
+{
+    sub_free(s, sub);
+    *sub = s->subs[--s->nsubs];
 }
 
 void
@@ -680,19 +896,21 @@ mqtt_session_end(mqtt_session *s)
         s->client = NULL;
     }
     stop_consuming(s, true);
-    ev_timer_stop(B.loop, &s->expiry_timer);
-    ev_timer_stop(B.loop, &s->will_timer);
-    if (s->will) {
+    if (s->x) {
+        ev_timer_stop(B.loop, &s->x->expiry_timer);
+        ev_timer_stop(B.loop, &s->x->will_timer);
+    }
+    if (s->x && s->x->will) {
         /* MQTT-3.1.3-9: a session that ends before the will delay sends it */
-        message *w = s->will;
-        s->will = NULL;
+        message *w = s->x->will;
+        s->x->will = NULL;
         mqtt_will_publish(s->vh, w);
         message_unref(&w);
     }
     for (size_t i = 0; i < s->nsubs; i++) {
-        if (s->subs[i].group)
+        if (s->subs[i].shared)
             mqtt_shared_leave(s, &s->subs[i]);
-        sub_free(&s->subs[i]);
+        sub_free(s, &s->subs[i]);
     }
     free(s->subs);
     if (s->q) {
@@ -705,18 +923,9 @@ mqtt_session_end(mqtt_session *s)
     if (s->durable && B.store)
         store_del_session(B.store, (store_bytes){ (const uint8_t *)s->vh->name.data, s->vh->name.len },
                           (store_bytes){ (const uint8_t *)s->client_id, s->client_id_len });
-    char *key = session_key(s);
-    map_del(&by_id, key, (uint32_t)(s->vh->name.len + 1 + s->client_id_len));
-    if (s->prev)
-        s->prev->next = s->next;
-    else
-        sessions = s->next;
-    if (s->next)
-        s->next->prev = s->prev;
+    table_del(s);
     free(s->inflight);
-    free(s->rel_pending);
-    free(s->qos2_in);
-    free(key);
+    session_x_free(s);
     free(s);
 }
 
@@ -724,7 +933,7 @@ static void
 expiry_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
     (void)loop; (void)revents;
-    mqtt_session *s = (mqtt_session *)((char *)w - offsetof(mqtt_session, expiry_timer));
+    mqtt_session *s = ((mqtt_session_x *)((char *)w - offsetof(mqtt_session_x, expiry_timer)))->s;
     if (s->client)
         return;
     log_info("MQTT session '%s' expired", s->client_id);
@@ -735,9 +944,10 @@ static void
 will_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
     (void)loop; (void)revents;
-    mqtt_session *s = (mqtt_session *)((char *)w - offsetof(mqtt_session, will_timer));
-    message *m = s->will;
-    s->will = NULL;
+    mqtt_session_x *x = (mqtt_session_x *)((char *)w - offsetof(mqtt_session_x, will_timer));
+    message *m = x->will;
+    x->will = NULL;
+    mqtt_session *s = x->s;
     if (m) {
         mqtt_will_publish(s->vh, m);
         message_unref(&m);
@@ -801,9 +1011,11 @@ mqtt_session_save(mqtt_session *s)
 {
     if (!s->durable || !B.store || B.recovering)
         return;
-    size_t n = 1 + 1 + 4 + 8 + 2 + 2 + 2 + 2 * s->nrel + 2 + 2 * s->nqos2_in;
+    size_t nrel = s->x ? s->x->nrel : 0, nin = s->x ? s->x->nqos2_in : 0;
+    size_t n = 1 + 1 + 4 + 8 + 2 + 2 + 2 + 2 * nrel + 2 + 2 * nin;
     for (size_t i = 0; i < s->nsubs; i++)
-        n += 2 + s->subs[i].filter_len + 2 + s->subs[i].group_len + 1 + 1 + 4;
+        n += 2 + s->subs[i].filter_len + 2 +
+             (s->subs[i].shared ? s->subs[i].shared->group_len : 0) + 1 + 1 + 4;
     uint8_t *rec = malloc(n), *p = rec;
     if (!rec)
         abort();
@@ -811,8 +1023,8 @@ mqtt_session_save(mqtt_session *s)
     *p++ = (uint8_t)s->version;
     put32(&p, s->expiry);
     uint64_t off = 0;
-    if (!s->client)
-        off = (uint64_t)time(NULL) - (uint64_t)(ev_now(B.loop) - s->offline_since);
+    if (!s->client && s->x)
+        off = (uint64_t)time(NULL) - (uint64_t)(ev_now(B.loop) - s->x->offline_since);
     put64(&p, off);
     put16(&p, s->next_packet_id);
     put16(&p, (uint16_t)s->nsubs);
@@ -821,20 +1033,21 @@ mqtt_session_save(mqtt_session *s)
         put16(&p, sub->filter_len);
         memcpy(p, sub->filter, sub->filter_len);
         p += sub->filter_len;
-        put16(&p, sub->group_len);
-        if (sub->group_len)
-            memcpy(p, sub->group, sub->group_len);
-        p += sub->group_len;
+        uint16_t gl = sub->shared ? sub->shared->group_len : 0;
+        put16(&p, gl);
+        if (gl)
+            memcpy(p, sub->shared->group, gl);
+        p += gl;
         *p++ = sub->qos;
         *p++ = (uint8_t)((sub->no_local ? 1 : 0) | (sub->retain_as_published ? 2 : 0));
         put32(&p, sub->subid);
     }
-    put16(&p, (uint16_t)s->nrel);
-    for (size_t i = 0; i < s->nrel; i++)
-        put16(&p, s->rel_pending[i]);
-    put16(&p, (uint16_t)s->nqos2_in);
-    for (size_t i = 0; i < s->nqos2_in; i++)
-        put16(&p, s->qos2_in[i]);
+    put16(&p, (uint16_t)nrel);
+    for (size_t i = 0; i < nrel; i++)
+        put16(&p, s->x->rel_pending[i]);
+    put16(&p, (uint16_t)nin);
+    for (size_t i = 0; i < nin; i++)
+        put16(&p, s->x->qos2_in[i]);
     store_kv r = {
         .vhost = { (const uint8_t *)s->vh->name.data, s->vh->name.len },
         .name = { (const uint8_t *)s->client_id, s->client_id_len },
@@ -939,24 +1152,17 @@ recover_one(const store_kv *r, void *ctx)
         uint32_t subid = (uint32_t)get_n(&d, 4);
         if (d.bad || fl == 0)
             break;
-        s->subs = buf_array_room(s->subs, sizeof *s->subs, NULL, &s->nsubs, &s->subs_cap);
-        mqtt_sub *sub = &s->subs[s->nsubs++];
-        memset(sub, 0, sizeof *sub);
-        sub->filter = malloc(fl + 1);
-        if (!sub->filter)
-            abort();
-        memcpy(sub->filter, f, fl);
-        sub->filter[fl] = 0;
-        sub->filter_len = (uint16_t)fl;
+        mqtt_sub *sub = mqtt_session_sub_add(s, (mqtt_str){ f, (uint32_t)fl });
+        if (!sub)
+            break;
         if (gl) {
-            sub->group = malloc(gl + 1);
-            if (!sub->group)
+            sub->shared = calloc(1, sizeof *sub->shared + gl + 1);
+            if (!sub->shared)
                 abort();
-            memcpy(sub->group, g, gl);
-            sub->group[gl] = 0;
-            sub->group_len = (uint16_t)gl;
-            sub->shared_q = mqtt_shared_queue(vh, (mqtt_str){ g, (uint32_t)gl },
-                                              (mqtt_str){ f, (uint32_t)fl });
+            memcpy(sub->shared->group, g, gl);
+            sub->shared->group_len = (uint16_t)gl;
+            sub->shared->q = mqtt_shared_queue(vh, (mqtt_str){ g, (uint32_t)gl },
+                                               (mqtt_str){ f, (uint32_t)fl });
         }
         sub->qos = qos > 2 ? 2 : qos;
         sub->no_local = opt & 1;
@@ -966,16 +1172,18 @@ recover_one(const store_kv *r, void *ctx)
     size_t nrel = get_n(&d, 2);
     for (size_t i = 0; i < nrel && !d.bad; i++) {
         uint16_t id = (uint16_t)get_n(&d, 2);
-        s->rel_pending = buf_array_room(s->rel_pending, sizeof *s->rel_pending, NULL, &s->nrel,
-                                        &s->rel_cap);
-        s->rel_pending[s->nrel++] = id;
+        if (d.bad)
+            break;
+        mqtt_session_x *x = mqtt_session_x_of(s);
+        x->rel_pending = buf_array_room(x->rel_pending, sizeof *x->rel_pending, NULL, &x->nrel,
+                                        &x->rel_cap);
+        x->rel_pending[x->nrel++] = id;
     }
     size_t nin = get_n(&d, 2);
     for (size_t i = 0; i < nin && !d.bad; i++) {
         uint16_t id = (uint16_t)get_n(&d, 2);
-        s->qos2_in = buf_array_room(s->qos2_in, sizeof *s->qos2_in, NULL, &s->nqos2_in,
-                                    &s->qos2_in_cap);
-        s->qos2_in[s->nqos2_in++] = id;
+        if (!d.bad)
+            mqtt_session_qos2_in_add(s, id);
     }
     if (d.bad)
         log_warning("MQTT session '%s': truncated record; kept what was readable", s->client_id);
@@ -989,11 +1197,12 @@ recover_one(const store_kv *r, void *ctx)
     /* The session went offline when the broker stopped, if not before;
      * its expiry counts from then. */
     uint64_t now = (uint64_t)time(NULL);
-    s->offline_since = ev_now(B.loop) - (double)(off && off <= now ? now - off : 0);
+    mqtt_session_x *x = mqtt_session_x_of(s);
+    x->offline_since = ev_now(B.loop) - (double)(off && off <= now ? now - off : 0);
     if (s->expiry != UINT32_MAX) {
-        double left = (double)s->expiry - (ev_now(B.loop) - s->offline_since);
-        ev_timer_set(&s->expiry_timer, left > 0 ? left : 0.0, 0.0);
-        ev_timer_start(B.loop, &s->expiry_timer);
+        double left = (double)s->expiry - (ev_now(B.loop) - x->offline_since);
+        ev_timer_set(&x->expiry_timer, left > 0 ? left : 0.0, 0.0);
+        ev_timer_start(B.loop, &x->expiry_timer);
     }
     return 0;
 }
@@ -1015,39 +1224,37 @@ mqtt_sessions_recover(char *err, size_t errlen)
         snprintf(err, errlen, "reading MQTT sessions: %s", store_strerror(rc));
         return -1;
     }
-    size_t n = 0;
-    for (mqtt_session *s = sessions; s; s = s->next)
-        n++;
-    if (n)
-        log_info("MQTT: %zu sessions recovered", n);
+    if (nsessions)
+        log_info("MQTT: %zu sessions recovered", nsessions);
     return 0;
+}
+
+static void
+session_free(mqtt_session *s, void *ctx)
+{
+    (void)ctx;
+    stop_consuming(s, true);
+    for (size_t i = 0; i < s->nsubs; i++) {
+        if (s->subs[i].shared && s->subs[i].shared->q)
+            queue_unref(s->subs[i].shared->q);
+        sub_free(s, &s->subs[i]);
+    }
+    free(s->subs);
+    if (s->q)
+        queue_unref(s->q);
+    free(s->inflight);
+    session_x_free(s);
+    free(s);
 }
 
 void
 mqtt_sessions_free(void)
 {
-    while (sessions) {
-        mqtt_session *s = sessions;
-        sessions = s->next;
-        stop_consuming(s, true);
-        ev_timer_stop(B.loop, &s->expiry_timer);
-        ev_timer_stop(B.loop, &s->will_timer);
-        message_unref(&s->will);
-        for (size_t i = 0; i < s->nsubs; i++) {
-            if (s->subs[i].shared_q)
-                queue_unref(s->subs[i].shared_q);
-            sub_free(&s->subs[i]);
-        }
-        free(s->subs);
-        if (s->q)
-            queue_unref(s->q);
-        free(s->inflight);
-        free(s->rel_pending);
-        free(s->qos2_in);
-        free(session_key(s));
-        free(s);
-    }
-    map_free(&by_id);
+    mqtt_sessions_each(session_free, NULL);
+    free(table);
+    table = NULL;
+    table_mask = 0;
+    nsessions = 0;
     free(scratch);
     scratch = NULL;
     scratch_cap = 0;

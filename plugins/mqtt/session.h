@@ -39,35 +39,32 @@ enum mqtt_client_state {
 };
 
 #define MQTT_SERVER_ALIAS_MAX 64   /* topic aliases a client may use with us */
+/* Our Receive Maximum: QoS 1 and 2 publishes a client may have with us
+ * unacknowledged (announced in MQTT 5's CONNACK), and QoS 2 publishes a
+ * session may hold awaiting PUBREL, in every version. */
+#define MQTT_SERVER_RECEIVE_MAX 1024
 /* A publisher stops being read while a queue it reached holds more than
  * HIGH ready messages and has consumers, until it is under LOW. */
 #define MQTT_BACKLOG_HIGH 4096
 #define MQTT_BACKLOG_LOW 1024
 
-typedef struct mqtt_client {
-    ev_io rio, wio;
-    ev_timer timer;                /* CONNECT deadline, keepalive, drain */
-    stream io;
+/* The input and output buffers: allocated while either holds bytes, so an
+ * idle client keeps none. */
+struct mqtt_client_bufs {
     buf in, out;
-    enum mqtt_client_state state;
-    mqtt_version version;
-    char peer[64];
-    bool peer_loopback;
-    bool reading;
-    bool flush_queued;
-    double connected_at;           /* ev_now at accept */
-    uint64_t recv_oct, send_oct;
-    char name[96];                 /* "peer (MQTT n)", for the management API */
-    bool graceful;                 /* DISCONNECT received: no will */
-    bool will_on_close;            /* MQTT 5 DISCONNECT 0x04: will anyway */
-    uint16_t keepalive;            /* seconds; 0 = none */
-    ev_tstamp last_recv, deadline;
-    uint32_t max_packet_in;        /* what we accept */
-    uint32_t max_packet_out;       /* what the client accepts (MQTT 5) */
-    uint16_t receive_max;          /* client's limit of our unacked QoS 1/2 */
+};
+
+/* What only some clients need, allocated on first use and kept until the
+ * client goes: a will, topic aliases, a brake, acks waiting for the store. */
+struct mqtt_client_x {
+    message *will;                 /* the will, held while connected: one reference */
+    uint32_t will_delay;
+    uint32_t max_packet_out;       /* what the client accepts (MQTT 5); 0 = any */
+    uint32_t perm_gen;             /* cached publish permission (auth_generation) */
+    uint16_t receive_max;          /* its limit of our unacked QoS 1/2 (MQTT 5); 0 = none set */
     uint16_t inflight_in;          /* its QoS 1/2 publishes we have not acked */
-    /* MQTT 5 topic aliases, allocated when first used (most clients
-     * never do, and an idle connection should cost little) */
+    uint8_t out_alias_max;         /* topic aliases it takes from us (MQTT 5) */
+    /* MQTT 5 topic aliases, allocated when first used */
     struct mqtt_aliases {
         char *in[MQTT_SERVER_ALIAS_MAX + 1];      /* client-to-server, owned */
         uint16_t in_len[MQTT_SERVER_ALIAS_MAX + 1];
@@ -77,24 +74,9 @@ typedef struct mqtt_client {
         uint16_t out_len[MQTT_SERVER_ALIAS_MAX + 1];
         uint16_t out_n;
     } *aliases;
-    uint16_t out_alias_max;
     /* back-pressure: reading stops while a queue this client publishes
      * to has a backlog, or the store is behind (brake_q NULL) */
-    bool braked;
     queue *brake_q;                /* one reference */
-    vhost *vh;
-    char user[128];
-    struct auth_user *u;           /* the logged-in user; NULL before */
-    bool counted;                  /* counts against vhost and user limits */
-    bool refusing;                 /* a failed login's CONNACK is held back */
-    uint8_t refuse_reason;
-    ev_tstamp refuse_at;
-    uint64_t perm_gen;             /* cached publish permission (auth_generation) */
-    bool perm_write, perm_topic;
-    struct mqtt_session *session;  /* NULL before CONNECT succeeds */
-    /* the will, held while connected: an MQTT message ready to route */
-    message *will;                 /* one reference, or NULL */
-    uint32_t will_delay;
     /* acks that wait for a store commit, in order */
     struct mqtt_pending_ack {
         uint64_t batch;
@@ -103,10 +85,71 @@ typedef struct mqtt_client {
         uint8_t reason;
     } *acks;
     size_t acks_head, acks_len, acks_cap;
-    bool ack_waiting;              /* on the list of clients waiting for a commit */
-    struct mqtt_client *next, *prev;        /* every live client */
-    struct mqtt_client *flush_next, *dead_next, *wait_next;
+    struct mqtt_client *wait_next; /* on the list of clients waiting for a commit */
+};
+
+/*
+ * A client: one per connection, from accept until the reaper frees it.
+ * Idle, subscribed clients are what a broker holds by the thousand, so
+ * this is kept small: what every client needs lives here; buffers exist
+ * only while bytes wait in them, and what few clients use (a will, topic
+ * aliases, a brake, acks that wait for the disk) hangs off x.
+ */
+typedef struct mqtt_client {
+    ev_io w;                       /* reading, and writing while output waits */
+    stream io;
+    /* in the list of clients waiting for the same kind of deadline
+     * (client.c, "timeouts") */
+    struct mqtt_client *tnext, *tprev;
+    struct mqtt_client_bufs *bufs; /* NULL while both are empty */
+    struct mqtt_client_x *x;       /* NULL until needed */
+    struct mqtt_session *session;  /* NULL before CONNECT succeeds */
+    vhost *vh;
+    struct auth_user *u;           /* the logged-in user; NULL before */
+    struct mqtt_client *next, *prev;        /* every live client; next: the dead list */
+    ev_tstamp connected_at;        /* ev_now at accept */
+    /* MC_OPEN: when bytes last came (keepalive); MC_CONNECTING while
+     * refusing: when the refusal goes out; MC_DRAINING: when it began */
+    ev_tstamp at;
+    uint64_t recv_oct, send_oct;
+    uint16_t keepalive;            /* seconds; 0 = none */
+    uint8_t state;                 /* enum mqtt_client_state */
+    uint8_t version;               /* mqtt_version */
+    uint8_t refuse_reason;
+    uint8_t waits;                 /* the kind of timeout list it is in (client.c) */
+    bool peer_loopback : 1;
+    bool reading : 1;
+    bool writing : 1;              /* output waits for the socket */
+    bool flush_queued : 1;
+    bool out_big : 1;              /* the last output needed a big buffer */
+    bool graceful : 1;             /* DISCONNECT received: no will */
+    bool will_on_close : 1;        /* MQTT 5 DISCONNECT 0x04: will anyway */
+    bool braked : 1;
+    bool counted : 1;              /* counts against vhost and user limits */
+    bool refusing : 1;             /* a failed login's CONNACK is held back */
+    bool ack_waiting : 1;          /* on the list of clients waiting for a commit */
+    bool perm_write : 1, perm_topic : 1;
+    char peer[];                   /* "host:port", NUL-terminated */
 } mqtt_client;
+
+/* The part of c that only some clients need, allocated on first use. */
+struct mqtt_client_x *mqtt_client_x(mqtt_client *c);
+/* Its Receive Maximum: how many QoS 1/2 deliveries may await its ack. */
+static inline uint16_t
+mqtt_client_receive_max(const mqtt_client *c)
+{
+    return c->x && c->x->receive_max ? c->x->receive_max : 65535;
+}
+/* The largest packet the client takes (MQTT 5 Maximum Packet Size), 0 = any. */
+static inline uint32_t
+mqtt_client_max_packet(const mqtt_client *c)
+{
+    return c->x ? c->x->max_packet_out : 0;
+}
+/* The logged-in user's name, "" before login. */
+const char *mqtt_client_user(const mqtt_client *c);
+/* Stops reading the client (a refused login waits). */
+void mqtt_client_stop_reading(mqtt_client *c);
 
 /* Appends a whole packet of size n to the client's output and returns
  * where to encode it; flushed before the loop sleeps. */
@@ -119,8 +162,12 @@ bool mqtt_client_writable(const mqtt_client *c);
 void mqtt_client_close(mqtt_client *c, uint8_t reason, const char *why);
 /* Closes at once without a word (socket gone). */
 void mqtt_client_abort(mqtt_client *c, const char *why);
-/* Sets the client's one timer for whatever it waits for next. */
+/* Puts the client among those waiting for what it waits for now (the
+ * CONNECT, a refused login's CONNACK, its keepalive, the drain, a brake);
+ * called after any change of its state, refusing or braked. */
 void mqtt_client_arm(mqtt_client *c);
+/* Bytes came: the keepalive counts from now. */
+void mqtt_client_active(mqtt_client *c);
 /* The aliases table, allocated on first use. */
 struct mqtt_aliases *mqtt_client_aliases(mqtt_client *c);
 /* Stops reading this publisher until q's backlog drains (q NULL: until
@@ -132,16 +179,24 @@ void mqtt_client_ack_after(mqtt_client *c, uint8_t type, uint16_t packet_id,
 
 /* ---- sessions --------------------------------------------------------------- */
 
-typedef struct mqtt_sub {
-    char *filter;                  /* MQTT form, owned; for a shared one the inner filter */
-    uint16_t filter_len;
-    char *group;                   /* shared subscription group, owned; NULL if not shared */
+/* A $share/group/filter membership: the group's queue, consumed by every
+ * member. */
+typedef struct mqtt_shared {
+    queue *q;                      /* the group's queue (one reference) */
+    consumer *c;                   /* our consumer on it while online */
     uint16_t group_len;
-    uint8_t qos;                   /* granted */
-    bool no_local, retain_as_published;
+    char group[];                  /* NUL-terminated */
+} mqtt_shared;
+
+typedef struct mqtt_sub {
+    char *filter;                  /* MQTT form, owned (or in the subs block: see
+                                    * mqtt_session_sub_add); for a shared one the
+                                    * inner filter */
+    mqtt_shared *shared;           /* owned; NULL if not shared */
     uint32_t subid;                /* MQTT 5 subscription identifier, 0 = none */
-    queue *shared_q;               /* shared: the group's queue (one reference) */
-    consumer *shared_c;            /* shared: our consumer on it while online */
+    uint16_t filter_len;
+    uint8_t qos;                   /* granted */
+    bool no_local : 1, retain_as_published : 1;
 } mqtt_sub;
 
 /* A delivery awaiting PUBACK (QoS 1) or PUBREC (QoS 2). */
@@ -155,32 +210,68 @@ typedef struct mqtt_inflight {
     uint32_t flags;
 } mqtt_inflight;
 
-typedef struct mqtt_session {
-    vhost *vh;
-    char *client_id;               /* owned */
-    uint16_t client_id_len;
-    uint32_t number;               /* unique in this process: the origin of its publishes */
-    mqtt_version version;
-    bool durable;                  /* survives disconnect (and restart) */
-    uint32_t expiry;               /* seconds after disconnect; UINT32_MAX = never */
-    mqtt_client *client;           /* NULL while offline */
-    queue *q;                      /* our queue (one reference), NULL until a subscription */
-    consumer *c;                   /* on q while online */
-    mqtt_sub *subs;
-    size_t nsubs, subs_cap;
-    mqtt_inflight *inflight;       /* unordered, small */
-    size_t ninflight, inflight_cap;
+/* What only some sessions need, allocated on first use and kept with the
+ * session: QoS 2 packet ids, and what runs while it is offline. */
+typedef struct mqtt_session_x {
     uint16_t *rel_pending;         /* QoS 2 out: PUBREC got, PUBCOMP awaited */
     size_t nrel, rel_cap;
     uint16_t *qos2_in;             /* QoS 2 in: PUBREC sent, PUBREL awaited */
     size_t nqos2_in, qos2_in_cap;
-    uint16_t next_packet_id;
     ev_timer expiry_timer;         /* offline: ends the session */
     ev_timer will_timer;           /* offline: MQTT 5 will delay */
     message *will;                 /* a delayed will (one reference) */
     ev_tstamp offline_since;
-    struct mqtt_session *next, *prev;
+    struct mqtt_session *s;        /* the session it belongs to */
+} mqtt_session_x;
+
+/* Subscriptions a session may hold. */
+#define MQTT_SUBS_MAX 65535
+
+typedef struct mqtt_session {
+    consumer cons;                 /* our consumer on q, while consuming */
+    vhost *vh;
+    mqtt_client *client;           /* NULL while offline */
+    queue *q;                      /* our queue (one reference), NULL until a subscription */
+    mqtt_sub *subs;
+    mqtt_inflight *inflight;       /* in send order, small */
+    mqtt_session_x *x;             /* NULL until needed */
+    struct mqtt_session *hnext;    /* chain in the table of sessions */
+    uint32_t ninflight, inflight_cap;
+    uint32_t number;               /* unique in this process: the origin of its publishes */
+    uint32_t expiry;               /* seconds after disconnect; UINT32_MAX = never */
+    uint16_t nsubs, subs_cap;      /* at most MQTT_SUBS_MAX */
+    uint16_t next_packet_id;
+    uint16_t client_id_len;
+    uint8_t version;               /* mqtt_version */
+    bool durable : 1;              /* survives disconnect (and restart) */
+    bool consuming : 1;            /* cons is a consumer of q */
+    char client_id[];              /* NUL-terminated */
 } mqtt_session;
+
+/* Appends a subscription to filter (copied; the rest zero) to s and
+ * returns it, valid until s->subs next changes; NULL if s has
+ * MQTT_SUBS_MAX already. A session's first filter shares the array's
+ * allocation, as most sessions have exactly one. */
+mqtt_sub *mqtt_session_sub_add(mqtt_session *s, mqtt_str filter);
+/* Removes sub (one of s->subs) and frees what it owns. */
+void mqtt_session_sub_del(mqtt_session *s, mqtt_sub *sub);
+/* Records a delivery in flight, after those already in flight. */
+void mqtt_session_inflight_add(mqtt_session *s, mqtt_inflight d);
+/* The part of s that only some sessions need, allocated on first use. */
+mqtt_session_x *mqtt_session_x_of(mqtt_session *s);
+/* Calls fn for every session; fn may end the session it is given. */
+void mqtt_sessions_each(void (*fn)(mqtt_session *s, void *ctx), void *ctx);
+/* QoS 2 in: is packet id awaiting PUBREL; record it; forget it (false if
+ * it was not there). */
+bool mqtt_session_qos2_in_has(const mqtt_session *s, uint16_t id);
+void mqtt_session_qos2_in_add(mqtt_session *s, uint16_t id);
+bool mqtt_session_qos2_in_del(mqtt_session *s, uint16_t id);
+/* How many inbound QoS 2 ids await PUBREL. */
+static inline size_t
+mqtt_session_qos2_in_count(const mqtt_session *s)
+{
+    return s->x ? s->x->nqos2_in : 0;
+}
 
 /* The session of (vh, client id), or NULL. */
 mqtt_session *mqtt_session_find(vhost *vh, const uint8_t *id, size_t len);
