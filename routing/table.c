@@ -204,7 +204,8 @@ route_bind(route_table *rt, void *dest, amqp_bytes key, const uint8_t *args,
         return 1;
     route_ids_reserve(rt);
 
-    size_t size = (size_t)key.len + args_len;
+    /* one byte more: an empty key still points at a byte of ours */
+    size_t size = (size_t)key.len + args_len + 1;
     if (rt->type == ROUTE_HEADERS)
         size = route_rec_headers_off(key.len, args_len) + sizeof(route_rec_headers);
     route_rec *b = calloc(1, offsetof(route_rec, mem) + size);
