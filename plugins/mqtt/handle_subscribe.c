@@ -108,53 +108,9 @@ typedef struct retained_ctx {
 static void
 send_retained(message *m, mqtt_str topic, void *arg)
 {
+    (void)topic;                   /* the message's routing key says it */
     retained_ctx *rc = arg;
-    mqtt_session *s = rc->s;
-    mqtt_client *c = s->client;
-    if (!c)
-        return;
-    static amqp_pool pool;
-    amqp_pool_reset(&pool);
-    mqtt_msg_view v;
-    mqtt_message_view(m, &v, &pool);
-    uint8_t qos = v.qos < rc->qos ? v.qos : rc->qos;
-    mqtt_publish p = { .qos = qos, .retain = true, .topic = topic,
-                       .payload = m->body, .payload_len = (uint32_t)m->body_size };
-    if (c->version == MQTT_V5) {
-        if (v.bp.flags & AMQP_BASIC_CONTENT_TYPE) {
-            p.props.content_type = (mqtt_str){ (const uint8_t *)v.bp.content_type.data,
-                                               v.bp.content_type.len };
-            mqtt_props_set(&p.props, MQTT_PROP_CONTENT_TYPE);
-        }
-        if (rc->subid) {
-            p.props.subids[0] = rc->subid;
-            p.props.n_subids = 1;
-        }
-    }
-    if (qos > 0) {
-        /* In flight without a queue entry: acked, it is done; lost with
-         * the connection, the next subscription brings it again. */
-        uint16_t id = s->next_packet_id;
-        for (;;) {
-            bool used = id == 0;
-            for (size_t i = 0; i < s->ninflight && !used; i++)
-                used = s->inflight[i].packet_id == id;
-            for (size_t i = 0; s->x && i < s->x->nrel && !used; i++)
-                used = s->x->rel_pending[i] == id;
-            if (!used)
-                break;
-            id++;
-        }
-        s->next_packet_id = (uint16_t)(id + 1) ? (uint16_t)(id + 1) : 1;
-        p.packet_id = id;
-    }
-    size_t n = mqtt_publish_size(&p, c->version);
-    if (n == 0 || (mqtt_client_max_packet(c) && n > mqtt_client_max_packet(c)))
-        return;
-    mqtt_publish_encode(&p, c->version, mqtt_client_reserve(c, n));
-    if (qos > 0)
-        mqtt_session_inflight_add(s, (mqtt_inflight){ p.packet_id, qos, message_ref(m),
-                                                      NULL, NULL, 0, 0 });
+    mqtt_session_send_retained(rc->s, m, rc->qos, rc->subid);
 }
 
 /* SUBACK codes and retained sends of a SUBSCRIBE with this many filters

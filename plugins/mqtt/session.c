@@ -148,12 +148,16 @@ mqtt_session_x_of(mqtt_session *s)
     return s->x;
 }
 
+static void retained_drop(mqtt_session *s);
+
 static void
 session_x_free(mqtt_session *s)
 {
     mqtt_session_x *x = s->x;
     if (!x)
         return;
+    retained_drop(s);
+    free(x->ret);
     ev_timer_stop(B.loop, &x->expiry_timer);
     ev_timer_stop(B.loop, &x->will_timer);
     message_unref(&x->will);
@@ -674,9 +678,96 @@ consumer_cancelled(consumer *c)
 
 const consumer_ops mqtt_consumer_ops = { consumer_ready, consumer_deliver, consumer_cancelled };
 
+/* ---- retained messages on subscribe ----------------------------------------------- */
+
+/* Room for one more retained message at qos. */
+static bool
+retained_room(const mqtt_session *s, uint8_t qos)
+{
+    return s->client && mqtt_client_writable(s->client) &&
+           (qos == 0 || s->ninflight + (s->x ? s->x->nrel : 0) < inflight_limit(s));
+}
+
+/* In flight without a queue entry: acked, it is done; lost with the
+ * connection, the next subscription brings it again. */
+static void
+retained_send(mqtt_session *s, message *m, uint8_t granted, uint32_t subid)
+{
+    mqtt_client *c = s->client;
+    static amqp_pool pool;
+    amqp_pool_reset(&pool);
+    mqtt_msg_view v;
+    mqtt_message_view(m, &v, &pool);
+    uint8_t qos = v.qos < granted ? v.qos : granted;
+    uint8_t *topic = scratch_room(m->routing_key.len + 1);
+    mqtt_topic_from_amqp(m->routing_key.data, m->routing_key.len, topic);
+    mqtt_publish p = { .qos = qos, .retain = true,
+                       .topic = { topic, m->routing_key.len },
+                       .payload = m->body, .payload_len = (uint32_t)m->body_size };
+    if (c->version == MQTT_V5) {
+        if (v.bp.flags & AMQP_BASIC_CONTENT_TYPE) {
+            p.props.content_type = (mqtt_str){ (const uint8_t *)v.bp.content_type.data,
+                                               v.bp.content_type.len };
+            mqtt_props_set(&p.props, MQTT_PROP_CONTENT_TYPE);
+        }
+        if (subid) {
+            p.props.subids[0] = subid;
+            p.props.n_subids = 1;
+        }
+    }
+    size_t n = mqtt_publish_size(&p, c->version);
+    if (n == 0 || (mqtt_client_max_packet(c) && n > mqtt_client_max_packet(c)))
+        return;
+    if (qos > 0)
+        p.packet_id = next_packet_id(s);   /* a free one: fewer than the limit are used */
+    mqtt_publish_encode(&p, c->version, mqtt_client_reserve(c, n));
+    if (qos > 0)
+        mqtt_session_inflight_add(s, (mqtt_inflight){ p.packet_id, qos, message_ref(m),
+                                                      NULL, NULL, 0, 0 });
+}
+
+void
+mqtt_session_send_retained(mqtt_session *s, message *m, uint8_t qos, uint32_t subid)
+{
+    mqtt_session_x *x = s->x;
+    if ((!x || x->ret_head == x->ret_len) && retained_room(s, qos)) {
+        retained_send(s, m, qos, subid);
+        return;
+    }
+    x = mqtt_session_x_of(s);
+    x->ret = buf_array_room(x->ret, sizeof *x->ret, &x->ret_head, &x->ret_len, &x->ret_cap);
+    x->ret[x->ret_len++] = (struct mqtt_retained_send){ message_ref(m), subid, qos };
+}
+
+/* Sends the waiting retained messages the client has room for. */
+static void
+retained_flush(mqtt_session *s)
+{
+    mqtt_session_x *x = s->x;
+    while (x && x->ret_head < x->ret_len && retained_room(s, x->ret[x->ret_head].qos)) {
+        struct mqtt_retained_send r = x->ret[x->ret_head++];
+        retained_send(s, r.m, r.qos, r.subid);
+        message_unref(&r.m);
+    }
+    if (x && x->ret_head == x->ret_len)
+        x->ret_head = x->ret_len = 0;
+}
+
+/* The client went: what waited is sent again by the next subscription. */
+static void
+retained_drop(mqtt_session *s)
+{
+    mqtt_session_x *x = s->x;
+    while (x && x->ret_head < x->ret_len)
+        message_unref(&x->ret[x->ret_head++].m);
+    if (x)
+        x->ret_head = x->ret_len = 0;
+}
+
 void
 mqtt_session_kick(mqtt_session *s)
 {
+    retained_flush(s);
     if (s->consuming)
         queue_dispatch(s->cons.q);
     for (size_t i = 0; i < s->nsubs; i++)
@@ -791,6 +882,7 @@ mqtt_session_attach(mqtt_session *s, mqtt_client *c)
 static void
 stop_consuming(mqtt_session *s, bool requeue)
 {
+    retained_drop(s);
     while (requeue && s->ninflight)
         inflight_settle(s, s->ninflight - 1, true);
     for (size_t i = 0; i < s->ninflight; i++)

@@ -222,6 +222,14 @@ typedef struct mqtt_session_x {
     message *will;                 /* a delayed will (one reference) */
     ev_tstamp offline_since;
     struct mqtt_session *s;        /* the session it belongs to */
+    /* retained messages for a new subscription, waiting for room
+     * (mqtt_session_send_retained), in order */
+    struct mqtt_retained_send {
+        message *m;                /* one reference */
+        uint32_t subid;
+        uint8_t qos;
+    } *ret;
+    size_t ret_head, ret_len, ret_cap;
 } mqtt_session_x;
 
 /* Subscriptions a session may hold. */
@@ -296,6 +304,11 @@ queue *mqtt_session_queue(mqtt_session *s);
 extern const consumer_ops mqtt_consumer_ops;
 /* Delivery: sends what the session's consumers can take now. */
 void mqtt_session_kick(mqtt_session *s);
+/* Sends retained message m for a new subscription at (at most) qos,
+ * now if the client has room (its output below the high-water mark and,
+ * at QoS 1/2, fewer in flight than its limit: MQTT-3.3.4-9 holds for
+ * these too), else once it has, in order. Takes a new reference. */
+void mqtt_session_send_retained(mqtt_session *s, message *m, uint8_t qos, uint32_t subid);
 /* Restores sessions from the store (start-up). */
 int mqtt_sessions_recover(char *err, size_t errlen);
 void mqtt_sessions_free(void);

@@ -379,3 +379,39 @@ def test_qos2_exchange_then_same_packet_id_reused(mqtt):
             raw.expect_bytes(hexbytes("50 02 00 4d"), what="PUBREC")
             raw.send(M.pubrel(77))
             raw.expect_bytes(hexbytes("70 02 00 4d"), what="PUBCOMP")
+
+
+@pytest.mark.coney_only("Coney's config key (mqtt.prefetch)")
+def test_retained_messages_on_subscribe_respect_the_inflight_limit(coney_bin, tmp_path):
+    """MQTT-3.3.4-9 for retained messages too: a subscription that matches
+    more retained QoS 1 messages than may be in flight gets as many as
+    the limit, the next one as each is acknowledged, and none twice."""
+    conf = tmp_path / "coney.conf"
+    conf.write_text("mqtt.prefetch = 2\n")
+    b = start_broker(coney_bin, extra_args=["--config", str(conf)])
+    try:
+        mq = mqtt_target(b)
+        base = mqtt_topic("retlim")
+        with mq.raw(V4) as pub:
+            pub.connect(mqtt_id("retpub"))
+            for i in range(5):
+                pub.publish("%s/%d" % (base, i), b"r%d" % i, qos=1, retain=True, pid=i + 1)
+        with mq.raw(V4) as raw:
+            raw.connect(mqtt_id("retsub"))
+            assert raw.subscribe(1, [(base + "/+", 1)]) == [1]
+            got = [raw.expect(M.PUBLISH), raw.expect(M.PUBLISH)]
+            raw.quiet(0.5)                 # two in flight: the limit
+            seen = set()
+            while got:
+                p = got.pop(0)
+                assert p.retain and p.qos == 1 and p.topic not in seen, p
+                seen.add(p.topic)
+                raw.send(M.puback(p.pid))
+                if len(seen) + len(got) < 5:
+                    got.append(raw.expect(M.PUBLISH))
+            assert seen == {"%s/%d" % (base, i) for i in range(5)}
+            raw.quiet(0.3)
+            raw.alive()
+        b.check_clean_exit(b.stop())
+    finally:
+        b.cleanup()
