@@ -48,6 +48,7 @@ config_defaults(config *c)
     c->mqtt_max_session_expiry = 86400;
     c->mqtt_max_packet_size = 268435455;
     c->mqtt_max_packet_size_unauth = 65536;
+    c->mqtt_max_topic_levels = 200;
     snprintf(c->management_bind_addr, sizeof c->management_bind_addr, "0.0.0.0");
     c->management_port = 15672;
     snprintf(c->prometheus_bind_addr, sizeof c->prometheus_bind_addr, "0.0.0.0");
@@ -521,6 +522,8 @@ static const config_key keys[] = {
     { "mqtt.max_packet_size_unauthenticated", 0,
       UINT(mqtt_max_packet_size_unauth, 1, 268435455), .def = "65536",
       .help = "largest CONNECT packet, bytes" },
+    { "mqtt.max_topic_levels", 0, UINT(mqtt_max_topic_levels, 1, 65535), .def = "200",
+      .help = "most '/'-separated levels in a topic name or filter (Mosquitto's limit: 200)" },
     { "mqtt.ssl_cert_login", 0, BOOLEAN(mqtt_ssl_cert_login), .def = "false",
       .help = "an MQTT client with a verified certificate and no user name logs in as the "
               "certificate's user" },

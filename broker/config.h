@@ -56,6 +56,7 @@ typedef struct config {
     uint32_t mqtt_max_session_expiry; /* mqtt.max_session_expiry_interval_seconds, 86400 */
     uint32_t mqtt_max_packet_size; /* mqtt.max_packet_size_authenticated, 256 MiB - 1 */
     uint32_t mqtt_max_packet_size_unauth; /* mqtt.max_packet_size_unauthenticated, 65536 */
+    uint32_t mqtt_max_topic_levels; /* mqtt.max_topic_levels: of a topic name or filter, 200 */
 
     /* the management plugin (RabbitMQ's management.* and prometheus.* keys) */
     char management_bind_addr[64]; /* management.tcp.ip, 0.0.0.0 */

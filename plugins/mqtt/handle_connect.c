@@ -198,6 +198,13 @@ mqtt_handle_connect(mqtt_client *c, const mqtt_frame *f)
         expiry_capped = c->version == MQTT_V5;
     }
 
+    if (ct.will && mqtt_topic_levels(ct.will_topic) > B.cfg.mqtt_max_topic_levels) {
+        if (c->version == MQTT_V5)
+            refuse(c, MQTT_RC_TOPIC_NAME_INVALID, "will topic has too many levels");
+        else
+            mqtt_client_abort(c, "will topic has too many levels");
+        return;
+    }
     message *will = NULL;
     if (ct.will) {
         will = mqtt_message_new(vh, ct.will_topic, ct.will_qos, ct.will_retain,

@@ -250,6 +250,13 @@ mqtt_handle_publish(mqtt_client *c, const mqtt_frame *f)
         mqtt_client_close(c, MQTT_RC_PROTOCOL_ERROR, "empty topic");
         return;
     }
+    if (mqtt_topic_levels(p.topic) > B.cfg.mqtt_max_topic_levels) {
+        /* Mosquitto's limit too: a deep topic costs a walk per level */
+        char why[80];
+        snprintf(why, sizeof why, "topic name of more than %u levels", B.cfg.mqtt_max_topic_levels);
+        mqtt_client_close(c, MQTT_RC_TOPIC_NAME_INVALID, why);
+        return;
+    }
     if (!may_publish(c, p.topic)) {
         log_warning("MQTT " MQTT_CLIENT_FMT ": user '%s' may not publish to '%.*s'",
                     MQTT_CLIENT_ARG(c), mqtt_client_user(c), (int)p.topic.len, (const char *)p.topic.p);
@@ -269,6 +276,14 @@ mqtt_handle_publish(mqtt_client *c, const mqtt_frame *f)
     if (p.qos == 2 && mqtt_session_qos2_in_has(s, p.packet_id)) {
         /* MQTT-4.3.3-9: a resend before PUBREL is not a new message */
         mqtt_client_ack_after(c, MQTT_PUBREC, p.packet_id, MQTT_RC_SUCCESS, 0);
+        return;
+    }
+    if (p.qos == 2 && mqtt_session_qos2_in_count(s) >= MQTT_SERVER_RECEIVE_MAX) {
+        /* The ids awaiting PUBREL are the session's to keep (across
+         * reconnects, to disk when durable): as many as our Receive
+         * Maximum, in every version; 3.1.1 has no code to say so. */
+        mqtt_client_close(c, MQTT_RC_RECEIVE_MAXIMUM_EXCEEDED,
+                          "too many QoS 2 publishes awaiting PUBREL");
         return;
     }
 

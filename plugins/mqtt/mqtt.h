@@ -606,6 +606,9 @@ int mqtt_unsuback_decode(const mqtt_frame *f, mqtt_version v, mqtt_unsuback *out
  * if it holds '+' or '#'; MQTT_ERR_MALFORMED if not valid UTF-8 (U+0000
  * included) or longer than 65535 octets. */
 int mqtt_topic_name_check(mqtt_str topic);
+/* How many '/'-separated levels s has: one more than its separators
+ * (empty levels count). */
+uint32_t mqtt_topic_levels(mqtt_str s);
 
 /* A topic filter: non-empty, '#' only as the whole last level, '+' only as
  * a whole level. MQTT_OK, MQTT_ERR_TOPIC_FILTER, or MQTT_ERR_MALFORMED for

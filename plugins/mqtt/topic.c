@@ -36,6 +36,15 @@ mqtt_topic_name_check(mqtt_str topic)
     return MQTT_OK;
 }
 
+uint32_t
+mqtt_topic_levels(mqtt_str s)
+{
+    uint32_t n = 1;
+    for (uint32_t i = 0; i < s.len; i++)
+        n += s.p[i] == '/';
+    return n;
+}
+
 int
 mqtt_topic_filter_check(mqtt_str f)
 {

@@ -77,6 +77,9 @@ def case(name, version, state, send, expect, coney=None):
 
 V4, V5 = M.V311, M.V5
 TOPIC = "coney-test/raw21"          # no retained messages, no subscribers
+DEEP_200 = TOPIC + "/l" * 198       # 200 levels
+DEEP_201 = DEEP_200 + "/l"          # one too many
+LEVELS = "mqtt.max_topic_levels: how another broker treats it is its own choice"
 
 
 def connack5(rc):
@@ -240,6 +243,25 @@ CASES = [
     case("MQTT-3.8.4-1 SUBSCRIBE gets SUBACK with the granted QoS", V4, "connected",
          M.subscribe(0x0a0b, [(TOPIC + "/sub", 2)]), Reply(hexbytes("90 03 0a 0b 02"))),
 
+    # ---- limits (issue 9): topic levels, as Mosquitto's 200 (mqtt.max_topic_levels)
+    case("limit: PUBLISH topic of 200 levels is taken", V4, "connected",
+         M.publish(DEEP_200, b"x", qos=1, pid=0x0c0d), Reply(hexbytes("40 02 0c 0d"))),
+    case("limit: PUBLISH topic of 201 levels closes", V4, "connected",
+         M.publish(DEEP_201, b"x", qos=1, pid=1), Close(), coney=LEVELS),
+    case("limit: PUBLISH topic of 201 levels is Topic Name invalid (5.0)", V5, "connected",
+         M.publish(DEEP_201, b"x", version=V5), Disconnect(0x90), coney=LEVELS),
+    case("limit: SUBSCRIBE filter of 200 levels is granted", V4, "connected",
+         M.subscribe(0x0e0f, [(DEEP_200[:-1] + "#", 1)]), Reply(hexbytes("90 03 0e 0f 01"))),
+    case("limit: SUBSCRIBE filter of 201 levels gets SUBACK 0x80", V4, "connected",
+         M.subscribe(9, [(DEEP_201[:-1] + "+", 1), (TOPIC + "/ok", 1)]),
+         Reply(hexbytes("90 04 00 09 80 01")), coney=LEVELS),
+    case("limit: SUBSCRIBE filter of 201 levels gets SUBACK 0x8F (5.0)", V5, "connected",
+         M.subscribe(9, [(DEEP_201, 1), (TOPIC + "/ok", 1)], version=V5),
+         Reply(hexbytes("90 05 00 09 00 8f 01")), coney=LEVELS),
+    case("limit: shared SUBSCRIBE filter of 201 levels gets SUBACK 0x8F (5.0)", V5,
+         "connected", M.subscribe(9, [("$share/g/" + DEEP_201, 1)], version=V5),
+         Reply(hexbytes("90 04 00 09 00 8f")), coney=LEVELS),
+
     # ---- DISCONNECT
     case("MQTT-3.14.4-1 DISCONNECT: the server closes the connection", V4, "connected",
          M.disconnect(), Close()),
@@ -379,6 +401,127 @@ def test_qos2_exchange_then_same_packet_id_reused(mqtt):
             raw.expect_bytes(hexbytes("50 02 00 4d"), what="PUBREC")
             raw.send(M.pubrel(77))
             raw.expect_bytes(hexbytes("70 02 00 4d"), what="PUBCOMP")
+
+
+# ---------------------------------------------------------------- limits (issue 9)
+
+@pytest.mark.coney_only("Coney's config key")
+def test_configured_topic_levels_limit_applies_to_publish_subscribe_and_will(coney_bin, tmp_path):
+    """mqtt.max_topic_levels: a PUBLISH topic over it ends the connection
+    (DISCONNECT 0x90 in 5.0), a SUBSCRIBE filter over it fails in SUBACK
+    (0x80, 0x8F in 5.0), a will topic over it is refused at CONNECT
+    (CONNACK 0x90 in 5.0); at the limit all is well, and other clients
+    never notice."""
+    conf = tmp_path / "coney.conf"
+    conf.write_text("mqtt.max_topic_levels = 5\n")
+    b = start_broker(coney_bin, extra_args=["--config", str(conf)])
+    try:
+        mq = mqtt_target(b)
+        base = mqtt_topic("lvl")           # 3 levels
+        ok, deep = base + "/a/b", base + "/a/b/c"
+        with mq.raw(V4) as by:
+            by.connect(mqtt_id("lvl-by"))
+            assert by.subscribe(1, [(base + "/+/+", 0)]) == [0]
+            with mq.raw(V4) as raw:
+                raw.connect(mqtt_id("lvl4"))
+                assert raw.subscribe(2, [(deep, 0), (base + "/#", 0)]) == [0x80, 0]
+                raw.send(M.publish(ok, b"x", qos=1, pid=3))
+                # the PUBACK, and the message again through base/# (either first)
+                assert sorted(raw.read().type for _ in range(2)) == [M.PUBLISH, M.PUBACK]
+                raw.send(M.publish(deep, b"x", qos=1, pid=4))
+                raw.expect_closed()
+            assert by.expect(M.PUBLISH).topic == ok
+            with mq.raw(V5) as raw:
+                raw.connect(mqtt_id("lvl5"), properties={})
+                assert raw.subscribe(2, [(deep, 0), ("$share/g/" + deep, 0)]) == [0x8F, 0x8F]
+                raw.send(M.publish(deep, b"x", version=V5))
+                got = raw.expect_closed(allow=(M.DISCONNECT,))
+                assert [d.rc for d in got] == [0x90], got
+            with mq.raw(V5) as raw:
+                raw.send(M.connect(mqtt_id("lvl-will"), version=V5,
+                                   will={"topic": deep, "payload": b"w"}))
+                p = raw.expect(M.CONNACK)
+                assert p.rc == 0x90, p
+                raw.expect_closed()
+            _bystander_round_trip(by, base + "/z/y")
+        b.check_clean_exit(b.stop())
+    finally:
+        b.cleanup()
+
+
+def _qos2_until_refused(raw, version, n):
+    """Sends QoS 2 PUBLISHes with packet ids 1.. and no PUBREL; returns how
+    many got PUBREC before the server closed the connection."""
+    t = mqtt_topic("q2flood")
+    for i in range(1, n + 1):
+        raw.send(M.publish(t, b"x", qos=2, pid=i, version=version))
+    recs = 0
+    got = []
+    try:
+        while True:
+            p = raw.read(TIMEOUT)
+            if p.type == M.PUBREC:
+                recs += 1
+            else:
+                got.append(p)
+    except M.Closed:
+        pass
+    return recs, got
+
+
+@pytest.mark.parametrize("version", [V4, V5], ids=["3.1.1", "5.0"])
+def test_qos2_awaiting_pubrel_is_bounded_by_the_receive_maximum(mqtt, version):
+    """QoS 2 publishes waiting for PUBREL are bounded per session by the
+    Receive Maximum the server announces (1024): one more is DISCONNECT
+    0x93 Receive Maximum exceeded in 5.0 (MQTT-3.3.4-8), a plain close in
+    3.1.1, which has no way to say it; the neighbours go on."""
+    topic = mqtt_topic("q2by")
+    with mqtt.raw(V4) as by, mqtt.raw(version) as raw:
+        by.connect(mqtt_id("q2by"))
+        assert by.subscribe(1, [(topic, 0)]) == [0]
+        if not mqtt.is_coney and version == V4:
+            pytest.skip("3.1.1 has no Receive Maximum; the bound is Coney's")
+        p = raw.connect(mqtt_id("q2flood"), **({"properties": {}} if version == V5 else {}))
+        limit = p.props.get("receive_maximum", 65535) if version == V5 else 1024
+        recs, got = _qos2_until_refused(raw, version, limit + 1)
+        assert recs == limit, (recs, got)
+        if version == V5:
+            assert [d.rc for d in got if d.type == M.DISCONNECT] == [0x93], got
+        else:
+            assert got == [], got
+        _bystander_round_trip(by, topic)
+
+
+@pytest.mark.coney_only("Coney's config key (RabbitMQ's name)")
+def test_user_properties_are_bounded_by_the_maximum_packet_size(coney_bin, tmp_path):
+    """User properties have no count of their own: what bounds them is the
+    packet, and a PUBLISH whose properties take it past the maximum packet
+    size is DISCONNECT 0x95 Packet too large, while one under it is taken
+    with every property."""
+    conf = tmp_path / "coney.conf"
+    conf.write_text("mqtt.max_packet_size_authenticated = 1000\n")
+    b = start_broker(coney_bin, extra_args=["--config", str(conf)])
+    try:
+        mq = mqtt_target(b)
+        topic = mqtt_topic("uprops")
+        with mq.raw(V5) as by, mq.raw(V5) as raw:
+            by.connect(mqtt_id("up-by"), properties={})
+            assert by.subscribe(1, [(topic, 0)]) == [0]
+            raw.connect(mqtt_id("up"), properties={})
+            few = [("user_property", ("k%d" % i, "v")) for i in range(100)]   # about 800 bytes
+            raw.send(M.publish(topic, b"x", qos=1, pid=1, version=V5, properties=few))
+            raw.expect(M.PUBACK)
+            got = by.expect(M.PUBLISH)
+            assert len(got.props.get("user_property", [])) == 100, got.props
+            many = [("user_property", ("k%d" % i, "v")) for i in range(200)]  # about 1600 bytes
+            raw.send(M.publish(topic, b"x", qos=1, pid=2, version=V5, properties=many))
+            got = raw.expect_closed(allow=(M.DISCONNECT,))
+            assert [d.rc for d in got] == [0x95], got
+            by.publish(topic, b"still here")
+            assert by.expect(M.PUBLISH).raw.endswith(b"still here")
+        b.check_clean_exit(b.stop())
+    finally:
+        b.cleanup()
 
 
 @pytest.mark.coney_only("Coney's config key (mqtt.prefetch)")

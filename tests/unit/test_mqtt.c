@@ -1484,6 +1484,26 @@ START_TEST(test_topic_name_check)
 }
 END_TEST
 
+START_TEST(test_topic_levels)
+{
+    /* mqtt.max_topic_levels counts what a trie walk would: every level,
+     * empty ones included */
+    static const struct { const char *s; uint32_t levels; } cases[] = {
+        { "", 1 }, { "a", 1 }, { "/", 2 }, { "a/b", 2 }, { "a//b", 3 }, { "/a/", 3 },
+        { "+/+/#", 3 }, { "$share/g/a/b", 4 },
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+        ck_assert_uint_eq(mqtt_topic_levels(mqtt_str_cstr(cases[i].s)), cases[i].levels);
+    char deep[401];
+    for (int i = 0; i < 200; i++) {
+        deep[2 * i] = 'x';
+        deep[2 * i + 1] = '/';
+    }
+    deep[399] = 0;                 /* 200 levels, the last without its slash */
+    ck_assert_uint_eq(mqtt_topic_levels(mqtt_str_cstr(deep)), 200);
+}
+END_TEST
+
 START_TEST(test_topic_filter_check)
 {
     static const struct { const char *s; int expect; } cases[] = {
@@ -1690,6 +1710,7 @@ suite_mqtt(void)
 
     tc = tcase_create("topics");
     tcase_add_test(tc, test_topic_name_check);
+    tcase_add_test(tc, test_topic_levels);
     tcase_add_test(tc, test_topic_filter_check);
     tcase_add_test(tc, test_topic_share_parse);
     tcase_add_test(tc, test_topic_match);
