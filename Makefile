@@ -3,7 +3,10 @@
 #   make test   install, build, unit tests, integration tests, then the
 #               same tests against an AddressSanitizer+UBSan build
 #   make asan   build the sanitizer binaries under build/asan
-#   make soak   the long kill -9 crash test
+#   make soak   an hour of mixed AMQP and MQTT traffic with churn: nothing
+#               lost, fds and RSS back at their baseline (docs/operations.md);
+#               make soak-crash: the long kill -9 crash test
+#   make valgrind  a short mixed soak with the broker under valgrind memcheck
 #   make bench  Coney against RabbitMQ (AMQP) and Mosquitto (MQTT) side by side
 #   make fuzz   each libFuzzer target for FUZZ_SECONDS (docs/fuzzing.md)
 
@@ -52,7 +55,8 @@ CTL_OBJ    := $(CTL_SRC:%.c=$(BUILD)/%.o)
 PYTHON  := /usr/bin/python3
 PORT    ?= 5672
 
-.PHONY: all run test unit integration asan asan-test soak bench deps clean fuzz fuzz-smoke fuzz-build fuzz-corpus
+.PHONY: all run test unit integration asan asan-test soak soak-crash valgrind bench deps clean \
+        fuzz fuzz-smoke fuzz-build fuzz-corpus
 
 all: $(BUILD)/coney $(BUILD)/coney-ctl $(BUILD)/unit-tests $(if $(PERF_SRC),$(BUILD)/coney-perf) \
      $(if $(MQTT_PERF_SRC),$(BUILD)/coney-mqtt-perf)
@@ -126,9 +130,25 @@ bench: deps
 	scripts/deps.sh bench
 	BUILD=$(BUILD) scripts/bench.sh
 
-# The long crash test: many kill -9 cycles under confirmed publishing.
+# The soak (docs/operations.md, "Soak"): CONEY_SOAK_SECONDS (default 3600)
+# of mixed traffic against one broker (tests/soak/soak.py); SOAK_KIND=crash,
+# or make soak-crash, runs the long crash test instead: kill -9 cycles
+# under confirmed publishing.
+SOAK_KIND ?= mixed
 soak: deps $(BUILD)/coney
-	CONEY_BIN=$(abspath $(BUILD)/coney) scripts/soak.sh
+	CONEY_BIN=$(abspath $(BUILD)/coney) SOAK_KIND=$(SOAK_KIND) scripts/soak.sh
+
+soak-crash: deps $(BUILD)/coney
+	CONEY_BIN=$(abspath $(BUILD)/coney) SOAK_KIND=crash scripts/soak.sh
+
+# Memcheck on a 30 s mixed soak: a debug build without sanitizers (they
+# and valgrind do not mix) in build/valgrind; any memory error or
+# definitely lost block fails.
+valgrind: deps
+	@scripts/deps.sh valgrind
+	@$(MAKE) --no-print-directory BUILD=build/valgrind OPT="-Og -g -fno-omit-frame-pointer" \
+	  build/valgrind/coney
+	CONEY_BIN=$(abspath build/valgrind/coney) SOAK_KIND=valgrind scripts/soak.sh
 
 # ---- fuzzing (docs/fuzzing.md) -------------------------------------------------
 # libFuzzer targets built by clang with ASan and UBSan into build/fuzz,

@@ -39,6 +39,11 @@ if [ "${1:-}" = bench ]; then
   PACKAGES=(rabbitmq-server mosquitto)
 fi
 
+# `deps.sh valgrind` adds memcheck, for `make valgrind` only.
+if [ "${1:-}" = valgrind ]; then
+  PACKAGES=(valgrind)
+fi
+
 missing=()
 for p in "${PACKAGES[@]}"; do
   if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then
