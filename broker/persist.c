@@ -70,6 +70,7 @@ persist_flow_blocked(void)
 {
     return inflight_bytes > PERSIST_FLOW_HIGH;
 }
+
 /* Failed batches, as ranges of consecutive ids, oldest first, in a ring
  * that grows as needed. The store reports batches in id order, so a
  * failure extends the newest range or starts one; a full disk fails long
