@@ -29,8 +29,12 @@
 #include "plugins/mqtt/session.h"
 
 #define READ_CHUNK (64 * 1024)
-#define OUT_SMALL 64               /* first output buffer of a quiet client */
-#define OUT_BIG 4096               /* ... and of one that needed more last time */
+/* An output buffer starts as big as the last output took, between these
+ * (log2); a client whose last output fitted QUIET keeps no buffer headers
+ * either. */
+#define OUT_MIN_LOG2 6             /* 64 bytes: a quiet client's acks and pings */
+#define OUT_QUIET_LOG2 8
+#define OUT_MAX_LOG2 16
 #define READ_BUDGET (1024 * 1024)
 #define OUT_HIGH_WATER (4u << 20)
 #define CONNECT_TIMEOUT 10.0
@@ -100,7 +104,7 @@ mqtt_client_reserve(mqtt_client *c, size_t n)
     buf *out = &bufs_of(c)->out;
     if (!out->data) {
         /* buf_reserve doubles from the capacity it finds */
-        size_t cap = c->out_big ? OUT_BIG : OUT_SMALL;
+        size_t cap = (size_t)1 << (c->out_log2 > OUT_MIN_LOG2 ? c->out_log2 : OUT_MIN_LOG2);
         while (cap < n)
             cap *= 2;
         out->data = malloc(cap);
@@ -157,6 +161,7 @@ static void
 flush(mqtt_client *c)
 {
     buf *out = c->bufs ? &c->bufs->out : NULL;
+    size_t took = out ? buf_used(out) : 0;
     while (out && buf_used(out)) {
         struct iovec iov = { out->data + out->off, buf_used(out) };
         ssize_t n = c->io.tr->writev(&c->io, &iov, 1);
@@ -175,9 +180,13 @@ flush(mqtt_client *c)
     }
     set_writing(c, false);
     if (out) {                     /* an idle client keeps no buffer */
-        c->out_big = out->cap > OUT_SMALL;
+        unsigned lg = OUT_MIN_LOG2;
+        while (lg < OUT_MAX_LOG2 && ((size_t)1 << lg) < took)
+            lg++;
+        c->out_log2 = (uint8_t)lg;
         buf_free(out);
-        bufs_release(c);
+        if (lg <= OUT_QUIET_LOG2)  /* a busy one keeps the headers for the next */
+            bufs_release(c);
     }
     if (c->state == MC_DRAINING) {
         linger_done(c);

@@ -116,12 +116,13 @@ typedef struct mqtt_client {
     uint8_t state;                 /* enum mqtt_client_state */
     uint8_t version;               /* mqtt_version */
     uint8_t refuse_reason;
-    uint8_t waits;                 /* the kind of timeout list it is in (client.c) */
+    uint8_t out_log2;              /* what the last output took, log2: the next
+                                    * output buffer starts that big (client.c) */
+    uint8_t waits : 3;             /* the kind of timeout list it is in (client.c) */
     bool peer_loopback : 1;
     bool reading : 1;
     bool writing : 1;              /* output waits for the socket */
     bool flush_queued : 1;
-    bool out_big : 1;              /* the last output needed a big buffer */
     bool graceful : 1;             /* DISCONNECT received: no will */
     bool will_on_close : 1;        /* MQTT 5 DISCONNECT 0x04: will anyway */
     bool braked : 1;
