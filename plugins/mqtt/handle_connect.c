@@ -198,7 +198,7 @@ mqtt_handle_connect(mqtt_client *c, const mqtt_frame *f)
         expiry_capped = c->version == MQTT_V5;
     }
 
-    if (ct.will && mqtt_topic_levels(ct.will_topic) > B.cfg.mqtt_max_topic_levels) {
+    if (ct.will && mqtt_topic_levels_over(ct.will_topic, B.cfg.mqtt_max_topic_levels)) {
         if (c->version == MQTT_V5)
             refuse(c, MQTT_RC_TOPIC_NAME_INVALID, "will topic has too many levels");
         else

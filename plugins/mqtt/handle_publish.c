@@ -250,7 +250,7 @@ mqtt_handle_publish(mqtt_client *c, const mqtt_frame *f)
         mqtt_client_close(c, MQTT_RC_PROTOCOL_ERROR, "empty topic");
         return;
     }
-    if (mqtt_topic_levels(p.topic) > B.cfg.mqtt_max_topic_levels) {
+    if (mqtt_topic_levels_over(p.topic, B.cfg.mqtt_max_topic_levels)) {
         /* Mosquitto's limit too: a deep topic costs a walk per level */
         char why[80];
         snprintf(why, sizeof why, "topic name of more than %u levels", B.cfg.mqtt_max_topic_levels);

@@ -151,7 +151,7 @@ mqtt_handle_subscribe(mqtt_client *c, const mqtt_frame *f)
         int frc = mqtt_topic_filter_check(sf.filter);
         if (frc == MQTT_OK)
             frc = mqtt_topic_share_parse(sf.filter, &group, &inner);
-        if (frc == MQTT_OK && mqtt_topic_levels(inner) > B.cfg.mqtt_max_topic_levels)
+        if (frc == MQTT_OK && mqtt_topic_levels_over(inner, B.cfg.mqtt_max_topic_levels))
             frc = MQTT_ERR_TOPIC_FILTER;   /* Mosquitto's limit too */
         if (frc != MQTT_OK) {
             close_rc = MQTT_RC_TOPIC_FILTER_INVALID;

@@ -609,6 +609,14 @@ int mqtt_topic_name_check(mqtt_str topic);
 /* How many '/'-separated levels s has: one more than its separators
  * (empty levels count). */
 uint32_t mqtt_topic_levels(mqtt_str s);
+/* True if s has more than max levels; looks at the bytes only when s is
+ * long enough to have them (at most len + 1 levels), so the common short
+ * topic costs a comparison. */
+static inline bool
+mqtt_topic_levels_over(mqtt_str s, uint32_t max)
+{
+    return s.len >= max && mqtt_topic_levels(s) > max;
+}
 
 /* A topic filter: non-empty, '#' only as the whole last level, '+' only as
  * a whole level. MQTT_OK, MQTT_ERR_TOPIC_FILTER, or MQTT_ERR_MALFORMED for
