@@ -209,6 +209,13 @@ mqtt_handle_publish(mqtt_client *c, const mqtt_frame *f)
     }
     mqtt_session *s = c->session;
     if (c->version == MQTT_V5) {
+        if (p.props.user.count > MQTT_USER_PROPS_MAX) {
+            /* each pair becomes an AMQP header entry of 40 bytes: without
+             * a count, a packet of empty pairs would cost eight times its
+             * size while it is converted */
+            mqtt_client_close(c, MQTT_RC_QUOTA_EXCEEDED, "more user properties than allowed");
+            return;
+        }
         if (p.props.n_subids) {
             mqtt_client_close(c, MQTT_RC_PROTOCOL_ERROR, "a PUBLISH with subscription identifiers");
             return;

@@ -43,6 +43,9 @@ enum mqtt_client_state {
  * unacknowledged (announced in MQTT 5's CONNACK), and QoS 2 publishes a
  * session may hold awaiting PUBREL, in every version. */
 #define MQTT_SERVER_RECEIVE_MAX 1024
+/* User properties one PUBLISH may carry (each becomes an AMQP header):
+ * more is DISCONNECT 0x97 Quota exceeded. */
+#define MQTT_USER_PROPS_MAX 4096
 /* A publisher stops being read while a queue it reached holds more than
  * HIGH ready messages and has consumers, until it is under LOW. */
 #define MQTT_BACKLOG_HIGH 4096

@@ -524,6 +524,27 @@ def test_user_properties_are_bounded_by_the_maximum_packet_size(coney_bin, tmp_p
         b.cleanup()
 
 
+@pytest.mark.coney_only("Coney's limit on user properties (4,096)")
+def test_more_than_4096_user_properties_is_disconnect_0x97(mqtt):
+    """Each user property becomes an AMQP header entry, forty bytes for
+    five on the wire: a PUBLISH with more than 4,096 of them is refused
+    with DISCONNECT 0x97 Quota exceeded rather than converted; 4,096 pass."""
+    topic = mqtt_topic("uprops-count")
+    with mqtt.raw(V5) as by, mqtt.raw(V5) as raw:
+        by.connect(mqtt_id("upc-by"), properties={})
+        assert by.subscribe(1, [(topic, 0)]) == [0]
+        raw.connect(mqtt_id("upc"), properties={})
+        ok = [("user_property", ("", ""))] * 4096
+        raw.send(M.publish(topic, b"x", qos=1, pid=1, version=V5, properties=ok))
+        raw.expect(M.PUBACK)
+        assert len(by.expect(M.PUBLISH).props.get("user_property", [])) == 4096
+        over = [("user_property", ("", ""))] * 4097
+        raw.send(M.publish(topic, b"x", qos=1, pid=2, version=V5, properties=over))
+        got = raw.expect_closed(allow=(M.DISCONNECT,))
+        assert [d.rc for d in got] == [0x97], got
+        _bystander_round_trip(by, topic)
+
+
 @pytest.mark.coney_only("Coney's config key (mqtt.prefetch)")
 def test_retained_messages_on_subscribe_respect_the_inflight_limit(coney_bin, tmp_path):
     """MQTT-3.3.4-9 for retained messages too: a subscription that matches
