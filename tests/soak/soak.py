@@ -415,6 +415,12 @@ class Broker:
             out[t] += 1
         return out
 
+    def cpu(self):
+        """Seconds of CPU the broker has used, user and system."""
+        with open("/proc/%d/stat" % self.proc.pid) as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def api(self, path):
         req = urllib.request.Request("http://127.0.0.1:%d%s" % (self.http_port, path),
                                      headers=self.auth)
@@ -1459,10 +1465,10 @@ class Soak:
                     dlv = self.ledger.deliveries
                     dups = sum(self.ledger.dups.values())
                 log("%5.0f s  %4.0f msg/s  published %d  arrived %d  lost %d  dup %d  "
-                    "rss %s  fds %d  errors %d"
+                    "rss %s (anon %s)  fds %d  errors %d"
                     % (now - t0, (count - last_count) / (now - last_report), count, dlv,
-                       self.ledger.early_lost, dups, mb(s["VmRSS"]), s["fds"],
-                       len(self.errors)))
+                       self.ledger.early_lost, dups, mb(s["VmRSS"]), mb(s["RssAnon"]),
+                       s["fds"], len(self.errors)))
                 last_report, last_count = now, count
 
     def idle_sample(self, what, target_fds=None):
@@ -1530,6 +1536,7 @@ class Soak:
             self.end = None
             self.baseline = getattr(self, "baseline", None)
         self.elapsed = time.monotonic() - t0
+        self.cpu = self.b.cpu() if self.b.alive() else None
         self.done.set()
         sampler.join(5)
         alive = self.b.alive()
@@ -1653,9 +1660,11 @@ class Soak:
         if self.errors:
             problems.append("%d errors in the traffic, the first:\n%s: %s" % (
                 len(self.errors), self.errors[0][0], self.errors[0][1]))
-        print("%.0f s, %d messages (%.0f a second), %d arrivals; broker exit %r"
+        print("%.0f s, %d messages (%.0f a second), %d arrivals; broker CPU %s; exit %r"
               % (self.elapsed, sums["published"], sums["published"] / max(self.elapsed, 1),
-                 L.deliveries, rc))
+                 L.deliveries, "%.0f s (%.0f%% of a core)" % (self.cpu, 100 * self.cpu
+                                                             / max(self.elapsed, 1))
+                 if self.cpu is not None else "-", rc))
         if problems:
             print("\nSOAK FAILED:\n- " + "\n- ".join(problems))
             return False
