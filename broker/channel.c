@@ -518,28 +518,35 @@ channel_free(channel *ch)
  * consumer that never acks cannot make the broker keep a whole queue in
  * memory for it. At the cap its consumers wait; an ack kicks them all. */
 static bool
-unacked_capped(channel *ch)
+unacked_full(const channel *ch)
 {
     uint32_t cap = B.cfg.unacked_max_per_channel;
-    if (!cap || ch->ua_live < cap)
+    return cap && ch->ua_live >= cap;
+}
+
+/* The channel and the prefetch limits let c take one more delivery; its
+ * connection's output aside (credit flow asks just this). */
+static bool
+consumer_has_credit(const consumer *c)
+{
+    const channel *ch = c->ch;
+    if (ch->closing || ch->released || !ch->flow_active)
         return false;
-    ch->capped = true;
-    return true;
+    if (c->no_ack)
+        return true;
+    return !(c->prefetch && c->unacked >= c->prefetch) &&
+           !(ch->global_prefetch && ch->consumer_unacked >= ch->global_prefetch) &&
+           !unacked_full(ch);
 }
 
 static bool
 consumer_ready(consumer *c)
 {
     channel *ch = c->ch;
-    if (ch->closing || ch->released || !ch->flow_active)
+    if (!consumer_has_credit(c)) {
+        if (!c->no_ack && unacked_full(ch))
+            ch->capped = true;     /* the next ack kicks all its consumers */
         return false;
-    if (!c->no_ack) {
-        if (c->prefetch && c->unacked >= c->prefetch)
-            return false;
-        if (ch->global_prefetch && ch->consumer_unacked >= ch->global_prefetch)
-            return false;
-        if (unacked_capped(ch))
-            return false;
     }
     if (!conn_writable(ch->conn)) {
         ch->conn->blocked_by_output = true;
@@ -848,21 +855,9 @@ output_bound(const queue *q)
 {
     const consumer *k = q->consumers;
     for (uint32_t i = 0; i < q->nconsumers && i < 64; i++, k = k->next) {
-        const channel *kc = k->ch;
-        if (!kc) {                 /* a plugin's (MQTT session): its own window */
-            if (!k->prefetch || k->unacked < k->prefetch)
-                return true;
-            continue;
-        }
-        if (kc->closing || kc->released || !kc->flow_active)
-            continue;
-        if (k->no_ack)
+        if (k->ch ? consumer_has_credit(k)
+                  : !k->prefetch || k->unacked < k->prefetch)  /* a plugin's: its window */
             return true;
-        if ((k->prefetch && k->unacked >= k->prefetch) ||
-            (kc->global_prefetch && kc->consumer_unacked >= kc->global_prefetch) ||
-            (B.cfg.unacked_max_per_channel && kc->ua_live >= B.cfg.unacked_max_per_channel))
-            continue;
-        return true;
     }
     return false;
 }
@@ -1537,7 +1532,7 @@ basic_get(channel *ch, const amqp_basic_get *a)
         !permitted(ch, AMQP_BASIC_GET, AUTH_READ, "queue", q->name))
         return;
     qentry e;
-    if ((!a->no_ack && unacked_capped(ch)) || !queue_pop(q, &e)) {
+    if ((!a->no_ack && unacked_full(ch)) || !queue_pop(q, &e)) {
         send_simple(ch, AMQP_BASIC_GET_EMPTY);
         return;
     }

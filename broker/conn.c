@@ -482,11 +482,7 @@ conn_store_progress(conn *c)
         return;
     }
     conn_send_method(c, c->deferred_channel, &c->deferred);
-    if (!conn_paused(c) && !c->reading) {
-        ev_io_start(B.loop, &c->rio);
-        c->reading = true;
-    }
-    conn_process(c);
+    conn_resume(c);
 }
 
 void
@@ -619,11 +615,7 @@ conn_alarm_changed(void)
             amqp_method u = { .id = AMQP_CONNECTION_UNBLOCKED };
             conn_send_method(c, 0, &u);
         }
-        if (!conn_paused(c) && !c->reading) {
-            ev_io_start(B.loop, &c->rio);
-            c->reading = true;
-        }
-        conn_process(c);           /* what waited in the buffer */
+        conn_resume(c);            /* what waited in the buffer */
     }
 }
 

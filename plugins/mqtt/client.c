@@ -665,7 +665,7 @@ brake_holds(const mqtt_client *c)
     if (persist_flow_blocked() || B.mem_alarm || B.disk_alarm)
         return true;
     const queue *q = c->x ? c->x->brake_q : NULL;
-    return q && !q->deleted && q->nconsumers && queue_ready(q) > MQTT_BACKLOG_LOW;
+    return q && !q->deleted && q->nconsumers && queue_ready(q) > QUEUE_BACKLOG_LOW;
 }
 
 static void

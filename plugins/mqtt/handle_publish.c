@@ -311,7 +311,7 @@ mqtt_handle_publish(mqtt_client *c, const mqtt_frame *f)
     const route_result *r = vhost_last_route();
     for (size_t i = 0; i < reached && !c->braked; i++) {
         queue *q = r->q[i];
-        if (q->nconsumers && queue_ready(q) > MQTT_BACKLOG_HIGH)
+        if (q->nconsumers && queue_ready(q) > QUEUE_BACKLOG_HIGH)
             mqtt_client_brake(c, q);
     }
     /* the store behind, or a resource alarm: stop reading publishers

@@ -46,10 +46,6 @@ enum mqtt_client_state {
 /* User properties one PUBLISH may carry (each becomes an AMQP header):
  * more is DISCONNECT 0x97 Quota exceeded. */
 #define MQTT_USER_PROPS_MAX 4096
-/* A publisher stops being read while a queue it reached holds more than
- * HIGH ready messages and has consumers, until it is under LOW. */
-#define MQTT_BACKLOG_HIGH 4096
-#define MQTT_BACKLOG_LOW 1024
 
 /* The input and output buffers: allocated while either holds bytes, so an
  * idle client keeps none. */
