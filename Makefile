@@ -41,8 +41,8 @@ BROKER_SRC := $(wildcard broker/*.c) \
 # The web UI's files are .incbin'd into the binary by plugins/management/*.S.
 BROKER_ASM := $(wildcard plugins/management/*.S)
 UNIT_SRC   := $(wildcard tests/unit/*.c)
-PERF_SRC   := $(wildcard tools/perf/*.c) tools/common/histogram.c
-MQTT_PERF_SRC := $(wildcard tools/mqtt-perf/*.c) tools/common/histogram.c
+PERF_SRC   := $(wildcard tools/perf/*.c) tools/common/histogram.c tools/common/pacer.c
+MQTT_PERF_SRC := $(wildcard tools/mqtt-perf/*.c) tools/common/histogram.c tools/common/pacer.c
 CTL_SRC    := $(wildcard tools/ctl/*.c)
 
 CORE_OBJ   := $(CORE_SRC:%.c=$(BUILD)/%.o)

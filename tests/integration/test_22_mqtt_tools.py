@@ -59,6 +59,19 @@ def test_mqtt_perf_timed_run(mqtt):
     assert 500 < r["recv_rate"] < 4000
 
 
+def test_mqtt_perf_paces_in_bursts_not_one_write_per_message(mqtt):
+    # as coney-perf (test_17): at a million messages a second a write()
+    # outlasts the gap between two messages, and the paced publisher must
+    # still write a burst every --pace-us (about 100 messages), not what
+    # fell due during the last write
+    r = _perf(mqtt, "-x", "1", "-y", "1", "-s", "16", "-q", "0", "-r", "1000000",
+              "-C", "500000")
+    assert r["ok"] is True and r["sent"] == 500000
+    assert r["writes"] > 0
+    assert r["sent"] / r["writes"] >= 16, r
+    assert r["sent_rate"] <= 1000000 * 1.05, r
+
+
 def test_mqtt_perf_fails_on_a_closed_port(mqtt):
     if not os.path.exists(PERF):
         pytest.skip("coney-mqtt-perf not built next to CONEY_BIN")

@@ -16,7 +16,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <mosquitto.h>
@@ -27,14 +26,6 @@
 #define IN_CAP (256 * 1024)
 #define OUT_CAP (128 * 1024)
 #define HANDSHAKE_NS (10ull * 1000000000ull)
-
-uint64_t
-mperf_now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
 
 void
 mperf_fail(mperf_run *run, const char *who, const char *fmt, ...)
@@ -121,7 +112,7 @@ mperf_conn_step(mperf_conn *c, int wait_ms)
 static int
 loop_until(mperf_conn *c, const int *flag, const char *what)
 {
-    uint64_t deadline = mperf_now_ns() + HANDSHAKE_NS;
+    uint64_t deadline = tool_now_ns() + HANDSHAKE_NS;
     while (*flag == 0) {
         if (atomic_load(&c->run->stop))
             return -1;
@@ -134,7 +125,7 @@ loop_until(mperf_conn *c, const int *flag, const char *what)
                                                   : mosquitto_strerror(rc));
             return -1;
         }
-        if (mperf_now_ns() > deadline) {
+        if (tool_now_ns() > deadline) {
             mperf_fail(c->run, c->name, "no %s within 10 s", what);
             return -1;
         }
@@ -175,7 +166,7 @@ mperf_conn_open(mperf_conn *c, mperf_run *run, const char *name,
     }
     if (loop_until(c, &c->connack, "CONNACK") < 0)
         return -1;
-    c->last_write_ns = mperf_now_ns();
+    c->last_write_ns = tool_now_ns();
     return 0;
 }
 
@@ -196,10 +187,10 @@ int
 mperf_conn_take(mperf_conn *c)
 {
     /* Whatever the library still has to write goes first. */
-    uint64_t deadline = mperf_now_ns() + HANDSHAKE_NS;
+    uint64_t deadline = tool_now_ns() + HANDSHAKE_NS;
     while (mosquitto_want_write(c->mosq)) {
         int rc = mperf_conn_step(c, 100);
-        if (rc != MOSQ_ERR_SUCCESS || mperf_now_ns() > deadline) {
+        if (rc != MOSQ_ERR_SUCCESS || tool_now_ns() > deadline) {
             mperf_fail(c->run, c->name, "connection lost: %s",
                        mosquitto_strerror(rc));
             return -1;
@@ -260,7 +251,7 @@ mperf_conn_flush(mperf_conn *c, mperf_input_fn on_input, void *ctx,
         if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
             if (give_up_ns && atomic_load_explicit(&c->run->stop,
                                                    memory_order_relaxed)) {
-                uint64_t now = mperf_now_ns();
+                uint64_t now = tool_now_ns();
                 if (!stopped_at) {
                     stopped_at = now;
                 } else if (now - stopped_at > give_up_ns) {
@@ -288,7 +279,7 @@ mperf_conn_flush(mperf_conn *c, mperf_input_fn on_input, void *ctx,
         return -1;
     }
     c->out_len = 0;
-    c->last_write_ns = mperf_now_ns();
+    c->last_write_ns = tool_now_ns();
     return 0;
 }
 

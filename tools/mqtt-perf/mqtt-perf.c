@@ -527,7 +527,7 @@ main(int argc, char **argv)
         atomic_store(&run.failed, 1);
 
     /* The clock starts when the publishers do. */
-    uint64_t t_start = mperf_now_ns();
+    uint64_t t_start = tool_now_ns();
     uint64_t deadline = o.duration > 0 ? t_start + (uint64_t)(o.duration * 1e9) : 0;
     uint64_t interval_ns = (uint64_t)(o.interval * 1e9);
     uint64_t next_tick = interval_ns ? t_start + interval_ns : UINT64_MAX;
@@ -537,7 +537,7 @@ main(int argc, char **argv)
     int timed_out = 0;
 
     while (!atomic_load(&run.failed) && !interrupted) {
-        uint64_t now = mperf_now_ns();
+        uint64_t now = tool_now_ns();
         if (deadline && now >= deadline)
             break;
         if (now >= next_tick) {
@@ -601,8 +601,9 @@ main(int argc, char **argv)
     perf_hist_init(lat);
     perf_hist_init(ack);
     uint64_t pf = UINT64_MAX, pl = 0, sf = UINT64_MAX, sl = 0, kf = UINT64_MAX,
-             kl = 0;
+             kl = 0, writes = 0;
     for (int i = 0; i < o.publishers; i++) {
+        writes += ps[i].writes;
         perf_hist_merge(ack, &ps[i].hist);
         if (ps[i].first_ns && ps[i].first_ns < pf) pf = ps[i].first_ns;
         if (ps[i].last_ns > pl) pl = ps[i].last_ns;
@@ -619,7 +620,7 @@ main(int argc, char **argv)
     if (kl > last) last = kl;
     double seconds = first != UINT64_MAX && last > first
                          ? (double)(last - first) / 1e9
-                         : (double)(mperf_now_ns() - t_start) / 1e9;
+                         : (double)(tool_now_ns() - t_start) / 1e9;
     double sent_rate = rate_of(t.sent, pf, pl, seconds);
     double recv_rate = rate_of(t.received, pf < sf ? pf : sf, sl, seconds);
     double ack_rate = rate_of(t.acked + t.rejected, pf < kf ? pf : kf, kl, seconds);
@@ -671,8 +672,9 @@ main(int argc, char **argv)
         if (run.count_mode)
             printf(",\"expected\":%llu", (unsigned long long)expected);
         printf(",\"seconds\":%.3f,\"sent_rate\":%.1f,\"recv_rate\":%.1f"
-               ",\"ack_rate\":%.1f",
-               seconds, sent_rate, recv_rate, ack_rate);
+               ",\"ack_rate\":%.1f,\"writes\":%llu",
+               seconds, sent_rate, recv_rate, ack_rate,
+               (unsigned long long)writes);
         print_us(stdout, "p50_us", lat, 50);
         print_us(stdout, "p95_us", lat, 95);
         print_us(stdout, "p99_us", lat, 99);

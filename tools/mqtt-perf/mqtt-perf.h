@@ -34,6 +34,7 @@
 #include <stdint.h>
 
 #include "../common/histogram.h"
+#include "../common/pacer.h"
 
 /* ---- options (mqtt-perf.c) ------------------------------------------- */
 
@@ -93,6 +94,8 @@ typedef struct mperf_worker {
     /* Read by main after join. */
     uint64_t first_ns;                   /* first message stamped/received */
     uint64_t last_ns;                    /* last write or delivery */
+    uint64_t writes;                     /* buffers of packets written
+                                            (--io raw) */
     uint64_t ack_first_ns, ack_last_ns;
     perf_hist hist;                     /* end-to-end (subscriber) or
                                             publish -> ack (publisher) */
@@ -104,9 +107,6 @@ void *
 mperf_subscriber_main(void *arg);
 
 /* ---- connections and packets (client.c) ------------------------------ */
-
-uint64_t
-mperf_now_ns(void);
 
 /* Report an error of thread `who` on stderr, mark the run failed and stop it. */
 void

@@ -26,7 +26,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <mosquitto.h>
@@ -91,7 +90,7 @@ parse_input(pub *s)
     mperf_conn *c = &s->c;
     size_t pos = 0, body;
     long len;
-    uint64_t now = mperf_now_ns();
+    uint64_t now = tool_now_ns();
     while ((len = mperf_conn_packet(c, pos, &body)) > 0) {
         uint8_t type = c->in[pos];
         size_t rl = (size_t)len - (body - pos);
@@ -164,7 +163,8 @@ flush(pub *s)
     if (r < 0)
         return r;
     if (s->in_buf) {
-        s->w->last_ns = mperf_now_ns();
+        s->w->last_ns = tool_now_ns();
+        s->w->writes++;
         s->sent += s->in_buf;
         s->in_buf = 0;
         atomic_store_explicit(&s->w->sent, s->sent, memory_order_relaxed);
@@ -264,44 +264,6 @@ build_templates(pub *s)
     return 0;
 }
 
-static void
-sleep_until(uint64_t t_ns)
-{
-    struct timespec ts = {.tv_sec = (time_t)(t_ns / 1000000000u),
-                          .tv_nsec = (long)(t_ns % 1000000000u)};
-    while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) == EINTR)
-        ;
-}
-
-/* How many messages to send now: 0 = slept (call again), else up to max. */
-typedef struct pacer {
-    uint64_t t0, burst_start, pace_ns;
-} pacer;
-
-static uint64_t
-pace(pub *s, pacer *p, uint64_t n, uint64_t max)
-{
-    const mperf_opts *o = s->o;
-    if (o->rate <= 0)
-        return max;
-    uint64_t now = mperf_now_ns();
-    uint64_t due_at = p->t0 + (uint64_t)((double)n * 1e9 / o->rate);
-    if (due_at > now) {
-        /* Caught up: the next burst starts when a message is due, but at
-         * least pace_ns after this one started. */
-        if (due_at < p->burst_start + p->pace_ns)
-            due_at = p->burst_start + p->pace_ns;
-        uint64_t slice = now + 100000000u; /* notice a stop at low rates */
-        sleep_until(due_at < slice ? due_at : slice);
-        p->burst_start = mperf_now_ns();
-        return 0;
-    }
-    uint64_t due_n = (uint64_t)((double)(now - p->t0) * o->rate / 1e9) + 1;
-    if (due_n <= n)
-        return 1;
-    return due_n - n < max ? due_n - n : max;
-}
-
 /* Publish until stopped or `count` messages are out. 0 = done or stopped,
  * -1 = error, -2 = the connection holds half a packet. */
 static int
@@ -310,12 +272,13 @@ raw_loop(pub *s)
     const mperf_opts *o = s->o;
     uint64_t target = o->count, n = 0;
     unsigned flushes = 0;
-    pacer p = {.t0 = mperf_now_ns(), .pace_ns = (uint64_t)o->pace_us * 1000u};
+    pacer p;
+    pacer_init(&p, o->rate, o->pace_us);
     int r;
 
     while (!atomic_load_explicit(&s->run->stop, memory_order_relaxed) &&
            (!target || n < target)) {
-        uint64_t budget = pace(s, &p, n, o->write_batch);
+        uint64_t budget = pacer_take(&p, n, o->write_batch);
         if (budget == 0) {
             if (o->qos > 0 && drain(s, 0) < 0)
                 return -1;
@@ -323,19 +286,19 @@ raw_loop(pub *s)
         }
         if (target && budget > target - n)
             budget = target - n;
-        uint64_t stamp = mperf_now_ns();
+        uint64_t stamp = tool_now_ns();
         for (uint64_t i = 0; i < budget; i++) {
             if (window_full(s)) {
                 if ((r = flush(s)) < 0)
                     return r;
                 if ((r = wait_room(s)) != 0)
                     return r < 0 ? -1 : 0;
-                stamp = mperf_now_ns();
+                stamp = tool_now_ns();
             }
             if (s->c.out_len + s->msg_max > s->c.out_cap) {
                 if ((r = flush(s)) < 0)
                     return r;
-                stamp = mperf_now_ns();
+                stamp = tool_now_ns();
             }
             append(s, stamp);
             n++;
@@ -359,7 +322,7 @@ static int
 raw_wait_acks(pub *s, int finished)
 {
     uint64_t limit = (uint64_t)((finished ? s->o->drain_timeout : 1.0) * 1e9);
-    uint64_t last_progress = mperf_now_ns();
+    uint64_t last_progress = tool_now_ns();
     unsigned seen = s->outstanding;
     while (s->outstanding > 0 && !atomic_load(&s->run->failed)) {
         int r = flush(s); /* PUBRELs */
@@ -367,7 +330,7 @@ raw_wait_acks(pub *s, int finished)
             return r;
         if (drain(s, 100) < 0)
             return -1;
-        uint64_t now = mperf_now_ns();
+        uint64_t now = tool_now_ns();
         if (s->outstanding != seen) {
             seen = s->outstanding;
             last_progress = now;
@@ -389,7 +352,7 @@ lib_on_publish(struct mosquitto *mosq, void *obj, int mid, int reason,
 {
     pub *s = ((mperf_conn *)obj)->owner;
     if (s->o->qos > 0)
-        settle(s, (uint16_t)mid, reason >= 0x80, mperf_now_ns());
+        settle(s, (uint16_t)mid, reason >= 0x80, tool_now_ns());
 }
 
 static int
@@ -411,12 +374,13 @@ lib_loop(pub *s)
 {
     const mperf_opts *o = s->o;
     uint64_t target = o->count, n = 0;
-    pacer p = {.t0 = mperf_now_ns(), .pace_ns = (uint64_t)o->pace_us * 1000u};
+    pacer p;
+    pacer_init(&p, o->rate, o->pace_us);
     int ti = 0;
 
     while (!atomic_load_explicit(&s->run->stop, memory_order_relaxed) &&
            (!target || n < target)) {
-        uint64_t budget = pace(s, &p, n, o->write_batch);
+        uint64_t budget = pacer_take(&p, n, o->write_batch);
         if (budget == 0)
             continue;
         if (target && budget > target - n)
@@ -428,7 +392,7 @@ lib_loop(pub *s)
                    !atomic_load_explicit(&s->run->stop, memory_order_relaxed))
                 if (lib_step(s, 100) < 0)
                     return -1;
-            uint64_t now = mperf_now_ns();
+            uint64_t now = tool_now_ns();
             memcpy(s->payload, &now, 8);
             int mid = 0;
             int rc = mosquitto_publish(s->c.mosq, &mid, s->w->topics[ti],
@@ -461,13 +425,13 @@ static void
 lib_wait_acks(pub *s, int finished)
 {
     uint64_t limit = (uint64_t)((finished ? s->o->drain_timeout : 1.0) * 1e9);
-    uint64_t last_progress = mperf_now_ns();
+    uint64_t last_progress = tool_now_ns();
     unsigned seen = s->outstanding;
     while ((s->outstanding > 0 || mosquitto_want_write(s->c.mosq)) &&
            !atomic_load(&s->run->failed)) {
         if (lib_step(s, 100) < 0)
             return;
-        uint64_t now = mperf_now_ns();
+        uint64_t now = tool_now_ns();
         if (s->outstanding != seen) {
             seen = s->outstanding;
             last_progress = now;

@@ -151,7 +151,7 @@ drain(sub *s, int wait_ms)
         if (r == 0 && s->c.in_len < s->c.in_cap)
             return got;
         got = 1;
-        if (parse_input(s, mperf_now_ns()) < 0)
+        if (parse_input(s, tool_now_ns()) < 0)
             return -1;
         /* Read on while a large read suggests more is waiting. */
         if ((size_t)r < s->c.in_cap / 2)
@@ -172,7 +172,7 @@ raw_loop(sub *s)
     while (!atomic_load_explicit(&s->run->stop, memory_order_relaxed)) {
         if (drain(s, 100) < 0)
             return -1;
-        mperf_conn_keepalive(&s->c, mperf_now_ns());
+        mperf_conn_keepalive(&s->c, tool_now_ns());
         if (s->c.out_len) {
             int r = mperf_conn_flush(&s->c, drain_cb, s, 1000000000u);
             if (r < 0)
@@ -188,7 +188,7 @@ static void
 lib_on_message(struct mosquitto *mosq, void *obj, const struct mosquitto_message *m)
 {
     sub *s = ((mperf_conn *)obj)->owner;
-    uint64_t now = mperf_now_ns();
+    uint64_t now = tool_now_ns();
     record(s, m->payload, m->payloadlen > 0 ? (size_t)m->payloadlen : 0, now);
     if ((s->received & 255) == 0)
         publish_counts(s, now);

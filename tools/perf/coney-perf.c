@@ -647,14 +647,14 @@ main(int argc, char **argv)
     sigaddset(&block, SIGINT);
     sigaddset(&block, SIGTERM);
     pthread_sigmask(SIG_BLOCK, &block, &old);
-    uint64_t t_start = perf_now_ns();
+    uint64_t t_start = tool_now_ns();
     int started = start_threads(&run, ps, cs) == 0;
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     if (!started)
         atomic_store(&run.failed, 1);
 
     /* The clock starts when the producers do. */
-    t_start = perf_now_ns();
+    t_start = tool_now_ns();
     uint64_t deadline = o.duration > 0 ? t_start + (uint64_t)(o.duration * 1e9) : 0;
     uint64_t interval_ns = (uint64_t)(o.interval * 1e9);
     uint64_t next_tick = interval_ns ? t_start + interval_ns : UINT64_MAX;
@@ -664,7 +664,7 @@ main(int argc, char **argv)
     int timed_out = 0;
 
     while (!atomic_load(&run.failed) && !interrupted) {
-        uint64_t now = perf_now_ns();
+        uint64_t now = tool_now_ns();
         if (deadline && now >= deadline)
             break;
         if (now >= next_tick) {
@@ -725,8 +725,9 @@ main(int argc, char **argv)
     perf_hist_init(lat);
     perf_hist_init(conf);
     uint64_t pf = UINT64_MAX, pl = 0, cf = UINT64_MAX, cl = 0, kf = UINT64_MAX,
-             kl = 0;
+             kl = 0, writes = 0;
     for (int i = 0; i < o.producers; i++) {
+        writes += ps[i].writes;
         perf_hist_merge(conf, &ps[i].conf_hist);
         if (ps[i].first_ns && ps[i].first_ns < pf) pf = ps[i].first_ns;
         if (ps[i].last_ns > pl) pl = ps[i].last_ns;
@@ -743,7 +744,7 @@ main(int argc, char **argv)
     if (kl > last) last = kl;
     double seconds = first != UINT64_MAX && last > first
                          ? (double)(last - first) / 1e9
-                         : (double)(perf_now_ns() - t_start) / 1e9;
+                         : (double)(tool_now_ns() - t_start) / 1e9;
     /* Each rate runs from the first message stamped (or, consuming a
      * filled queue, the first received) to its own last event. */
     double sent_rate = rate_of(t.sent, pf, pl, seconds);
@@ -808,8 +809,9 @@ main(int argc, char **argv)
                (unsigned long long)t.confirmed, (unsigned long long)t.nacked,
                (unsigned long long)t.returned);
         printf(",\"seconds\":%.3f,\"sent_rate\":%.1f,\"recv_rate\":%.1f"
-               ",\"confirm_rate\":%.1f",
-               seconds, sent_rate, recv_rate, conf_rate);
+               ",\"confirm_rate\":%.1f,\"writes\":%llu",
+               seconds, sent_rate, recv_rate, conf_rate,
+               (unsigned long long)writes);
         print_us(stdout, "p50_us", lat, 50);
         print_us(stdout, "p95_us", lat, 95);
         print_us(stdout, "p99_us", lat, 99);

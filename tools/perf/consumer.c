@@ -86,7 +86,7 @@ ack_leftovers(cons *s)
 static int
 on_message(cons *s, uint64_t tag, const uint8_t *first, size_t first_len)
 {
-    uint64_t now = perf_now_ns();
+    uint64_t now = tool_now_ns();
     perf_consumer *c = s->c;
     if (c->first_ns == 0)
         c->first_ns = now;

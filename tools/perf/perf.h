@@ -19,6 +19,7 @@
 #include <amqp_framing.h>
 
 #include "../common/histogram.h"
+#include "../common/pacer.h"
 
 /* ---- options (coney-perf.c) ------------------------------------------ */
 
@@ -85,6 +86,7 @@ typedef struct perf_producer {
     /* Read by main after join. */
     uint64_t first_ns;                   /* first message stamped */
     uint64_t last_ns;                    /* last write completed */
+    uint64_t writes;                     /* buffers of messages written */
     uint64_t conf_first_ns, conf_last_ns;
     perf_hist conf_hist;                 /* publish -> confirm latency */
 } perf_producer;
@@ -108,9 +110,6 @@ void *
 perf_consumer_main(void *arg);
 
 /* ---- connections and frames (wire.c) --------------------------------- */
-
-uint64_t
-perf_now_ns(void);
 
 /* Report an error of thread `who` on stderr, mark the run failed and stop it. */
 void

@@ -11,17 +11,15 @@
  * time of each unconfirmed tag: basic.ack/basic.nack (multiple or not)
  * settle tags in any order, the ring's low end advances over settled ones,
  * and publishing waits while `window` tags are unsettled (or the ring would
- * wrap). With a rate, message k is due at t0 + k/rate on an absolute
- * schedule; the thread sleeps until the next one is due (but at least
- * --pace-us after the last burst), then sends all that are due, so pacing
- * is even and a late wake-up does not lose rate.
+ * wrap). With a rate, messages go out in bursts on an absolute schedule
+ * (tools/common/pacer.h), so pacing is even, a late wake-up does not lose
+ * rate, and a burst is a few writes however fast the rate.
  */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
-#include <time.h>
 
 #include "perf.h"
 
@@ -86,7 +84,7 @@ on_confirm(prod *s, uint64_t tag, int multiple, int nack)
 {
     if (tag >= s->next_tag || (tag < s->low && !multiple))
         return;
-    uint64_t now = perf_now_ns();
+    uint64_t now = tool_now_ns();
     if (s->p->conf_first_ns == 0)
         s->p->conf_first_ns = now;
     s->p->conf_last_ns = now;
@@ -187,7 +185,8 @@ flush(prod *s)
             perf_fail(s->run, s->name, "connection lost: %s", strerror(errno));
         return -1;
     }
-    s->p->last_ns = perf_now_ns();
+    s->p->last_ns = tool_now_ns();
+    s->p->writes++;
     s->sent += s->in_buf;
     s->in_buf = 0;
     atomic_store_explicit(&s->p->sent, s->sent, memory_order_relaxed);
@@ -350,15 +349,6 @@ setup(prod *s)
     return 0;
 }
 
-static void
-sleep_until(uint64_t t_ns)
-{
-    struct timespec ts = {.tv_sec = (time_t)(t_ns / 1000000000u),
-                          .tv_nsec = (long)(t_ns % 1000000000u)};
-    while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) == EINTR)
-        ;
-}
-
 /* Publish until stopped or `count` messages are out. 0 = done or stopped,
  * -1 = error, -2 = the connection holds half a frame. */
 static int
@@ -368,53 +358,33 @@ publish_loop(prod *s)
     uint64_t target = o->count;
     uint64_t n = 0;
     unsigned flushes = 0;
-    uint64_t t0 = perf_now_ns();
-    uint64_t burst_start = 0, pace_ns = (uint64_t)o->pace_us * 1000u;
+    pacer pc;
     int r;
 
+    pacer_init(&pc, o->rate, o->pace_us);
     while (!atomic_load_explicit(&s->run->stop, memory_order_relaxed) &&
            (!target || n < target)) {
-        uint64_t budget = o->write_batch;
-        if (o->rate > 0) {
-            uint64_t now = perf_now_ns();
-            uint64_t due_at = t0 + (uint64_t)((double)n * 1e9 / o->rate);
-            if (due_at > now) {
-                /* Caught up: the next burst starts when a message is due,
-                 * but at least pace_ns after this one started. At
-                 * millions of messages a second, waking for every message
-                 * would cost the tool (and the broker, reading tiny
-                 * writes) more than the messages do. */
-                if (due_at < burst_start + pace_ns)
-                    due_at = burst_start + pace_ns;
-                if (o->confirm && drain(s, 0) < 0)
-                    return -1;
-                /* Sleep in slices so a stop is noticed at low rates. */
-                uint64_t slice = now + 100000000u;
-                sleep_until(due_at < slice ? due_at : slice);
-                burst_start = perf_now_ns();
-                continue;
-            }
-            uint64_t due_n = (uint64_t)((double)(now - t0) * o->rate / 1e9) + 1;
-            if (due_n <= n)
-                budget = 1;
-            else if (due_n - n < budget)
-                budget = due_n - n;
+        uint64_t budget = pacer_take(&pc, n, o->write_batch);
+        if (budget == 0) {
+            if (o->confirm && drain(s, 0) < 0)
+                return -1;
+            continue;
         }
         if (target && budget > target - n)
             budget = target - n;
-        uint64_t stamp = perf_now_ns();
+        uint64_t stamp = tool_now_ns();
         for (uint64_t i = 0; i < budget; i++) {
             if (o->confirm && window_full(s)) {
                 if ((r = flush(s)) < 0)
                     return r;
                 if ((r = wait_room(s)) != 0)
                     return r < 0 ? -1 : 0;
-                stamp = perf_now_ns();
+                stamp = tool_now_ns();
             }
             if (s->out.len + s->msg_wire > s->out.cap) {
                 if ((r = flush(s)) < 0)
                     return r;
-                stamp = perf_now_ns();
+                stamp = tool_now_ns();
             }
             append(s, stamp);
             n++;
@@ -448,14 +418,14 @@ perf_producer_main(void *arg)
         /* Wait for the outstanding confirms: a finished -C run waits as
          * long as confirms keep coming, a stopped run at most a second. */
         uint64_t limit = (uint64_t)((finished ? s.o->drain_timeout : 1.0) * 1e9);
-        uint64_t last_progress = perf_now_ns();
+        uint64_t last_progress = tool_now_ns();
         uint64_t seen = s.outstanding;
         while (s.outstanding > 0 && !atomic_load(&s.run->failed)) {
             if (drain(&s, 100) < 0) {
                 r = -1;
                 break;
             }
-            uint64_t now = perf_now_ns();
+            uint64_t now = tool_now_ns();
             if (s.outstanding != seen) {
                 seen = s.outstanding;
                 last_progress = now;

@@ -18,21 +18,12 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/socket.h>
-#include <time.h>
 
 #include <amqp_tcp_socket.h>
 
 #include "perf.h"
 
 #define FRAME_HEADER 7  /* type, channel, size */
-
-uint64_t
-perf_now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
 
 void
 perf_fail(perf_run *run, const char *who, const char *fmt, ...)
@@ -230,7 +221,7 @@ perf_out_flush(perf_out *out, perf_readable_fn on_readable, void *ctx)
         /* A broker that throttles us (flow control, a memory alarm) must
          * not hold a stopped run for long. */
         if (atomic_load_explicit(out->stop, memory_order_relaxed)) {
-            uint64_t now = perf_now_ns();
+            uint64_t now = tool_now_ns();
             if (!stopped_at)
                 stopped_at = now;
             else if (now - stopped_at > 500000000u)
