@@ -209,6 +209,7 @@ typedef struct queue {
     uint64_t next_seq;
     consumer *consumers;           /* round-robin cursor into the circle */
     uint64_t route_mark;           /* dedup within one publish */
+    route_dest_list bound;         /* its bindings, in every exchange */
     stats *st;                     /* NULL until the first count: queue_counts */
     const queue_opts *opts;        /* effective: arguments and policies
                                     * (queue_apply_policies); never NULL */
@@ -356,7 +357,7 @@ typedef struct exchange {
     amqp_bytes policy_alternate;   /* alternate-exchange of its policy, owned */
     route_table *rt;
     stats st;
-    uint32_t as_dest;              /* bindings that have this as destination */
+    route_dest_list bound;         /* bindings that have this as destination */
     uint64_t route_mark;
     struct delayed *delay;         /* x-delayed-message: its held messages
                                     * (delayed.c); NULL for the other types */

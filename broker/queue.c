@@ -395,6 +395,9 @@ queue_unref(queue *q)
 {
     if (--q->refs > 0)
         return;
+    /* vhost_queue_delete and vhost_free unbind first; a table must never
+     * keep a freed queue, whatever path got here */
+    route_unbind_all(&q->bound, NULL, NULL);
     while (ring_count(q)) {
         qentry e = ring_pop_front(ring_of(q));
         message_unref(&e.msg);

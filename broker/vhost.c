@@ -71,6 +71,12 @@ exchange_free(exchange *x)
 void
 vhost_free(vhost *vh)
 {
+    /* the tables first: freeing a binding takes it off its destination */
+    for (map_iter it = map_first(&vh->exchanges); it.e; map_next(&vh->exchanges, &it)) {
+        exchange *x = it.e->value;
+        route_table_free(x->rt);
+        x->rt = NULL;
+    }
     for (map_iter it = map_first(&vh->queues); it.e; map_next(&vh->queues, &it)) {
         queue *q = it.e->value;
         q->deleted = true;
@@ -114,7 +120,7 @@ vhost_exchange_add(vhost *vh, amqp_bytes name, enum route_type type,
     x->durable = durable;
     x->auto_delete = auto_delete;
     x->internal = internal;
-    x->rt = route_table_new(type);
+    x->rt = route_table_new(type, x);
     if (!x->rt)
         abort();
     if (args_len) {
@@ -138,17 +144,11 @@ vhost_exchange_add(vhost *vh, amqp_bytes name, enum route_type type,
     return x;
 }
 
-typedef struct forget_ctx {
-    exchange *src;
-    void *dest;                    /* NULL: every binding of src */
-} forget_ctx;
-
+/* route_foreach: takes a binding of the source exchange ctx off disk */
 static void
 forget_binding(const route_binding *b, void *ctx)
 {
-    forget_ctx *f = ctx;
-    if (!f->dest || b->dest == f->dest)
-        persist_binding(f->src, b->dest, b->key, b->args, b->args_len, false);
+    persist_binding(ctx, b->dest, b->key, b->args, b->args_len, false);
 }
 
 static bool
@@ -159,39 +159,44 @@ dest_is_durable(void *dest)
     return ((exchange *)dest)->durable;
 }
 
+static route_dest_list *
+dest_bindings(void *dest)
+{
+    if (*(enum dest_kind *)dest == DEST_QUEUE)
+        return &((queue *)dest)->bound;
+    return &((exchange *)dest)->bound;
+}
+
+typedef struct unbind_ctx {
+    bool durable;                  /* the destination is in the store */
+    exchange **doomed;             /* auto-delete sources left unbound */
+    size_t ndoomed, cap;
+} unbind_ctx;
+
+static void
+binding_gone(route_table *rt, const route_binding *b, void *ctx)
+{
+    unbind_ctx *u = ctx;
+    exchange *x = route_table_owner(rt);
+    if (u->durable && x->durable)
+        persist_binding(x, b->dest, b->key, b->args, b->args_len, false);
+    if (x->auto_delete && route_count(rt) == 1) {      /* its last one */
+        u->doomed = buf_array_room(u->doomed, sizeof *u->doomed, NULL,
+                                   &u->ndoomed, &u->cap);
+        u->doomed[u->ndoomed++] = x;
+    }
+}
+
 /* Removes every binding to dest from every exchange (and from the store);
  * auto-delete exchanges left without bindings go too. */
 static void
 vhost_unbind_dest_everywhere(vhost *vh, void *dest)
 {
-    exchange **doomed = NULL;      /* auto-delete sources left unbound */
-    size_t ndoomed = 0, cap = 0;
-    bool durable = B.store && dest_is_durable(dest);
-    for (map_iter it = map_first(&vh->exchanges); it.e; map_next(&vh->exchanges, &it)) {
-        exchange *x = it.e->value;
-        if (x == dest || route_count(x->rt) == 0)
-            continue;
-        if (durable && x->durable) {
-            forget_ctx f = { x, dest };
-            route_foreach(x->rt, forget_binding, &f);
-        }
-        size_t n = route_unbind_dest(x->rt, dest);
-        if (n && x->auto_delete && route_count(x->rt) == 0) {
-            doomed = buf_array_room(doomed, sizeof *doomed, NULL, &ndoomed, &cap);
-            doomed[ndoomed++] = x;
-        }
-    }
-    for (size_t i = 0; i < ndoomed; i++)
-        vhost_exchange_delete(vh, doomed[i]);
-    free(doomed);
-}
-
-static void
-dec_exchange_dest(const route_binding *b, void *ctx)
-{
-    (void)ctx;
-    if (*(enum dest_kind *)b->dest == DEST_EXCHANGE)
-        ((exchange *)b->dest)->as_dest--;
+    unbind_ctx u = { .durable = B.store && dest_is_durable(dest) };
+    route_unbind_all(dest_bindings(dest), binding_gone, &u);
+    for (size_t i = 0; i < u.ndoomed; i++)
+        vhost_exchange_delete(vh, u.doomed[i]);
+    free(u.doomed);
 }
 
 void
@@ -199,13 +204,13 @@ vhost_exchange_delete(vhost *vh, exchange *x)
 {
     map_del(&vh->exchanges, x->name.data, x->name.len);
     if (B.store && x->durable) {
-        forget_ctx f = { x, NULL };
-        route_foreach(x->rt, forget_binding, &f);
+        route_foreach(x->rt, forget_binding, x);
         persist_exchange(x, false);
     }
-    route_foreach(x->rt, dec_exchange_dest, NULL);
-    if (x->as_dest)
-        vhost_unbind_dest_everywhere(vh, x);
+    /* its own bindings leave their destinations' lists with its table */
+    route_table_free(x->rt);
+    x->rt = NULL;
+    vhost_unbind_dest_everywhere(vh, x);
     exchange_free(x);
 }
 
@@ -240,9 +245,7 @@ vhost_bind(vhost *vh, exchange *src, void *dest, amqp_bytes key,
            const uint8_t *args, uint32_t args_len)
 {
     (void)vh;
-    int rc = route_bind(src->rt, dest, key, args, args_len);
-    if (rc == 0 && *(enum dest_kind *)dest == DEST_EXCHANGE)
-        ((exchange *)dest)->as_dest++;
+    int rc = route_bind(src->rt, dest, dest_bindings(dest), key, args, args_len);
     if (rc == 0)
         persist_binding(src, dest, key, args, args_len, true);
     return rc;
@@ -256,8 +259,6 @@ vhost_unbind(vhost *vh, exchange *src, void *dest, amqp_bytes key,
     if (rc != 0)
         return rc;
     persist_binding(src, dest, key, args, args_len, false);
-    if (*(enum dest_kind *)dest == DEST_EXCHANGE)
-        ((exchange *)dest)->as_dest--;
     if (src->auto_delete && route_count(src->rt) == 0)
         vhost_exchange_delete(vh, src);
     return 0;

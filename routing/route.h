@@ -42,10 +42,21 @@ typedef struct route_binding {
     uint32_t args_len;
 } route_binding;
 
-route_table *route_table_new(enum route_type type);
-/* Frees the table and its bindings; destinations are not touched. */
+/* Every binding to one destination, across every table: the destination
+ * holds one (zeroed) and passes it to route_bind, so that when it goes
+ * route_unbind_all finds its bindings without scanning any table. */
+typedef struct route_dest_list {
+    struct route_rec *head;
+} route_dest_list;
+
+/* owner is the caller's (the broker passes the exchange) and is handed
+ * back by route_table_owner. */
+route_table *route_table_new(enum route_type type, void *owner);
+/* Frees the table and its bindings (taking them off their destinations'
+ * lists); destinations are not touched. */
 void route_table_free(route_table *rt);
 enum route_type route_table_type(const route_table *rt);
+void *route_table_owner(const route_table *rt);
 
 /*
  * Adds a binding (dest, key, args). A binding is identified by all three;
@@ -56,16 +67,22 @@ enum route_type route_table_type(const route_table *rt);
  * -1 on allocation failure or a topic pattern with a word over 65535
  * bytes, or, for a headers table, arguments that do not decode or an
  * x-match that is not all/any/all-with-x/any-with-x (-2).
+ * A new binding joins dl, the destination's list (NULL: none; then only
+ * route_unbind and route_table_free remove it).
  */
-int route_bind(route_table *rt, void *dest, amqp_bytes key,
-               const uint8_t *args, uint32_t args_len);
+int route_bind(route_table *rt, void *dest, route_dest_list *dl,
+               amqp_bytes key, const uint8_t *args, uint32_t args_len);
 
 /* Removes the identified binding. Returns 0 if removed, 1 if not found. */
 int route_unbind(route_table *rt, void *dest, amqp_bytes key,
                  const uint8_t *args, uint32_t args_len);
 
-/* Removes every binding to dest; returns how many were removed. */
-size_t route_unbind_dest(route_table *rt, void *dest);
+/* Removes every binding on dl, from whichever tables hold them, in time
+ * proportional to their number. gone (if not NULL) sees each one, with its
+ * table, just before it goes; it must not change any table. Returns how
+ * many were removed. */
+typedef void (*route_gone_fn)(route_table *rt, const route_binding *b, void *ctx);
+size_t route_unbind_all(route_dest_list *dl, route_gone_fn gone, void *ctx);
 
 /* Number of bindings. */
 size_t route_count(const route_table *rt);

@@ -12,7 +12,8 @@
  * arguments follow it, and what only headers tables need (the decoded
  * arguments) follows those, in headers tables only. The index entry a
  * binding hangs on is found again from its key when it goes, and the
- * identity hash, which holds every binding, is what listing walks.
+ * identity hash, which holds every binding, is what listing walks; the
+ * destination's list is how a queue's bindings all go when it does.
  */
 #ifndef CONEY_ROUTING_ROUTE_INT_H
 #define CONEY_ROUTING_ROUTE_INT_H
@@ -22,6 +23,10 @@
 typedef struct route_rec {
     void *dest;
     struct route_rec *id_next;     /* chain in the table's identity hash */
+    /* the destination's list (route_dest_list), across tables; dest_pprev
+     * is NULL when the binding is on none */
+    struct route_rec *dest_next, **dest_pprev;
+    route_table *rt;               /* the table it is in, for that list */
     /* the list of bindings sharing one index entry (a direct key entry, a
      * topic trie node; every binding of a fanout or headers table) */
     struct route_rec *grp_prev, *grp_next;
@@ -74,6 +79,7 @@ struct route_table {
     route_rec **ids;              /* identity hash, ids_mask + 1 buckets: every binding */
     size_t ids_mask;
     void *index;                   /* direct or topic index, owned */
+    void *owner;                   /* the caller's, see route_table_new */
 };
 
 /* What each type adds to the common storage in table.c. add runs before

@@ -176,7 +176,7 @@ bind_table(route_table *rt, void *dest, amqp_table args)
 {
     uint32_t len;
     uint8_t *buf = encode(args, &len);
-    int rc = route_bind(rt, dest, AMQP_BYTES_LIT(""), buf, len);
+    int rc = route_bind(rt, dest, NULL, AMQP_BYTES_LIT(""), buf, len);
     free(buf);  /* the table copied it */
     return rc;
 }
@@ -190,7 +190,7 @@ mark_emit(void *dest, void *ctx)
 
 START_TEST(test_headers_table_routing)
 {
-    route_table *rt = route_table_new(ROUTE_HEADERS);
+    route_table *rt = route_table_new(ROUTE_HEADERS, NULL);
     int qall = 0, qany = 0, qvoid = 0, qempty = 0, qanyx = 0;
     amqp_field ball[] = { FS("x-match", "all"), FS("fmt", "pdf"), FI("v", 'I', 2) };
     amqp_field bany[] = { FS("x-match", "any"), FS("fmt", "pdf"), FS("fmt2", "png") };
@@ -199,7 +199,7 @@ START_TEST(test_headers_table_routing)
     ck_assert_int_eq(bind_table(rt, &qall, TABLE(ball)), 0);
     ck_assert_int_eq(bind_table(rt, &qany, TABLE(bany)), 0);
     ck_assert_int_eq(bind_table(rt, &qvoid, TABLE(bvoid)), 0);
-    ck_assert_int_eq(route_bind(rt, &qempty, AMQP_BYTES_LIT(""), NULL, 0), 0);
+    ck_assert_int_eq(route_bind(rt, &qempty, NULL, AMQP_BYTES_LIT(""), NULL, 0), 0);
     ck_assert_int_eq(bind_table(rt, &qanyx, TABLE(banyx)), 0);
     ck_assert_int_eq(bind_table(rt, &qall, TABLE(ball)), 1);
     ck_assert_uint_eq(route_count(rt), 5);
@@ -231,7 +231,7 @@ END_TEST
 
 START_TEST(test_headers_table_rejects)
 {
-    route_table *rt = route_table_new(ROUTE_HEADERS);
+    route_table *rt = route_table_new(ROUTE_HEADERS, NULL);
     int q;
     amqp_field bad[] = { FS("x-match", "most"), FS("a", "x") };
     amqp_field bad_type[] = { FI("x-match", 'I', 1) };
@@ -242,13 +242,13 @@ START_TEST(test_headers_table_rejects)
 
     /* Bytes that do not decode: unknown value type 'Z'. */
     static const uint8_t garbage[] = { 0, 0, 0, 4, 1, 'a', 'Z', 0 };
-    ck_assert_int_eq(route_bind(rt, &q, AMQP_BYTES_LIT(""), garbage, sizeof garbage), -1);
+    ck_assert_int_eq(route_bind(rt, &q, NULL, AMQP_BYTES_LIT(""), garbage, sizeof garbage), -1);
     /* A prefix longer than the bytes given. */
     static const uint8_t truncated[] = { 0, 0, 0, 9, 1, 'a', 'V' };
-    ck_assert_int_eq(route_bind(rt, &q, AMQP_BYTES_LIT(""), truncated, sizeof truncated), -1);
+    ck_assert_int_eq(route_bind(rt, &q, NULL, AMQP_BYTES_LIT(""), truncated, sizeof truncated), -1);
     /* A valid table followed by stray bytes. */
     static const uint8_t trailing[] = { 0, 0, 0, 3, 1, 'a', 'V', 0xff };
-    ck_assert_int_eq(route_bind(rt, &q, AMQP_BYTES_LIT(""), trailing, sizeof trailing), -1);
+    ck_assert_int_eq(route_bind(rt, &q, NULL, AMQP_BYTES_LIT(""), trailing, sizeof trailing), -1);
     ck_assert_uint_eq(route_count(rt), 0);
 
     /* Rejection leaves nothing behind; a good binding still works. */

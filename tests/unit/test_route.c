@@ -68,7 +68,7 @@ START_TEST(test_route_type_names)
         enum route_type t;
         ck_assert(route_type_parse(amqp_cstr(route_type_name(all_types[i])), &t));
         ck_assert_int_eq(t, all_types[i]);
-        route_table *rt = route_table_new(all_types[i]);
+        route_table *rt = route_table_new(all_types[i], NULL);
         ck_assert_int_eq(route_table_type(rt), all_types[i]);
         route_table_free(rt);
     }
@@ -85,16 +85,17 @@ END_TEST
  * Check's, one run per type). */
 START_TEST(test_route_bind_unbind)
 {
-    route_table *rt = route_table_new(all_types[_i]);
+    route_table *rt = route_table_new(all_types[_i], NULL);
     int q1, q2;
+    route_dest_list l1 = { 0 }, l2 = { 0 };
     amqp_bytes k = AMQP_BYTES_LIT("k"), k2 = AMQP_BYTES_LIT("k2");
 
     ck_assert_uint_eq(route_count(rt), 0);
-    ck_assert_int_eq(route_bind(rt, &q1, k, NULL, 0), 0);
-    ck_assert_int_eq(route_bind(rt, &q1, k, NULL, 0), 1);
+    ck_assert_int_eq(route_bind(rt, &q1, &l1, k, NULL, 0), 0);
+    ck_assert_int_eq(route_bind(rt, &q1, &l1, k, NULL, 0), 1);
     ck_assert_uint_eq(route_count(rt), 1);
-    ck_assert_int_eq(route_bind(rt, &q2, k, NULL, 0), 0);
-    ck_assert_int_eq(route_bind(rt, &q1, k2, NULL, 0), 0);
+    ck_assert_int_eq(route_bind(rt, &q2, &l2, k, NULL, 0), 0);
+    ck_assert_int_eq(route_bind(rt, &q1, &l1, k2, NULL, 0), 0);
     ck_assert_uint_eq(route_count(rt), 3);
 
     /* Unbinding what is not there changes nothing. */
@@ -105,11 +106,12 @@ START_TEST(test_route_bind_unbind)
     ck_assert_int_eq(route_unbind(rt, &q2, k, NULL, 0), 0);
     ck_assert_int_eq(route_unbind(rt, &q2, k, NULL, 0), 1);
     ck_assert_uint_eq(route_count(rt), 2);
+    ck_assert_ptr_null(l2.head);        /* unbinding took it off q2's list */
 
     /* Rebinding after unbind adds it again. */
-    ck_assert_int_eq(route_bind(rt, &q2, k, NULL, 0), 0);
-    ck_assert_uint_eq(route_unbind_dest(rt, &q1), 2);
-    ck_assert_uint_eq(route_unbind_dest(rt, &q1), 0);
+    ck_assert_int_eq(route_bind(rt, &q2, &l2, k, NULL, 0), 0);
+    ck_assert_uint_eq(route_unbind_all(&l1, NULL, NULL), 2);
+    ck_assert_uint_eq(route_unbind_all(&l1, NULL, NULL), 0);
     ck_assert_uint_eq(route_count(rt), 1);
 
     seen s = { 0 };
@@ -123,20 +125,20 @@ END_TEST
 
 START_TEST(test_route_args_identity)
 {
-    route_table *rt = route_table_new(all_types[_i]);
+    route_table *rt = route_table_new(all_types[_i], NULL);
     int q;
     amqp_bytes k = AMQP_BYTES_LIT("k");
     uint8_t a1[64], a2[64];
     uint32_t n1 = args_with(a1, "one"), n2 = args_with(a2, "two");
     static const uint8_t empty[4] = { 0, 0, 0, 0 };
 
-    ck_assert_int_eq(route_bind(rt, &q, k, a1, n1), 0);
-    ck_assert_int_eq(route_bind(rt, &q, k, a2, n2), 0);
-    ck_assert_int_eq(route_bind(rt, &q, k, NULL, 0), 0);
+    ck_assert_int_eq(route_bind(rt, &q, NULL, k, a1, n1), 0);
+    ck_assert_int_eq(route_bind(rt, &q, NULL, k, a2, n2), 0);
+    ck_assert_int_eq(route_bind(rt, &q, NULL, k, NULL, 0), 0);
     ck_assert_uint_eq(route_count(rt), 3);
-    ck_assert_int_eq(route_bind(rt, &q, k, a1, n1), 1);
+    ck_assert_int_eq(route_bind(rt, &q, NULL, k, a1, n1), 1);
     /* An encoded empty table is the same as no arguments. */
-    ck_assert_int_eq(route_bind(rt, &q, k, empty, sizeof empty), 1);
+    ck_assert_int_eq(route_bind(rt, &q, NULL, k, empty, sizeof empty), 1);
     ck_assert_uint_eq(route_count(rt), 3);
 
     /* The table copied the arguments: the caller's buffer is its own. */
@@ -190,15 +192,16 @@ check_listed(const route_binding *b, void *ctx)
 START_TEST(test_route_foreach_many)
 {
     enum { N = 2000 };
-    route_table *rt = route_table_new(all_types[_i]);
+    route_table *rt = route_table_new(all_types[_i], NULL);
     static int ids[N];
+    static route_dest_list lists[N];
     for (int i = 0; i < N; i++) {
         char key[32];
         uint8_t a[64];
         ids[i] = i;
         snprintf(key, sizeof key, "key.%d", i);
         uint32_t n = i % 3 == 0 ? args_with(a, key) : 0;
-        ck_assert_int_eq(route_bind(rt, &ids[i], amqp_cstr(key), n ? a : NULL, n), 0);
+        ck_assert_int_eq(route_bind(rt, &ids[i], &lists[i], amqp_cstr(key), n ? a : NULL, n), 0);
     }
     ck_assert_uint_eq(route_count(rt), N);
     listed l = { 0, true };
@@ -207,25 +210,106 @@ START_TEST(test_route_foreach_many)
     ck_assert(l.ok);
 
     for (int i = 0; i < N; i += 2)
-        ck_assert_uint_eq(route_unbind_dest(rt, &ids[i]), 1);
+        ck_assert_uint_eq(route_unbind_all(&lists[i], NULL, NULL), 1);
     ck_assert_uint_eq(route_count(rt), N / 2);
     l = (listed){ 0, true };
     route_foreach(rt, check_listed, &l);
     ck_assert_int_eq(l.n, N / 2);
     ck_assert(l.ok);
     route_table_free(rt);
+    for (int i = 0; i < N; i++)         /* the free took them off their lists */
+        ck_assert_ptr_null(lists[i].head);
+}
+END_TEST
+
+typedef struct gone_seen {
+    int n;
+    route_table *rt[4];
+    void *owner[4];
+    void *dest;
+    bool ok;
+} gone_seen;
+
+static void
+note_gone(route_table *rt, const route_binding *b, void *ctx)
+{
+    gone_seen *g = ctx;
+    g->ok = g->ok && b->dest == g->dest && g->n < 4;
+    if (g->n < 4) {
+        g->rt[g->n] = rt;
+        g->owner[g->n] = route_table_owner(rt);
+    }
+    g->n++;
+}
+
+static void
+emit_count(void *dest, void *ctx)
+{
+    (void)dest;
+    (*(int *)ctx)++;
+}
+
+/* A destination's bindings in several tables all go at once, each shown
+ * to the callback with its table (and that table's owner), and nobody
+ * else's binding goes with them. */
+START_TEST(test_route_unbind_all_across_tables)
+{
+    int owners[3], q, other;
+    route_dest_list lq = { 0 }, lo = { 0 };
+    route_table *direct = route_table_new(ROUTE_DIRECT, &owners[0]);
+    route_table *topic = route_table_new(ROUTE_TOPIC, &owners[1]);
+    route_table *fanout = route_table_new(ROUTE_FANOUT, &owners[2]);
+    amqp_bytes k = AMQP_BYTES_LIT("a.b");
+
+    ck_assert_ptr_eq(route_table_owner(topic), &owners[1]);
+    ck_assert_int_eq(route_bind(direct, &q, &lq, k, NULL, 0), 0);
+    ck_assert_int_eq(route_bind(topic, &q, &lq, AMQP_BYTES_LIT("a.*"), NULL, 0), 0);
+    ck_assert_int_eq(route_bind(topic, &q, &lq, AMQP_BYTES_LIT("#"), NULL, 0), 0);
+    ck_assert_int_eq(route_bind(fanout, &q, &lq, k, NULL, 0), 0);
+    ck_assert_int_eq(route_bind(topic, &other, &lo, AMQP_BYTES_LIT("a.*"), NULL, 0), 0);
+    ck_assert_int_eq(route_bind(fanout, &other, &lo, k, NULL, 0), 0);
+
+    gone_seen g = { .dest = &q, .ok = true };
+    ck_assert_uint_eq(route_unbind_all(&lq, note_gone, &g), 4);
+    ck_assert(g.ok);
+    ck_assert_int_eq(g.n, 4);
+    int in_topic = 0;
+    for (int i = 0; i < 4; i++) {
+        ck_assert(g.rt[i] == direct || g.rt[i] == topic || g.rt[i] == fanout);
+        ck_assert_ptr_eq(g.owner[i], route_table_owner(g.rt[i]));
+        in_topic += g.rt[i] == topic;
+    }
+    ck_assert_int_eq(in_topic, 2);
+    ck_assert_ptr_null(lq.head);
+    ck_assert_uint_eq(route_count(direct), 0);
+    ck_assert_uint_eq(route_count(topic), 1);
+    ck_assert_uint_eq(route_count(fanout), 1);
+
+    /* the other destination still routes, q does not */
+    int hits = 0;
+    route_match(topic, k, NULL, emit_count, &hits);
+    route_match(fanout, k, NULL, emit_count, &hits);
+    route_match(direct, k, NULL, emit_count, &hits);
+    ck_assert_int_eq(hits, 2);
+
+    /* a table freed with bindings in it takes them off their lists */
+    route_table_free(topic);
+    ck_assert_ptr_nonnull(lo.head);
+    route_table_free(fanout);
+    ck_assert_ptr_null(lo.head);
+    route_table_free(direct);
 }
 END_TEST
 
 START_TEST(test_route_direct_match)
 {
-    route_table *rt = route_table_new(ROUTE_DIRECT);
+    route_table *rt = route_table_new(ROUTE_DIRECT, NULL);
     int q1, q2, q3, q4;
     static const char nul_key[] = { 'a', '\0', 'b' };
-    route_bind(rt, &q1, AMQP_BYTES_LIT("orders"), NULL, 0);
-    route_bind(rt, &q2, AMQP_BYTES_LIT("orders"), NULL, 0);
-    route_bind(rt, &q3, AMQP_BYTES_LIT(""), NULL, 0);
-    route_bind(rt, &q4, (amqp_bytes){ nul_key, 3 }, NULL, 0);
+    route_bind(rt, &q1, NULL, AMQP_BYTES_LIT("orders"), NULL, 0);
+    route_bind(rt, &q2, NULL, AMQP_BYTES_LIT("orders"), NULL, 0);
+    route_bind(rt, &q3, NULL, AMQP_BYTES_LIT(""), NULL, 0);
+    route_bind(rt, &q4, NULL, (amqp_bytes){ nul_key, 3 }, NULL, 0);
 
     seen s = { 0 };
     route_match(rt, AMQP_BYTES_LIT("orders"), NULL, seen_emit, &s);
@@ -247,7 +331,7 @@ START_TEST(test_route_direct_match)
     ck_assert_int_eq(seen_count(&s, &q4), 1);
 
     /* One destination bound under two keys is reached by each. */
-    route_bind(rt, &q1, AMQP_BYTES_LIT("billing"), NULL, 0);
+    route_bind(rt, &q1, NULL, AMQP_BYTES_LIT("billing"), NULL, 0);
     s.n = 0;
     route_match(rt, AMQP_BYTES_LIT("billing"), NULL, seen_emit, &s);
     ck_assert_int_eq(s.n, 1);
@@ -273,12 +357,12 @@ direct_emit(void *dest, void *ctx)
 START_TEST(test_route_direct_many)
 {
     enum { N = 10000 };
-    route_table *rt = route_table_new(ROUTE_DIRECT);
+    route_table *rt = route_table_new(ROUTE_DIRECT, NULL);
     static int ids[N];
     char key[32];
     for (int i = 0; i < N; i++) {
         snprintf(key, sizeof key, "rk-%d", i);
-        ck_assert_int_eq(route_bind(rt, &ids[i], amqp_cstr(key), NULL, 0), 0);
+        ck_assert_int_eq(route_bind(rt, &ids[i], NULL, amqp_cstr(key), NULL, 0), 0);
     }
     for (int i = 0; i < N; i++) {
         void *got = NULL;
@@ -302,11 +386,12 @@ END_TEST
 
 START_TEST(test_route_fanout_match)
 {
-    route_table *rt = route_table_new(ROUTE_FANOUT);
+    route_table *rt = route_table_new(ROUTE_FANOUT, NULL);
     int q1, q2, q3;
-    route_bind(rt, &q1, AMQP_BYTES_LIT(""), NULL, 0);
-    route_bind(rt, &q2, AMQP_BYTES_LIT("anything"), NULL, 0);
-    route_bind(rt, &q3, AMQP_BYTES_LIT("a.#"), NULL, 0);
+    route_dest_list l2 = { 0 };
+    route_bind(rt, &q1, NULL, AMQP_BYTES_LIT(""), NULL, 0);
+    route_bind(rt, &q2, &l2, AMQP_BYTES_LIT("anything"), NULL, 0);
+    route_bind(rt, &q3, NULL, AMQP_BYTES_LIT("a.#"), NULL, 0);
 
     const char *keys[] = { "", "x", "a.b", "#" };
     for (size_t i = 0; i < 4; i++) {
@@ -317,7 +402,7 @@ START_TEST(test_route_fanout_match)
         ck_assert_int_eq(seen_count(&s, &q2), 1);
         ck_assert_int_eq(seen_count(&s, &q3), 1);
     }
-    route_unbind_dest(rt, &q2);
+    route_unbind_all(&l2, NULL, NULL);
     seen s = { 0 };
     route_match(rt, AMQP_BYTES_LIT("x"), NULL, seen_emit, &s);
     ck_assert_int_eq(s.n, 2);
@@ -328,14 +413,15 @@ END_TEST
 
 START_TEST(test_route_topic_match)
 {
-    route_table *rt = route_table_new(ROUTE_TOPIC);
+    route_table *rt = route_table_new(ROUTE_TOPIC, NULL);
     int q1, q2, q3;
-    route_bind(rt, &q1, AMQP_BYTES_LIT("stock.*.nyse"), NULL, 0);
-    route_bind(rt, &q2, AMQP_BYTES_LIT("stock.#"), NULL, 0);
-    route_bind(rt, &q3, AMQP_BYTES_LIT("#.nyse"), NULL, 0);
+    route_dest_list l3 = { 0 };
+    route_bind(rt, &q1, NULL, AMQP_BYTES_LIT("stock.*.nyse"), NULL, 0);
+    route_bind(rt, &q2, NULL, AMQP_BYTES_LIT("stock.#"), NULL, 0);
+    route_bind(rt, &q3, &l3, AMQP_BYTES_LIT("#.nyse"), NULL, 0);
     /* Same pattern, different dest: both. Same dest twice: one binding. */
-    route_bind(rt, &q3, AMQP_BYTES_LIT("stock.#"), NULL, 0);
-    ck_assert_int_eq(route_bind(rt, &q3, AMQP_BYTES_LIT("stock.#"), NULL, 0), 1);
+    route_bind(rt, &q3, &l3, AMQP_BYTES_LIT("stock.#"), NULL, 0);
+    ck_assert_int_eq(route_bind(rt, &q3, &l3, AMQP_BYTES_LIT("stock.#"), NULL, 0), 1);
 
     seen s = { 0 };
     route_match(rt, AMQP_BYTES_LIT("stock.ibm.nyse"), NULL, seen_emit, &s);
@@ -354,7 +440,7 @@ START_TEST(test_route_topic_match)
     ck_assert_int_eq(seen_count(&s, &q2), 1);
     ck_assert_int_eq(seen_count(&s, &q3), 1);
 
-    ck_assert_uint_eq(route_unbind_dest(rt, &q3), 2);
+    ck_assert_uint_eq(route_unbind_all(&l3, NULL, NULL), 2);
     s.n = 0;
     route_match(rt, AMQP_BYTES_LIT("bond.ibm.nyse"), NULL, seen_emit, &s);
     ck_assert_int_eq(s.n, 0);
@@ -365,11 +451,11 @@ END_TEST
 /* Headers tables ignore the routing key entirely. */
 START_TEST(test_route_headers_ignore_key)
 {
-    route_table *rt = route_table_new(ROUTE_HEADERS);
+    route_table *rt = route_table_new(ROUTE_HEADERS, NULL);
     int q;
     uint8_t a[64];
     uint32_t n = args_with(a, "v");
-    route_bind(rt, &q, AMQP_BYTES_LIT("some.key"), a, n);
+    route_bind(rt, &q, NULL, AMQP_BYTES_LIT("some.key"), a, n);
     amqp_field f = { AMQP_BYTES_LIT("k"), { .kind = 'S', .v.bytes = AMQP_BYTES_LIT("v") } };
     amqp_table h = { 1, &f };
     seen s = { 0 };
@@ -392,6 +478,7 @@ suite_route(void)
     tcase_add_loop_test(tc, test_route_bind_unbind, 0, NTYPES);
     tcase_add_loop_test(tc, test_route_args_identity, 0, NTYPES);
     tcase_add_loop_test(tc, test_route_foreach_many, 0, NTYPES);
+    tcase_add_test(tc, test_route_unbind_all_across_tables);
     tcase_add_test(tc, test_route_direct_match);
     tcase_add_test(tc, test_route_direct_many);
     tcase_add_test(tc, test_route_fanout_match);

@@ -106,10 +106,10 @@ START_TEST(test_topic_trie_cases)
 {
     for (size_t i = 0; i < NCASES; i++) {
         const topic_case *c = &topic_cases[i];
-        route_table *rt = route_table_new(ROUTE_TOPIC);
+        route_table *rt = route_table_new(ROUTE_TOPIC, NULL);
         ck_assert_ptr_nonnull(rt);
         int dest;
-        ck_assert_int_eq(route_bind(rt, &dest, amqp_cstr(c->pattern), NULL, 0), 0);
+        ck_assert_int_eq(route_bind(rt, &dest, NULL, amqp_cstr(c->pattern), NULL, 0), 0);
         int n = 0;
         route_match(rt, amqp_cstr(c->key), NULL, count_emit, &n);
         ck_assert_msg(n == (c->match ? 1 : 0),
@@ -138,9 +138,9 @@ START_TEST(test_topic_trie_shared)
 {
     int dests[NCASES];
     int count[NCASES];
-    route_table *rt = route_table_new(ROUTE_TOPIC);
+    route_table *rt = route_table_new(ROUTE_TOPIC, NULL);
     for (size_t i = 0; i < NCASES; i++)
-        route_bind(rt, &dests[i], amqp_cstr(topic_cases[i].pattern), NULL, 0);
+        route_bind(rt, &dests[i], NULL, amqp_cstr(topic_cases[i].pattern), NULL, 0);
     ck_assert_uint_eq(route_count(rt), NCASES);
 
     hits h = { count, dests };
@@ -195,10 +195,10 @@ START_TEST(test_topic_trie_random)
     int *count = calloc(RANDOM_BINDINGS, sizeof *count);
     uint64_t seed = 0x2545f4914f6cdd1dULL;
 
-    route_table *rt = route_table_new(ROUTE_TOPIC);
+    route_table *rt = route_table_new(ROUTE_TOPIC, NULL);
     for (int i = 0; i < RANDOM_BINDINGS; i++) {
         rng_topic(&seed, patterns[i], pwords, 8, 6);
-        ck_assert_int_eq(route_bind(rt, &dests[i], amqp_cstr(patterns[i]), NULL, 0), 0);
+        ck_assert_int_eq(route_bind(rt, &dests[i], NULL, amqp_cstr(patterns[i]), NULL, 0), 0);
     }
     ck_assert_uint_eq(route_count(rt), RANDOM_BINDINGS);
 
@@ -256,11 +256,11 @@ START_TEST(test_topic_pathological)
     for (int i = 0; i < 250; i++)
         strcat(key, i ? ".a" : "a");
 
-    route_table *rt = route_table_new(ROUTE_TOPIC);
+    route_table *rt = route_table_new(ROUTE_TOPIC, NULL);
     int d1, d2, d3;
-    route_bind(rt, &d1, amqp_cstr(pat), NULL, 0);
-    route_bind(rt, &d2, amqp_cstr(pat2), NULL, 0);
-    route_bind(rt, &d3, amqp_cstr("#.#.#.#.#.#.#.#"), NULL, 0);
+    route_bind(rt, &d1, NULL, amqp_cstr(pat), NULL, 0);
+    route_bind(rt, &d2, NULL, amqp_cstr(pat2), NULL, 0);
+    route_bind(rt, &d3, NULL, amqp_cstr("#.#.#.#.#.#.#.#"), NULL, 0);
 
     int n = 0;
     route_match(rt, amqp_cstr(key), NULL, count_emit, &n);
@@ -297,9 +297,9 @@ START_TEST(test_topic_deep_pattern)
         pat[2 * i + 1] = key[2 * i + 1] = '.';
     }
     pat[words * 2 - 1] = key[words * 2 - 1] = '\0';
-    route_table *rt = route_table_new(ROUTE_TOPIC);
+    route_table *rt = route_table_new(ROUTE_TOPIC, NULL);
     int d;
-    ck_assert_int_eq(route_bind(rt, &d, amqp_cstr(pat), NULL, 0), 0);
+    ck_assert_int_eq(route_bind(rt, &d, NULL, amqp_cstr(pat), NULL, 0), 0);
     int n = 0;
     route_match(rt, amqp_cstr(key), NULL, count_emit, &n);
     ck_assert_int_eq(n, 1);
@@ -319,11 +319,12 @@ END_TEST
  * a removed pattern must no longer. */
 START_TEST(test_topic_unbind_prunes)
 {
-    route_table *rt = route_table_new(ROUTE_TOPIC);
+    route_table *rt = route_table_new(ROUTE_TOPIC, NULL);
     int d1, d2;
-    route_bind(rt, &d1, amqp_cstr("a.b.c"), NULL, 0);
-    route_bind(rt, &d2, amqp_cstr("a.#"), NULL, 0);
-    route_bind(rt, &d2, amqp_cstr("a.*.c"), NULL, 0);
+    route_dest_list l2 = { 0 };
+    route_bind(rt, &d1, NULL, amqp_cstr("a.b.c"), NULL, 0);
+    route_bind(rt, &d2, &l2, amqp_cstr("a.#"), NULL, 0);
+    route_bind(rt, &d2, &l2, amqp_cstr("a.*.c"), NULL, 0);
 
     int n = 0;
     route_match(rt, amqp_cstr("a.b.c"), NULL, count_emit, &n);
@@ -335,14 +336,14 @@ START_TEST(test_topic_unbind_prunes)
     route_match(rt, amqp_cstr("a.b.c"), NULL, count_emit, &n);
     ck_assert_int_eq(n, 2);
 
-    ck_assert_uint_eq(route_unbind_dest(rt, &d2), 2);
+    ck_assert_uint_eq(route_unbind_all(&l2, NULL, NULL), 2);
     n = 0;
     route_match(rt, amqp_cstr("a.b.c"), NULL, count_emit, &n);
     ck_assert_int_eq(n, 0);
     ck_assert_uint_eq(route_count(rt), 0);
 
     /* The emptied trie takes new bindings as before. */
-    ck_assert_int_eq(route_bind(rt, &d1, amqp_cstr("a.b.c"), NULL, 0), 0);
+    ck_assert_int_eq(route_bind(rt, &d1, NULL, amqp_cstr("a.b.c"), NULL, 0), 0);
     n = 0;
     route_match(rt, amqp_cstr("a.b.c"), NULL, count_emit, &n);
     ck_assert_int_eq(n, 1);
