@@ -449,8 +449,9 @@ static const config_key keys[] = {
               "prefetch): past it the channel's consumers wait for acks and basic.get answers "
               "get-empty; 0 = no limit" },
     { "coney.handshake_max_per_ip", 0, UINT(handshake_max_per_ip, 0, UINT32_MAX), .def = "256",
-      .help = "connections (AMQP and MQTT) from one address that have not logged in yet; "
-              "more are closed at once; 0 = no limit" },
+      .help = "connections (AMQP and MQTT) from one address served before they log in; "
+              "more wait, unread, for a turn (10 s at most; 4,096 waiting in all); "
+              "0 = no limit" },
 
     /* definitions */
     { "load_definitions", 0, STR(load_definitions), .example = "/etc/coney/definitions.json",

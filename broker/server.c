@@ -177,12 +177,58 @@ accept_pause(listener *l, int err)
     ev_timer_start(B.loop, &l->resume);
 }
 
-/* coney.handshake_max_per_ip: one address already has that many
- * connections that have not logged in (a flood of connects, or a client
- * that opens sockets and never speaks): the new one is closed at once,
- * with a warning at most once a second. */
+/* Finishes an accept: the socket becomes a stream of the listener's kind
+ * and goes to its protocol. counted is the peer slot stream_peer_enter
+ * gave it (NULL: not counted). */
 static void
-refuse_flood(int fd, const char *peer)
+admit(listener *l, int fd, const struct sockaddr_storage *ss, struct stream_peer *counted)
+{
+    char peer[64];
+    format_peer(ss, peer, sizeof peer);
+    stream s;
+    if (l->kind == STREAM_TLS) {
+        if (stream_tls(&s, fd) != 0) {
+            log_warning("cannot start TLS for %s: out of memory", peer);
+            s.peer = counted;
+            stream_peer_release(&s);
+            close(fd);
+            return;
+        }
+    } else {
+        stream_tcp(&s, fd);
+    }
+    s.peer = counted;
+    l->on_accept(&s, peer, addr_is_loopback(ss));
+}
+
+/* ---- connections waiting for their address's turn --------------------------
+ * coney.handshake_max_per_ip: while one address has that many connections
+ * that have not logged in, its new ones wait, accepted but not read (their
+ * first bytes stay in the kernel), and are let in, oldest first, as the
+ * others log in or leave: a client pool that opens a thousand connections
+ * at once is served, only more slowly, while a flood of connects or of
+ * sockets that never speak cannot take every descriptor nor hold up other
+ * addresses. A connection that waits HELD_WAIT, the handshake's own
+ * deadline, is closed; so is one that would make more than HELD_MAX wait
+ * in all. Either is logged at most once a second. */
+#define HELD_MAX 4096
+#define HELD_WAIT 10.0
+#define HELD_POLL 0.005
+
+typedef struct held {
+    struct held *next;
+    listener *l;
+    int fd;
+    ev_tstamp since;
+    struct sockaddr_storage ss;
+} held;
+
+static held *held_head, **held_tail = &held_head;
+static uint32_t nheld;
+static ev_timer held_timer;
+
+static void
+refuse_flood(int fd, const struct sockaddr_storage *ss, const char *why)
 {
     static ev_tstamp last;
     static unsigned long refused;
@@ -190,13 +236,90 @@ refuse_flood(int fd, const char *peer)
     refused++;
     ev_tstamp now = ev_now(B.loop);
     if (now - last >= 1.0) {
-        log_warning("closing connection from %s at once: %u connections from that address "
-                    "have not logged in yet (coney.handshake_max_per_ip); %lu refused since "
-                    "the last warning",
-                    peer, B.cfg.handshake_max_per_ip, refused);
+        char peer[64];
+        format_peer(ss, peer, sizeof peer);
+        log_warning("closed connection from %s: %s (coney.handshake_max_per_ip is %u); "
+                    "%lu closed so since the last warning",
+                    peer, why, B.cfg.handshake_max_per_ip, refused);
         last = now;
         refused = 0;
     }
+}
+
+static void
+held_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)w; (void)revents;
+    ev_tstamp now = ev_now(loop);
+    held **pp = &held_head;
+    while (*pp) {
+        held *h = *pp;
+        bool full;
+        struct stream_peer *counted =
+            stream_peer_enter(&h->ss, B.cfg.handshake_max_per_ip, &full);
+        if (full && now - h->since < HELD_WAIT) {
+            pp = &h->next;
+            continue;
+        }
+        *pp = h->next;
+        nheld--;
+        if (full)
+            refuse_flood(h->fd, &h->ss, "waited 10 s for its address's earlier "
+                         "connections to log in");
+        else
+            admit(h->l, h->fd, &h->ss, counted);
+        free(h);
+    }
+    held_tail = pp;
+    if (!nheld)
+        ev_timer_stop(loop, &held_timer);
+}
+
+static void
+hold(listener *l, int fd, const struct sockaddr_storage *ss)
+{
+    static ev_tstamp last;
+    held *h = nheld < HELD_MAX ? malloc(sizeof *h) : NULL;
+    if (!h) {
+        refuse_flood(fd, ss, "too many connections wait to log in");
+        return;
+    }
+    *h = (held){ .l = l, .fd = fd, .since = ev_now(B.loop), .ss = *ss };
+    *held_tail = h;
+    held_tail = &h->next;
+    if (nheld++ == 0) {
+        ev_timer_init(&held_timer, held_cb, HELD_POLL, HELD_POLL);
+        ev_timer_start(B.loop, &held_timer);
+    }
+    if (ev_now(B.loop) - last >= 1.0) {
+        char peer[64];
+        format_peer(ss, peer, sizeof peer);
+        log_warning("connection from %s waits: %u connections from that address have not "
+                    "logged in yet (coney.handshake_max_per_ip); %u wait in all",
+                    peer, B.cfg.handshake_max_per_ip, nheld);
+        last = ev_now(B.loop);
+    }
+}
+
+/* A listener going away closes the connections that wait on it. */
+static void
+held_drop(listener *l)
+{
+    held **pp = &held_head;
+    while (*pp) {
+        held *h = *pp;
+        if (h->l != l) {
+            pp = &h->next;
+            continue;
+        }
+        *pp = h->next;
+        nheld--;
+        close(h->fd);
+        free(h);
+    }
+    held_tail = pp;
+    if (!nheld)
+        ev_timer_stop(B.loop, &held_timer);
 }
 
 static void
@@ -223,28 +346,12 @@ accept_cb(struct ev_loop *loop, ev_io *w, int revents)
             log_info("accepting again after %lu pauses for file descriptors", l->paused);
             l->paused = 0;
         }
-        char peer[64];
-        format_peer(&ss, peer, sizeof peer);
         bool full;
         struct stream_peer *counted = stream_peer_enter(&ss, B.cfg.handshake_max_per_ip, &full);
-        if (full) {
-            refuse_flood(fd, peer);
-            continue;
-        }
-        stream s;
-        if (l->kind == STREAM_TLS) {
-            if (stream_tls(&s, fd) != 0) {
-                log_warning("cannot start TLS for %s: out of memory", peer);
-                s.peer = counted;
-                stream_peer_release(&s);
-                close(fd);
-                continue;
-            }
-        } else {
-            stream_tcp(&s, fd);
-        }
-        s.peer = counted;
-        l->on_accept(&s, peer, addr_is_loopback(&ss));
+        if (full)
+            hold(l, fd, &ss);
+        else
+            admit(l, fd, &ss, counted);
     }
 }
 
@@ -305,6 +412,7 @@ server_unlisten(ev_io *w)
     ev_io_stop(B.loop, w);
     listener *l = w->data;
     ev_timer_stop(B.loop, &l->resume);
+    held_drop(l);
     close(w->fd);
     w->fd = -1;
     free(w->data);

@@ -16,6 +16,7 @@ broker hold is bounded.
 Each test starts its own broker (skipped with CONEY_TEST_TARGET)."""
 
 import json
+import resource
 import os
 import signal
 import socket
@@ -307,8 +308,32 @@ def _closed_at_once(host, port):
         s.close()
 
 
+AMQP_HEADER = b"AMQP\x00\x00\x09\x01"
+MQTT_CONNECT = b"\x10\x0d\x00\x04MQTT\x04\x02\x00\x3c\x00\x01w"
+
+
+def _hello(host, port, hello):
+    s = socket.create_connection((host, port), timeout=TIMEOUT)
+    s.sendall(hello)
+    return s
+
+
+def _silent_for(s, seconds):
+    """True if the broker neither answers nor closes s for that long."""
+    s.settimeout(seconds)
+    try:
+        s.recv(1)
+        return False
+    except socket.timeout:
+        return True
+    except ConnectionResetError:
+        return False
+    finally:
+        s.settimeout(TIMEOUT)
+
+
 @pytest.mark.parametrize("own_broker", [{"CONEY_HANDSHAKE_MAX_PER_IP": "20"}], indirect=True)
-def test_connections_not_logged_in_are_limited_per_address(own_broker):
+def test_connections_not_logged_in_wait_their_turn_per_address(own_broker):
     b = own_broker
     # logged-in connections do not count
     logged_in = [b.connect() for _ in range(25)]
@@ -317,23 +342,51 @@ def test_connections_not_logged_in_are_limited_per_address(own_broker):
                for _ in range(8)]
     time.sleep(0.3 * SLOW)
     # the address has 20 connections that have not logged in, over both
-    # protocols: the next one is closed at once, on either port
-    assert _closed_at_once(b.host, b.port)
-    assert _closed_at_once(b.host, b.mqtt_port)
+    # protocols: the next ones are accepted but not read, on either port
+    w_amqp = _hello(b.host, b.port, AMQP_HEADER)
+    w_mqtt = _hello(b.host, b.mqtt_port, MQTT_CONNECT)
+    assert _silent_for(w_amqp, 1.0 * SLOW)
+    assert _silent_for(w_mqtt, 0.2 * SLOW)
     assert "coney.handshake_max_per_ip" in b.log()
     for c in logged_in:                    # those already in are served
         ch = c.channel()
         q = ch.queue_declare("", exclusive=True).method.queue
         ch.basic_publish("", q, b"x")
         assert ch.basic_get(q, auto_ack=True)[2] == b"x"
-    # the silent ones leave (or log in): room again
-    for s in silent[:5]:
+    # two silent ones leave: the waiting two are let in and answered, the
+    # bytes they sent while waiting read then
+    silent[0].close()
+    silent[19].close()
+    start = w_amqp.recv(7)
+    assert start[:3] == b"\x01\x00\x00", start      # a method frame on channel 0
+    assert w_mqtt.recv(4) == b"\x20\x02\x00\x00"   # CONNACK, accepted
+    for s in silent[1:19] + [w_amqp, w_mqtt]:
         s.close()
-    wait_for(lambda: not _closed_at_once(b.host, b.port), timeout=TIMEOUT,
-             what="a connection accepted again")
     with b.connect() as c:
         c.channel()
-    for s in silent[5:]:
-        s.close()
     for c in logged_in:
         c.close()
+
+
+@pytest.mark.parametrize("own_broker", [{"CONEY_HANDSHAKE_MAX_PER_IP": "4"}], indirect=True)
+def test_at_most_4096_connections_wait_and_more_are_closed_at_once(own_broker):
+    b = own_broker
+    old = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(old[0], min(old[1], 6000)), old[1]))
+    socks = []
+    fds = lambda: len(os.listdir("/proc/%d/fd" % b.proc.pid))
+    try:
+        base = fds()
+        socks = [socket.create_connection((b.host, b.port), timeout=TIMEOUT)
+                 for _ in range(4 + 4096)]
+        # all accepted: 4 served, 4096 waiting
+        wait_for(lambda: fds() >= base + len(socks), timeout=TIMEOUT,
+                 what="the broker to accept them all (%d fds, base %d)" % (fds(), base))
+        assert _closed_at_once(b.host, b.port)
+        assert "too many connections wait to log in" in b.log()
+    finally:
+        for s in socks:
+            s.close()
+        resource.setrlimit(resource.RLIMIT_NOFILE, old)
+    wait_for(lambda: not _closed_at_once(b.host, b.port), timeout=TIMEOUT,
+             what="room again once the waiting ones left")
