@@ -1312,7 +1312,8 @@ read_cb(struct ev_loop *loop, ev_io *w, int revents)
     }
     while (budget > 0 && c->state != CONN_DEAD && !(conn_paused(c) && c->state == CONN_OPEN)) {
         uint8_t *dst = buf_reserve(&c->in, READ_CHUNK);
-        ssize_t n = c->io.tr->read(&c->io, dst, c->in.cap - c->in.len);
+        size_t room = c->in.cap - c->in.len;
+        ssize_t n = c->io.tr->read(&c->io, dst, room);
         if (n < 0) {
             if (errno == EINTR)
                 continue;
@@ -1343,6 +1344,12 @@ read_cb(struct ev_loop *loop, ev_io *w, int revents)
             since_flush = 0;
             flush_all();           /* may abort c: the loop re-checks */
         }
+        /* A short read took all a plain socket held: asking again would
+         * only hear EAGAIN, a system call between this input and the
+         * deliveries it made (the watcher says when more comes). TLS may
+         * hold decrypted bytes the socket no longer shows, so it asks. */
+        if ((size_t)n < room && !c->io.tr->secure)
+            break;
     }
     if (c->state != CONN_DEAD)
         buf_compact(&c->in);

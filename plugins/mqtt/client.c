@@ -605,6 +605,8 @@ read_ready(mqtt_client *c)
             buf_commit(in, (size_t)n);
             process(c);
         }
+        if ((size_t)n < room && !c->io.tr->secure)
+            break;             /* the socket is empty: see read_cb in conn.c */
     }
     if (c->state == MC_DEAD || !c->bufs)
         return;
