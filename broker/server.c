@@ -232,7 +232,6 @@ refuse_flood(int fd, const struct sockaddr_storage *ss, const char *why)
 {
     static ev_tstamp last;
     static unsigned long refused;
-    close(fd);
     refused++;
     ev_tstamp now = ev_now(B.loop);
     if (now - last >= 1.0) {
@@ -244,6 +243,7 @@ refuse_flood(int fd, const struct sockaddr_storage *ss, const char *why)
         last = now;
         refused = 0;
     }
+    close(fd);                     /* after the line: whoever sees it closed can read why */
 }
 
 static void

@@ -383,7 +383,8 @@ def test_at_most_4096_connections_wait_and_more_are_closed_at_once(own_broker):
         wait_for(lambda: fds() >= base + len(socks), timeout=TIMEOUT,
                  what="the broker to accept them all (%d fds, base %d)" % (fds(), base))
         assert _closed_at_once(b.host, b.port)
-        assert "too many connections wait to log in" in b.log()
+        wait_for(lambda: "too many connections wait to log in" in b.log(), timeout=TIMEOUT,
+                 what="the warning for the connection closed at once")
     finally:
         for s in socks:
             s.close()
