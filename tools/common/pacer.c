@@ -35,7 +35,7 @@ pacer_take(pacer *p, uint64_t n, uint64_t max)
 {
     if (p->rate == 0)
         return max;
-    if (p->left == 0) {
+    if (n >= p->burst_to) {
         uint64_t now = tool_now_ns();
         uint64_t next = p->t0 + (uint64_t)((double)n * 1e9 / p->rate);
         if (next < p->burst_start + p->pace_ns)
@@ -47,9 +47,7 @@ pacer_take(pacer *p, uint64_t n, uint64_t max)
         /* every message due by now, and at least the one that woke us */
         uint64_t due = (uint64_t)((double)(now - p->t0) * p->rate / 1e9) + 1;
         p->burst_start = now;
-        p->left = due > n ? due - n : 1;
+        p->burst_to = due > n ? due : n + 1;
     }
-    uint64_t take = p->left < max ? p->left : max;
-    p->left -= take;
-    return take;
+    return p->burst_to - n < max ? p->burst_to - n : max;
 }

@@ -19,7 +19,7 @@ typedef struct pacer {
     uint64_t t0;              /* when message 0 was due */
     uint64_t pace_ns;         /* least time between two bursts' starts */
     uint64_t burst_start;
-    uint64_t left;            /* messages of this burst not yet taken */
+    uint64_t burst_to;        /* the burst ends when this many are sent */
 } pacer;
 
 void
@@ -27,7 +27,9 @@ pacer_init(pacer *p, double rate, unsigned pace_us);
 
 /* How many messages to send now, at most max, when n have been sent: 0
  * means the call slept (at most 100 ms, so a stop is noticed) and should
- * be made again. Unpaced, always max. */
+ * be made again. Unpaced, always max. A caller may send fewer than it
+ * was given: what it left stays in the burst, as the burst is counted
+ * in messages sent. */
 uint64_t
 pacer_take(pacer *p, uint64_t n, uint64_t max);
 
