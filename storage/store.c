@@ -20,6 +20,14 @@
  *
  * Reference counts (refs.h) live on the storage thread; they are changed
  * while a batch is applied and rolled back if its transaction fails.
+ *
+ * Writes cancelled in their batch. A persistent message that its consumer
+ * acknowledges before the storage thread takes its batch need never reach
+ * the disk, as in RabbitMQ's message store: the loop thread remembers
+ * where each queue entry and message put of the open batch sits in the
+ * buffer, and a later write of the same entry rewrites or cancels it
+ * there (see "pending puts" below). A publisher's confirm still waits for
+ * the batch, which then commits with nothing, or less, to write.
  */
 #include <errno.h>
 #include <lmdb.h>
@@ -55,8 +63,41 @@ enum op {
     OP_PUT_QE,        /* u64 queue, u64 seq, u64 msg, u8 flags */
     OP_DEL_QE,        /* u64 queue, u64 seq */
     OP_DEL_QRANGE,    /* u64 queue, u64 from, u64 to */
+    OP_DROP_MSG,      /* an OP_PUT_MSG every entry of which was cancelled: skipped */
 };
 enum { QE_OP_LEN = 17 };  /* queue, seq, flags of one OP_PUT_MSG entry */
+/* In an op's entry flags only: the entry's put was cancelled by a later
+ * write of the same batch and is not applied. No STORE_QE_ flag uses it. */
+enum { QE_CANCELLED = 0x80 };
+
+/* Pending puts: for the open batch, where each queue entry put and each
+ * message put sits in the buffer (an open-addressing table, emptied by
+ * bumping gen). Only what is certain is cancelled:
+ * - an entry put, then its delete: the put goes (the delete stays, since
+ *   the entry may be on disk from an earlier batch);
+ * - an entry put, then a put of it naming the same message: the first
+ *   takes the second's flags and the second is not queued;
+ * - a message put, once none of its entries is left in its op and no
+ *   entry put after it in the batch names it.
+ * Whatever the table cannot vouch for (it is full, a range delete or a
+ * raw write to the queue index came between) is left as written. */
+enum { PEND_SLOTS = 2048, PEND_MAX = PEND_SLOTS / 4 * 3 };
+#define PEND_MSG UINT64_MAX           /* k1 of a message's slot; no queue has this id */
+enum pend_state { PEND_LIVE = 1,      /* message: its op [at, end) may still be dropped */
+                  PEND_PINNED,        /* message: put twice in the batch, keep both */
+                  PEND_GONE };        /* message: its op was dropped */
+
+typedef struct pend {
+    uint64_t k1, k2;              /* entry: queue, seq; message: PEND_MSG, id */
+    uint64_t msg;                 /* entry: the message it names */
+    size_t at, end;               /* entry: its flags byte (0 = nothing to cancel);
+                                   * message: its op's bytes */
+    uint32_t gen;                 /* in use while equal to the store's pend_gen */
+    uint32_t subs, deps;          /* message: entries of its op still put; entry
+                                   * puts after it that need it */
+    uint8_t state;                /* message: enum pend_state */
+    bool sub, dep;                /* entry: inside an OP_PUT_MSG; counted in deps */
+} pend;
 
 typedef struct obuf {
     uint8_t *p;                   /* owned */
@@ -82,8 +123,13 @@ struct store {
 
     /* under mu */
     obuf open;
+    pend *pend;                   /* owned, PEND_SLOTS; NULL until needed */
+    uint32_t pend_gen;
+    size_t pend_used;
+    uint64_t cancelled, dropped;  /* entry puts cancelled, message puts dropped */
     int open_err;                 /* the open batch already failed (ENOMEM) */
     bool flush_asked, stopping;
+    bool held;                    /* store_hold: leave the open batch alone */
     uint64_t done_upto, drained_upto;
     store_done *fails;            /* owned; failed batches not yet drained */
     size_t nfails, failcap;
@@ -345,6 +391,8 @@ apply_put_msg(store *s, MDB_txn *t, const uint8_t *p, size_t *used)
     }
     uint32_t added = 0;
     for (uint32_t i = 0; rc == 0 && i < n; i++, e += QE_OP_LEN) {
+        if (e[16] & QE_CANCELLED)
+            continue;
         bool a;
         rc = qe_write(s, t, rec_get_u64(e), rec_get_u64(e + 8), id, e[16], &a);
         added += a;
@@ -363,6 +411,8 @@ static int
 apply_put_qe(store *s, MDB_txn *t, const uint8_t *p)
 {
     uint64_t queue = rec_get_u64(p), seq = rec_get_u64(p + 8), msg = rec_get_u64(p + 16);
+    if (p[24] & QE_CANCELLED)
+        return 0;
     int rc;
     if (!msg_exists(s, t, msg, &rc)) {
         if (rc == 0)   /* the caller broke its duty; an entry to nothing helps no one */
@@ -470,6 +520,9 @@ ops_run(store *s, MDB_txn *t, const uint8_t *p, size_t len, size_t *end)
         }
         case OP_PUT_MSG:
             rc = apply_put_msg(s, t, o, &used);
+            break;
+        case OP_DROP_MSG:
+            used = 16 + (size_t)rec_get_u32(o + 8) + (size_t)rec_get_u32(o + 12) * QE_OP_LEN;
             break;
         case OP_PUT_QE:
             rc = apply_put_qe(s, t, o);
@@ -590,6 +643,96 @@ batch_apply(store *s, const uint8_t *ops, size_t len)
     return store_err(rc);
 }
 
+/* ---- pending puts of the open batch (under mu) ------------------------------ */
+
+/* Empties the table: the open batch was taken, or a write came that the
+ * table cannot follow. */
+static void
+pend_forget(store *s)
+{
+    if (s->pend_used == 0)
+        return;
+    s->pend_used = 0;
+    if (++s->pend_gen == 0) {   /* after 2^32 batches: old slots would read as new */
+        memset(s->pend, 0, PEND_SLOTS * sizeof *s->pend);
+        s->pend_gen = 1;
+    }
+}
+
+/* The slot of (k1, k2) in this batch; with add, a fresh one if there is
+ * none (NULL when the table is full or cannot be allocated). */
+static pend *
+pend_find(store *s, uint64_t k1, uint64_t k2, bool add)
+{
+    if (s->pend == NULL) {
+        if (!add || (s->pend = calloc(PEND_SLOTS, sizeof *s->pend)) == NULL)
+            return NULL;
+        s->pend_gen = 1;
+    }
+    uint64_t h = (k1 * 0x9e3779b97f4a7c15u ^ k2) * 0xff51afd7ed558ccdu;
+    for (size_t i = (size_t)(h >> 40) & (PEND_SLOTS - 1);; i = (i + 1) & (PEND_SLOTS - 1)) {
+        pend *p = &s->pend[i];
+        if (p->gen != s->pend_gen) {
+            if (!add || s->pend_used == PEND_MAX)
+                return NULL;
+            *p = (pend){ .k1 = k1, .k2 = k2, .gen = s->pend_gen };
+            s->pend_used++;
+            return p;
+        }
+        if (p->k1 == k1 && p->k2 == k2)
+            return p;
+    }
+}
+
+/* The message slot of m when its op may still be dropped. */
+static pend *
+pend_live_msg(store *s, uint64_t m)
+{
+    pend *p = pend_find(s, PEND_MSG, m, false);
+    return p != NULL && p->state == PEND_LIVE ? p : NULL;
+}
+
+/* Cancels the put of entry e, if that is certain to change nothing but
+ * the work: false leaves it as written. Dropping the last entry of a
+ * message's op drops the message's put as well. */
+static bool
+pend_cancel(store *s, pend *e)
+{
+    pend *m = pend_live_msg(s, e->msg);
+    if (e->sub) {
+        /* Only in the op the table follows, and never the last entry
+         * while a later put in the batch needs the message. */
+        if (m == NULL || e->at < m->at || e->at >= m->end || (m->subs == 1 && m->deps > 0))
+            return false;
+        if (--m->subs == 0) {
+            s->open.p[m->at] = OP_DROP_MSG;
+            m->state = PEND_GONE;
+            s->dropped++;
+        }
+    } else if (e->dep && m != NULL) {
+        m->deps--;
+    }
+    s->open.p[e->at] |= QE_CANCELLED;
+    e->at = 0;
+    s->cancelled++;
+    return true;
+}
+
+/* Notes an entry put whose flags byte is at `at` in the batch. An earlier
+ * put of the entry naming another message (rare) is left as written: the
+ * later one overwrites it when the batch is applied. */
+static void
+pend_entry(store *s, uint64_t queue, uint64_t seq, uint64_t msg, size_t at, bool sub, bool dep)
+{
+    pend *e = pend_find(s, queue, seq, true);
+    if (e == NULL)
+        return;
+    e->at = at;
+    e->msg = msg;
+    e->sub = sub;
+    e->dep = dep;
+}
+
 /* ---- the storage thread --------------------------------------------------- */
 
 static void
@@ -636,7 +779,8 @@ store_thread(void *arg)
     obuf work = { NULL, 0, 0 };
     pthread_mutex_lock(&s->mu);
     for (;;) {
-        if (s->open.len == 0 && !s->flush_asked && s->open_err == 0) {
+        if ((s->open.len == 0 && !s->flush_asked && s->open_err == 0)
+            || (s->held && !s->stopping)) {
             if (s->stopping)
                 break;
             if (s->dirty) {
@@ -656,6 +800,7 @@ store_thread(void *arg)
         obuf t = s->open;
         s->open = work;
         work = t;
+        pend_forget(s);
         uint64_t id = atomic_load(&s->open_id);
         atomic_store(&s->open_id, id + 1);
         int status = s->open_err;
@@ -796,6 +941,7 @@ store_free(store *s)
     refs_free(&s->refs);
     free(s->dir);
     free(s->open.p);
+    free(s->pend);
     free(s->fails);
     free(s);
 }
@@ -899,14 +1045,19 @@ store_close(store *s)
 
 /* ---- writes (loop thread) ---------------------------------------------------- */
 
-/* Locks mu and reserves n bytes at the end of the open batch. NULL when
- * the batch cannot take them: it is then marked failed (every op of a
- * batch commits or none does). batch_end unlocks either way. */
-static uint8_t *
-batch_begin(store *s, size_t n)
+static void
+batch_lock(store *s)
 {
     pthread_mutex_lock(&s->mu);
     atomic_store(&s->last_write, atomic_load(&s->open_id));
+}
+
+/* Reserves n bytes at the end of the open batch, mu held. NULL when the
+ * batch cannot take them: it is then marked failed (every op of a batch
+ * commits or none does). */
+static uint8_t *
+batch_reserve(store *s, size_t n)
+{
     if (s->open_err != 0)
         return NULL;
     obuf *b = &s->open;
@@ -930,6 +1081,14 @@ batch_begin(store *s, size_t n)
     uint8_t *at = b->p + b->len;
     b->len += n;
     return at;
+}
+
+/* Locks mu and reserves n bytes; batch_end unlocks either way. */
+static uint8_t *
+batch_begin(store *s, size_t n)
+{
+    batch_lock(s);
+    return batch_reserve(s, n);
 }
 
 static void
@@ -962,6 +1121,8 @@ queue_put(store *s, enum rec_db db, const uint8_t *key, size_t klen, size_t vlen
         abort();
     }
     uint8_t *p = batch_begin(s, 1 + 7 + klen + vlen);
+    if (db == REC_DB_QIDX || db == REC_DB_MSGS)
+        pend_forget(s);
     if (p != NULL) {
         p[0] = OP_PUT;
         p[1] = (uint8_t)db;
@@ -980,6 +1141,8 @@ static void
 queue_del(store *s, enum rec_db db, const uint8_t *key, size_t klen)
 {
     uint8_t *p = batch_begin(s, 1 + 3 + klen);
+    if (db == REC_DB_QIDX || db == REC_DB_MSGS)
+        pend_forget(s);
     if (p != NULL) {
         p[0] = OP_DEL;
         p[1] = (uint8_t)db;
@@ -1038,6 +1201,7 @@ store_del_queue(store *s, store_bytes vhost, store_bytes name, uint64_t queue_id
     rec_queue_key(s->hkey, vhost, name, k);
     /* Both ops under one hold of the lock, so they share a batch. */
     uint8_t *p = batch_begin(s, (1 + 3 + sizeof k) + (1 + 24));
+    pend_forget(s);
     if (p != NULL) {
         p[0] = OP_DEL;
         p[1] = REC_DB_META;
@@ -1319,8 +1483,22 @@ store_put_message(store *s, const store_message *m, const store_qentry *e, size_
             }
             rec_put_u64(q, e[i].queue_id);
             rec_put_u64(q + 8, e[i].seq);
-            q[16] = e[i].flags;
+            q[16] = e[i].flags & (uint8_t)~QE_CANCELLED;
         }
+        size_t op = (size_t)(p - s->open.p);
+        pend *pm = pend_find(s, PEND_MSG, m->id, true);
+        if (pm != NULL && pm->state == PEND_LIVE) {
+            pm->state = PEND_PINNED;
+        } else if (pm != NULL && pm->state != PEND_PINNED) {
+            pm->state = PEND_LIVE;
+            pm->at = op;
+            pm->end = op + 17 + vlen + n * QE_OP_LEN;
+            pm->subs = (uint32_t)n;
+            pm->deps = 0;
+        }
+        for (size_t i = 0; i < n; i++)
+            pend_entry(s, e[i].queue_id, e[i].seq, m->id, op + 17 + vlen + i * QE_OP_LEN + 16,
+                       true, false);
     }
     batch_end(s);
 }
@@ -1328,13 +1506,28 @@ store_put_message(store *s, const store_message *m, const store_qentry *e, size_
 void
 store_put_qentry(store *s, const store_qentry *e)
 {
-    uint8_t *p = batch_begin(s, 1 + 25);
+    uint8_t flags = e->flags & (uint8_t)~QE_CANCELLED;
+    batch_lock(s);
+    /* Already put in this batch, naming the same message (a delivery
+     * marked soon after the publish): rewrite that put's flags. */
+    pend *pe = s->open_err == 0 ? pend_find(s, e->queue_id, e->seq, false) : NULL;
+    if (pe != NULL && pe->at != 0 && pe->msg == e->msg_id) {
+        s->open.p[pe->at] = flags;
+        pthread_mutex_unlock(&s->mu);
+        return;
+    }
+    uint8_t *p = batch_reserve(s, 1 + 25);
     if (p != NULL) {
         p[0] = OP_PUT_QE;
         rec_put_u64(p + 1, e->queue_id);
         rec_put_u64(p + 9, e->seq);
         rec_put_u64(p + 17, e->msg_id);
-        p[25] = e->flags;
+        p[25] = flags;
+        pend *m = pend_live_msg(s, e->msg_id);
+        if (m != NULL)
+            m->deps++;   /* its message's put must stay */
+        pend_entry(s, e->queue_id, e->seq, e->msg_id, (size_t)(p + 25 - s->open.p), false,
+                   m != NULL);
     }
     batch_end(s);
 }
@@ -1342,7 +1535,11 @@ store_put_qentry(store *s, const store_qentry *e)
 void
 store_del_qentry(store *s, uint64_t queue_id, uint64_t seq)
 {
-    uint8_t *p = batch_begin(s, 1 + 16);
+    batch_lock(s);
+    pend *pe = s->open_err == 0 ? pend_find(s, queue_id, seq, false) : NULL;
+    if (pe != NULL && pe->at != 0 && !pend_cancel(s, pe))
+        pe->at = 0;   /* a put after this delete must not be folded into one before it */
+    uint8_t *p = batch_reserve(s, 1 + 16);
     if (p != NULL) {
         p[0] = OP_DEL_QE;
         rec_put_u64(p + 1, queue_id);
@@ -1355,6 +1552,7 @@ void
 store_del_qrange(store *s, uint64_t queue_id, uint64_t from_seq, uint64_t to_seq)
 {
     uint8_t *p = batch_begin(s, 1 + 24);
+    pend_forget(s);
     if (p != NULL) {
         p[0] = OP_DEL_QRANGE;
         rec_put_u64(p + 1, queue_id);
@@ -1375,6 +1573,15 @@ void
 store_hash_key(const store *s, uint8_t out[16])
 {
     memcpy(out, s->hkey, 16);
+}
+
+void
+store_hold(store *s, bool on)
+{
+    pthread_mutex_lock(&s->mu);
+    s->held = on;
+    pthread_cond_signal(&s->wake);
+    pthread_mutex_unlock(&s->mu);
 }
 
 uint64_t
@@ -2126,5 +2333,9 @@ store_get_stats(store *s, store_stats *out)
     }
     out->batches = atomic_load(&s->batches);
     out->commits = atomic_load(&s->commits);
+    pthread_mutex_lock(&s->mu);
+    out->cancelled = s->cancelled;
+    out->dropped = s->dropped;
+    pthread_mutex_unlock(&s->mu);
     out->map_size = atomic_load(&s->map_size);
 }

@@ -241,7 +241,11 @@ void store_put_message(store *s, const store_message *m, const store_qentry *e, 
 /* Adds (or, for an existing entry, rewrites the flags of) one entry of a
  * message that is already stored with at least one live entry. */
 void store_put_qentry(store *s, const store_qentry *e);
-/* Deletes one entry; the message goes with its last entry. */
+/* Deletes one entry; the message goes with its last entry. An entry put
+ * earlier in the same open batch is then never written, nor is its
+ * message once no entry of the batch names it: a message acknowledged
+ * before the storage thread takes its batch costs the disk nothing. The
+ * batch still commits in order, so waiting for its id keeps its meaning. */
 void store_del_qentry(store *s, uint64_t queue_id, uint64_t seq);
 /* Deletes the entries of queue_id with from_seq <= seq <= to_seq. */
 void store_del_qrange(store *s, uint64_t queue_id, uint64_t from_seq, uint64_t to_seq);
@@ -249,6 +253,11 @@ void store_del_qrange(store *s, uint64_t queue_id, uint64_t from_seq, uint64_t t
 /* Asks the thread to commit the open batch now even if nothing is queued
  * (useful to wait for earlier batches). Returns its id. */
 uint64_t store_flush(store *s);
+
+/* For tests: while on, the storage thread leaves the open batch alone, so
+ * the writes queued meanwhile share one batch (closing the store still
+ * commits it). */
+void store_hold(store *s, bool on);
 
 /* ---- completions (loop thread) ----------------------------------------- */
 
@@ -330,6 +339,8 @@ int store_recover(store *s, const uint64_t *live, size_t nlive);
 typedef struct store_stats {
     uint64_t messages, qentries;   /* records now */
     uint64_t batches, commits;     /* since open */
+    uint64_t cancelled, dropped;   /* since open: entry puts cancelled and message
+                                    * puts dropped by a later write in their batch */
     size_t map_size;               /* current LMDB map size */
 } store_stats;
 void store_get_stats(store *s, store_stats *out);

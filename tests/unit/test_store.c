@@ -946,6 +946,144 @@ START_TEST(test_refs_put_qentry_later)
 }
 END_TEST
 
+/* ---- writes cancelled within their batch ----------------------------------------- */
+
+static store_stats
+stats(store *s)
+{
+    store_stats st;
+    store_get_stats(s, &st);
+    return st;
+}
+
+START_TEST(test_cancel_acked_in_batch)
+{
+    store *s = open_store();
+    put_msg(s, 1, "old", (store_qentry[]){ { 1, 1, 1, 0 } }, 1);
+    settle(s);
+    store_hold(s, true);
+    /* published to two queues, delivered from one, acknowledged in both */
+    put_msg(s, 2, "gone", (store_qentry[]){ { 1, 2, 2, 0 }, { 2, 1, 2, 0 } }, 2);
+    store_put_qentry(s, &(store_qentry){ 1, 2, 2, STORE_QE_DELIVERED });
+    /* delivered, not yet acknowledged: written, with the flag */
+    put_msg(s, 3, "held", (store_qentry[]){ { 1, 3, 3, 0 } }, 1);
+    store_put_qentry(s, &(store_qentry){ 1, 3, 3, STORE_QE_DELIVERED });
+    store_del_qentry(s, 1, 2);
+    store_del_qentry(s, 2, 1);
+    /* committed in an earlier batch, marked and acknowledged in this one:
+     * the mark is cancelled, the delete is not */
+    store_put_qentry(s, &(store_qentry){ 1, 1, 1, STORE_QE_DELIVERED });
+    store_del_qentry(s, 1, 1);
+    store_stats st = stats(s);
+    ck_assert_uint_eq(st.cancelled, 3);
+    ck_assert_uint_eq(st.dropped, 1);
+    store_hold(s, false);
+    settle(s);
+    ck_assert(!msg_exists(s, 1));
+    ck_assert(!msg_exists(s, 2));
+    ck_assert(msg_exists(s, 3));
+    qlist l = entries(s, 1, 0, 0);
+    ck_assert_uint_eq(l.n, 1);
+    ck_assert_uint_eq(l.e[0].seq, 3);
+    ck_assert_uint_eq(l.e[0].flags, STORE_QE_DELIVERED);
+    ck_assert_uint_eq(entries(s, 2, 0, 0).n, 0);
+    store_close(s);
+
+    /* what reached the disk is whole: recovery finds nothing to mend */
+    s = open_store();
+    ck_assert_int_eq(store_recover(s, (uint64_t[]){ 1, 2 }, 2), 0);
+    st = stats(s);
+    ck_assert_uint_eq(st.messages, 1);
+    ck_assert_uint_eq(st.qentries, 1);
+    store_close(s);
+}
+END_TEST
+
+START_TEST(test_cancel_keeps_needed_message)
+{
+    store *s = open_store();
+    store_hold(s, true);
+    /* queue 2 gains an entry of message 5 (dead-lettered, say) before
+     * queue 1's is acknowledged: the message's put must stay */
+    put_msg(s, 5, "five", (store_qentry[]){ { 1, 1, 5, 0 } }, 1);
+    store_put_qentry(s, &(store_qentry){ 2, 1, 5, 0 });
+    store_del_qentry(s, 1, 1);
+    ck_assert_uint_eq(stats(s).cancelled, 0);
+    /* the other way round, both go */
+    put_msg(s, 6, "six", (store_qentry[]){ { 1, 2, 6, 0 } }, 1);
+    store_put_qentry(s, &(store_qentry){ 2, 2, 6, 0 });
+    store_del_qentry(s, 2, 2);
+    store_del_qentry(s, 1, 2);
+    store_stats st = stats(s);
+    ck_assert_uint_eq(st.cancelled, 2);
+    ck_assert_uint_eq(st.dropped, 1);
+    store_hold(s, false);
+    settle(s);
+    ck_assert(msg_exists(s, 5));
+    ck_assert(!msg_exists(s, 6));
+    ck_assert_uint_eq(entries(s, 1, 0, 0).n, 0);
+    qlist l = entries(s, 2, 0, 0);
+    ck_assert_uint_eq(l.n, 1);
+    ck_assert_uint_eq(l.e[0].msg_id, 5);
+    store_close(s);
+}
+END_TEST
+
+START_TEST(test_cancel_stops_at_range_delete)
+{
+    store *s = open_store();
+    store_hold(s, true);
+    put_msg(s, 7, "seven", (store_qentry[]){ { 1, 1, 7, 0 }, { 2, 1, 7, 0 } }, 2);
+    store_del_qrange(s, 1, 0, UINT64_MAX);
+    /* put again after the purge: folding it into the put before the
+     * purge would lose it */
+    store_put_qentry(s, &(store_qentry){ 1, 1, 7, STORE_QE_DELIVERED });
+    store_hold(s, false);
+    settle(s);
+    qlist l = entries(s, 1, 0, 0);
+    ck_assert_uint_eq(l.n, 1);
+    ck_assert_uint_eq(l.e[0].flags, STORE_QE_DELIVERED);
+    ck_assert_uint_eq(entries(s, 2, 0, 0).n, 1);
+    ck_assert_uint_eq(stats(s).cancelled, 0);
+    store_close(s);
+}
+END_TEST
+
+START_TEST(test_cancel_only_in_open_batch)
+{
+    store *s = open_store();
+    put_msg(s, 9, "nine", (store_qentry[]){ { 1, 1, 9, 0 } }, 1);
+    settle(s);   /* the thread took that batch: its puts are on disk */
+    store_del_qentry(s, 1, 1);
+    settle(s);
+    ck_assert_uint_eq(stats(s).cancelled, 0);
+    ck_assert(!msg_exists(s, 9));
+    store_close(s);
+}
+END_TEST
+
+START_TEST(test_cancel_table_full)
+{
+    enum { N = 3000 };   /* more than one batch's table follows */
+    store *s = open_store();
+    store_hold(s, true);
+    for (uint64_t i = 1; i <= N; i++)
+        put_msg(s, 100 + i, "x", (store_qentry[]){ { 1, i, 100 + i, 0 } }, 1);
+    for (uint64_t i = 1; i <= N; i++)
+        store_del_qentry(s, 1, i);
+    store_stats st = stats(s);
+    ck_assert_uint_gt(st.cancelled, 0);
+    ck_assert_uint_lt(st.cancelled, N);
+    ck_assert_uint_eq(st.dropped, st.cancelled);
+    store_hold(s, false);
+    settle(s);
+    st = stats(s);
+    ck_assert_uint_eq(st.messages, 0);
+    ck_assert_uint_eq(st.qentries, 0);
+    store_close(s);
+}
+END_TEST
+
 START_TEST(test_flags_rewrite)
 {
     store *s = open_store();
@@ -2582,6 +2720,17 @@ suite_store(void)
     tcase_add_test(tc, test_flags_rewrite);
     tcase_add_test(tc, test_recover);
     tcase_add_test(tc, test_recover_nothing_live);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("cancel");
+    tcase_add_unchecked_fixture(tc, base_setup, base_teardown);
+    tcase_add_checked_fixture(tc, tmp_setup, tmp_teardown);
+    tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, test_cancel_acked_in_batch);
+    tcase_add_test(tc, test_cancel_keeps_needed_message);
+    tcase_add_test(tc, test_cancel_stops_at_range_delete);
+    tcase_add_test(tc, test_cancel_only_in_open_batch);
+    tcase_add_test(tc, test_cancel_table_full);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("engine");
