@@ -53,6 +53,11 @@ config_defaults(config *c)
     c->management_port = 15672;
     snprintf(c->prometheus_bind_addr, sizeof c->prometheus_bind_addr, "0.0.0.0");
     c->prometheus_port = 15692;
+    c->management_max_body = 20000000;
+    c->management_idle_timeout = 120000;
+    c->management_header_timeout = 10000;
+    c->management_max_conns = 1000;
+    c->management_max_per_ip = 100;
     snprintf(c->management_tls_bind_addr, sizeof c->management_tls_bind_addr, "0.0.0.0");
     snprintf(c->tls_bind_addr, sizeof c->tls_bind_addr, "0.0.0.0");
     snprintf(c->mqtt_tls_bind_addr, sizeof c->mqtt_tls_bind_addr, "0.0.0.0");
@@ -542,6 +547,20 @@ static const config_key keys[] = {
       .help = "the management API over HTTPS (with ssl_options.*); unset = none" },
     { "management.ssl.ip", 0, STR(management_tls_bind_addr), .def = "0.0.0.0",
       .help = "address the HTTPS management API listens on" },
+    { "management.http.max_body_size", 0, UINT(management_max_body, 1, 1u << 30),
+      .def = "20000000", .help = "largest request body the management API reads, bytes; "
+      "a larger one gets 413" },
+    { "management.tcp.idle_timeout", 0, UINT(management_idle_timeout, 1000, 86400000),
+      .def = "120000", .help = "milliseconds an HTTP connection may stay silent before it "
+      "is closed (counted in whole seconds)" },
+    { "coney.management.header_timeout", 0, UINT(management_header_timeout, 100, 3600000),
+      .def = "10000", .help = "milliseconds a TCP client has to finish a request's headers, "
+      "from connecting or from its previous response" },
+    { "coney.management.max_connections", 0, UINT(management_max_conns, 1, 65535),
+      .def = "1000", .help = "most HTTP connections at once on each management listener" },
+    { "coney.management.max_connections_per_ip", 0, UINT(management_max_per_ip, 0, 65535),
+      .def = "100", .help = "most HTTP connections from one client address on a TCP "
+      "listener; 0 = no limit" },
     { "prometheus.tcp.port", 0, PORT(prometheus_port), .def = "15692",
       .help = "Prometheus metrics port; 0 or none turns it off" },
     { "prometheus.tcp.ip", 0, STR(prometheus_bind_addr), .def = "0.0.0.0",

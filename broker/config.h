@@ -65,6 +65,11 @@ typedef struct config {
     int prometheus_port;           /* prometheus.tcp.port, 15692; 0 = none */
     char management_tls_bind_addr[64]; /* management.ssl.ip, 0.0.0.0 */
     int management_tls_port;       /* management.ssl.port (RabbitMQ: 15671); 0 = none */
+    uint32_t management_max_body;  /* management.http.max_body_size, bytes, 20000000 */
+    uint32_t management_idle_timeout; /* management.tcp.idle_timeout, ms of silence, 120000 */
+    uint32_t management_header_timeout; /* coney.management.header_timeout, ms, 10000 */
+    uint32_t management_max_conns; /* coney.management.max_connections, 1000 */
+    uint32_t management_max_per_ip; /* coney.management.max_connections_per_ip, 100; 0 = any */
 
     /* TLS (RabbitMQ's ssl_options.* keys; docs/tls.md) and SASL */
     char tls_bind_addr[64];        /* "0.0.0.0" unless listeners.ssl.* names one */

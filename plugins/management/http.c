@@ -23,11 +23,12 @@
  * that sends its headers a byte at a time (slowloris) would hold its
  * connection for ever, and enough of them would take every one the
  * daemon allows. So on the TCP listeners one client address holds at
- * most HTTP_PER_IP_LIMIT connections, and a sweep every second closes any
+ * most coney.management.max_connections_per_ip connections, and a sweep
+ * (every second, or twice per timeout if that is shorter) closes any
  * connection that has not finished a request's headers within
- * HTTP_HEADER_TIMEOUT of opening or of its previous response (a kept-alive
- * connection waiting for its next request included). docs/operations.md
- * states the limits.
+ * coney.management.header_timeout of opening or of its previous response
+ * (a kept-alive connection waiting for its next request included).
+ * docs/operations.md states the limits.
  */
 #include <arpa/inet.h>
 #include <ctype.h>
@@ -55,15 +56,10 @@
 #include "broker/stats.h"
 #include "plugins/management/management.h"
 
-/* Bodies larger than this (definitions are the largest) get 413. */
-#define BODY_MAX (8u << 20)
-/* Connection limits (docs/operations.md): in all, per client address on
- * the TCP listeners, seconds of silence, and seconds to send a request's
- * headers. */
-#define HTTP_CONNECTION_LIMIT 1000u
-#define HTTP_PER_IP_LIMIT 100u
-#define HTTP_IDLE_TIMEOUT 120u
-#define HTTP_HEADER_TIMEOUT 10.0
+/* The body and connection limits are configuration (B.cfg.management_*,
+ * docs/operations.md): the largest body (definitions are the largest),
+ * connections in all and per client address on the TCP listeners, silence
+ * allowed, and time to send a request's headers. */
 #define MAX_SEGMENTS 32
 #define PAGE_SIZE_DEFAULT 100
 #define PAGE_SIZE_MAX 500
@@ -1017,18 +1013,19 @@ on_request(void *cls, struct MHD_Connection *mc, const char *url, const char *me
         *con_cls = rc;
         const char *cl = MHD_lookup_connection_value(mc, MHD_HEADER_KIND,
                                                      MHD_HTTP_HEADER_CONTENT_LENGTH);
-        if (cl && strtoull(cl, NULL, 10) > BODY_MAX) {
+        if (cl && strtoull(cl, NULL, 10) > B.cfg.management_max_body) {
             /* refuse before reading it; MHD closes the connection after */
             rc->answered = true;
             http_resp rs = { 0 };
-            http_error(&rs, 413, "bad_request", "request body larger than %u bytes", BODY_MAX);
+            http_error(&rs, 413, "bad_request", "request body larger than %u bytes",
+                       B.cfg.management_max_body);
             return send_response(mc, srv, &rs);
         }
         return MHD_YES;
     }
     if (*upload_size) {
         if (!rc->answered && !rc->too_large) {
-            if (*upload_size > BODY_MAX - rc->len) {
+            if (*upload_size > B.cfg.management_max_body - rc->len) {
                 rc->too_large = true;
                 free(rc->body);
                 rc->body = NULL;
@@ -1062,7 +1059,8 @@ on_request(void *cls, struct MHD_Connection *mc, const char *url, const char *me
     http_resp rs = { 0 };
     persist_definition_batch = 0;
     if (rc->too_large)
-        http_error(&rs, 413, "bad_request", "request body larger than %u bytes", BODY_MAX);
+        http_error(&rs, 413, "bad_request", "request body larger than %u bytes",
+                   B.cfg.management_max_body);
     else
         dispatch(srv, mc, url, method, rc, &rs);
     uint64_t batch = persist_definition_batch;
@@ -1266,7 +1264,8 @@ sweep_cb(struct ev_loop *loop, ev_timer *w, int revents)
     ev_tstamp now = ev_now(loop);
     bool cut = false;
     for (http_conn *hc = s->conns; hc; hc = hc->next) {
-        if (hc->in_request || hc->cut || now - hc->since < HTTP_HEADER_TIMEOUT)
+        if (hc->in_request || hc->cut
+            || now - hc->since < B.cfg.management_header_timeout / 1000.0)
             continue;
         const union MHD_ConnectionInfo *ci =
             MHD_get_connection_info(hc->mc, MHD_CONNECTION_INFO_CONNECTION_FD);
@@ -1285,8 +1284,8 @@ sweep_cb(struct ev_loop *loop, ev_timer *w, int revents)
     MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL, \
     MHD_OPTION_NOTIFY_CONNECTION, on_connection, (s), \
     MHD_OPTION_UNESCAPE_CALLBACK, keep_escaped, NULL, \
-    MHD_OPTION_CONNECTION_TIMEOUT, HTTP_IDLE_TIMEOUT, \
-    MHD_OPTION_CONNECTION_LIMIT, HTTP_CONNECTION_LIMIT
+    MHD_OPTION_CONNECTION_TIMEOUT, (B.cfg.management_idle_timeout + 999) / 1000, \
+    MHD_OPTION_CONNECTION_LIMIT, (unsigned)B.cfg.management_max_conns
 
 static http_server *
 server_new(enum http_server_kind kind, const http_route *const *tables, unsigned *flags)
@@ -1322,7 +1321,10 @@ server_attach(http_server *s, char *err, size_t errlen)
     ev_io_start(B.loop, &s->io);
     ev_timer_init(&s->timer, timer_cb, 0.0, 0.0);
     s->timer.data = s;
-    ev_timer_init(&s->sweep, sweep_cb, 1.0, 1.0);
+    double every = B.cfg.management_header_timeout / 2000.0;
+    if (every > 1.0)
+        every = 1.0;
+    ev_timer_init(&s->sweep, sweep_cb, every, every);
     s->sweep.data = s;
     ev_timer_init(&s->resume, resume_cb, 0.0, 0.0);
     s->resume.data = s;
@@ -1352,7 +1354,8 @@ http_server_start(enum http_server_kind kind, const char *addr, int port,
         flags |= MHD_USE_IPv6;
     /* libmicrohttpd wants its logger as the first option */
     s->d = MHD_start_daemon(flags, (uint16_t)port, NULL, NULL, on_request, s, COMMON_OPTIONS(s),
-                            MHD_OPTION_PER_IP_CONNECTION_LIMIT, HTTP_PER_IP_LIMIT,
+                            MHD_OPTION_PER_IP_CONNECTION_LIMIT,
+                            (unsigned)B.cfg.management_max_per_ip,
                             MHD_OPTION_SOCK_ADDR, res->ai_addr,
                             MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned)1, MHD_OPTION_END);
     freeaddrinfo(res);

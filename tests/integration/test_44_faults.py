@@ -21,6 +21,7 @@ Sizes shrink under the sanitizer build (CONEY_SANITIZED); deadlines only
 bound liveness, nothing here times the broker's speed.
 """
 
+import json
 import os
 import random
 import resource
@@ -1043,8 +1044,8 @@ def test_running_out_of_file_descriptors_pauses_accepting_instead_of_spinning(br
     keeper.close()
 
 
-HTTP_PER_IP_LIMIT = 100        # plugins/management/http.c, docs/operations.md
-HTTP_HEADER_TIMEOUT = 10.0
+HTTP_PER_IP_LIMIT = 100        # coney.management.max_connections_per_ip, docs/operations.md
+HTTP_HEADER_TIMEOUT = 10.0     # coney.management.header_timeout
 
 
 @pytest.mark.timeout(90)
@@ -1096,3 +1097,67 @@ def test_http_slowloris_does_not_starve_the_management_api(brokers):
     for s in socks:
         s.close()
     assert api.get("/api/overview").status == 200
+
+
+def _silent_http_clients(b, n):
+    """n connections to the management port from 127.0.0.2 that send nothing."""
+    socks = []
+    for _ in range(n):
+        s = client_socket()
+        s.bind(("127.0.0.2", 0))
+        s.settimeout(TIMEOUT)
+        s.connect((b.host, b.http_port))
+        socks.append(s)
+    return socks
+
+
+def _closed_by_server(s, within):
+    """True once the server has closed s (recv gives b"" or a reset)."""
+    s.settimeout(within)
+    try:
+        return s.recv(4096) == b""
+    except socket.timeout:
+        return False
+    except OSError:
+        return True
+
+
+def test_http_connection_limits_follow_the_configuration(brokers):
+    """coney.management.max_connections_per_ip and management.tcp.idle_timeout:
+    past 3 from one address a connection is closed at once, and the 3 that
+    stay are closed after 2 s of silence, long before the (default) 10 s
+    header deadline."""
+    b = brokers(conf="coney.management.max_connections_per_ip = 3\n"
+                     "management.tcp.idle_timeout = 2000\n")
+    socks = _silent_http_clients(b, 5)
+    t0 = time.monotonic()
+    closed = [_closed_by_server(s, 0.5) for s in socks]
+    assert closed.count(True) == 2 and closed.count(False) == 3, closed
+    for s, c in zip(socks, closed):
+        if not c:
+            assert _closed_by_server(s, 2 + 4 * SLOW), "silent connection not closed"
+    assert time.monotonic() - t0 < HTTP_HEADER_TIMEOUT - 1
+    for s in socks:
+        s.close()
+    assert Api(b).get("/api/overview").status == 200   # from 127.0.0.1: not counted
+
+
+def test_http_header_deadline_and_body_limit_follow_the_configuration(brokers):
+    """coney.management.header_timeout and management.http.max_body_size."""
+    b = brokers(conf="coney.management.header_timeout = 1000\n"
+                     "management.http.max_body_size = 1000\n")
+    slow = _silent_http_clients(b, 1)[0]
+    slow.sendall(b"GET /api/overview HTTP/1.1\r\nHost: coney\r\n")   # never finished
+    t0 = time.monotonic()
+    assert _closed_by_server(slow, 1 + 4 * SLOW), "half-sent headers not cut off"
+    assert time.monotonic() - t0 < HTTP_HEADER_TIMEOUT - 1
+    slow.close()
+
+    api = Api(b)
+    text = "d" * (1000 - len(json.dumps({"description": ""})))   # the body Api.put sends
+    assert api.put("/api/vhosts/big", {"description": text}).status == 201   # 1000 bytes
+    r = api.put("/api/vhosts/bigger", {"description": text + "d"})
+    assert r.status == 413
+    assert "1000 bytes" in r.json["reason"]
+    assert api.get("/api/vhosts/big").json["description"] == text
+    assert api.get("/api/vhosts/bigger").status == 404
