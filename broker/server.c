@@ -263,10 +263,12 @@ held_cb(struct ev_loop *loop, ev_timer *w, int revents)
         }
         *pp = h->next;
         nheld--;
-        if (full)
-            refuse_flood(h->fd, &h->ss, "waited 10 s for its address's earlier "
-                         "connections to log in");
-        else
+        if (full) {
+            char why[96];
+            snprintf(why, sizeof why, "waited %.0f s for its address's earlier connections "
+                     "to log in", HELD_WAIT);
+            refuse_flood(h->fd, &h->ss, why);
+        } else
             admit(h->l, h->fd, &h->ss, counted);
         free(h);
     }
