@@ -624,7 +624,12 @@ class PahoClient:
 
     def _loop(self):
         while not self._stop:
-            rc = self.c.loop(timeout=0.05)
+            try:
+                rc = self.c.loop(timeout=0.05)
+            except OSError:
+                # paho's disconnect() writes from the caller's thread and
+                # closes the socket under this one's recv(): gone all the same
+                rc = self.mqtt.MQTT_ERR_CONN_LOST
             if rc != 0:
                 with self.cond:
                     if self.disconnected is None:
