@@ -335,6 +335,18 @@ set_sync(config *c, const config_key *k, const char *key, const char *v)
 }
 
 static int
+set_sched_policy(config *c, const config_key *k, const char *key, const char *v)
+{
+    if (strcmp(v, "batch") == 0)
+        c->sched_inherit = false;
+    else if (strcmp(v, "inherit") == 0)
+        c->sched_inherit = true;
+    else
+        return -1;
+    return 0;
+}
+
+static int
 set_session_expiry(config *c, const config_key *k, const char *key, const char *v)
 {
     uint64_t n;
@@ -584,6 +596,10 @@ static const config_key keys[] = {
       .help = "message bytes a queue keeps in memory before paging to disk" },
     { "queue_memory_budget", 0, SIZE(queue_memory_budget), ALIAS("coney.queue_memory_budget"),
       .def = "16MB", .help = "older name of coney.queue_memory_budget" },
+    { "coney.scheduler_policy", 0, FN(set_sched_policy), .def = "batch",
+      .help = "Linux scheduling policy of the broker's threads: batch (waking, they do not "
+              "preempt the task on their CPU; applied only over the kernel's default policy) "
+              "or inherit (the policy coney was started with)" },
 };
 #define NKEYS (sizeof keys / sizeof keys[0])
 

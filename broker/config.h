@@ -43,6 +43,8 @@ typedef struct config {
     uint32_t unacked_max_per_channel;  /* coney.unacked_max_per_channel, 65535; 0 = none */
     uint32_t handshake_max_per_ip; /* coney.handshake_max_per_ip: connections from one
                                     * address not yet logged in, 256; 0 = none */
+    bool sched_inherit;            /* coney.scheduler_policy: batch (false, the default)
+                                    * or inherit (true: the policy it was started with) */
 
     /* the MQTT plugin (RabbitMQ's mqtt.* keys) */
     char mqtt_bind_addr[64];       /* "0.0.0.0" unless mqtt.listeners.tcp.* names one */

@@ -383,3 +383,52 @@ def test_unwritable_log_file_stops_the_broker(coney_bin, tmp_path):
     rc, err = start_refused(coney_bin, tmp_path, conf)
     assert rc == 2
     assert "log.file" in err
+
+
+# ------------------------------------------------------------ coney.scheduler_policy
+
+SCHED_OTHER, SCHED_BATCH, SCHED_IDLE = 0, 3, 5
+
+
+def thread_policies(pid):
+    """{thread id: Linux scheduling policy} for every thread of pid
+    (field 41 of /proc/<pid>/task/<tid>/stat)."""
+    out = {}
+    for tid in os.listdir("/proc/%d/task" % pid):
+        with open("/proc/%d/task/%s/stat" % (pid, tid)) as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        out[int(tid)] = int(fields[41 - 3])
+    return out
+
+
+def broker_policies(coney_bin, env=None, wrapper=None):
+    b = start_broker(wrapper or coney_bin, env=env)
+    try:
+        # the loop thread and the storage thread, started before the port opened
+        policies = thread_policies(b.proc.pid)
+        assert len(policies) >= 2, policies
+        assert b.stop() == 0
+        return set(policies.values())
+    finally:
+        b.cleanup()
+
+
+def test_scheduler_policy_batch_by_default_inherit_on_request(coney_bin):
+    assert os.sched_getscheduler(0) == SCHED_OTHER   # what the broker starts with here
+    assert broker_policies(coney_bin) == {SCHED_BATCH}
+    assert broker_policies(coney_bin, env={"CONEY_SCHEDULER_POLICY": "inherit"}) == {SCHED_OTHER}
+
+
+def test_scheduler_policy_keeps_a_policy_chosen_by_whoever_started_it(coney_bin, tmp_path):
+    wrapper = tmp_path / "coney-idle"
+    wrapper.write_text('#!/bin/sh\nexec chrt --idle 0 "%s" "$@"\n' % coney_bin)
+    wrapper.chmod(0o755)
+    assert broker_policies(coney_bin, wrapper=str(wrapper)) == {SCHED_IDLE}
+
+
+def test_scheduler_policy_bad_value_is_refused(coney_bin, tmp_path):
+    conf = tmp_path / "sched.conf"
+    conf.write_text("coney.scheduler_policy = fifo\n")
+    rc, err = start_refused(coney_bin, tmp_path, conf)
+    assert rc == 2
+    assert "coney.scheduler_policy" in err
