@@ -16,7 +16,7 @@
  * that has just written to us finishes its turn and sleeps, and the
  * deliveries we write then wake its consumer on that CPU too, instead of
  * on an idle one (in a VM a halted vCPU, slow to wake). At 10,000 msg/s
- * this halves the p99 (docs/operations.md). A policy someone chose for
+ * this halves the p99 (docs/bench.md). A policy someone chose for
  * us (chrt, systemd's CPUSchedulingPolicy=) is kept. Threads started
  * later (the storage thread) inherit the policy. */
 static void
