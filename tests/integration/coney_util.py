@@ -49,6 +49,25 @@ def wait_port(host, port, timeout, proc=None):
     return False
 
 
+def closed_by_peer(s, within):
+    """True if the other end closes socket s (end of stream, or a reset)
+    within `within` seconds; what it sends before that (heartbeats, say)
+    is read and dropped."""
+    deadline = time.monotonic() + within
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return False
+        s.settimeout(left)
+        try:
+            if not s.recv(65536):
+                return True
+        except socket.timeout:
+            return False
+        except OSError:
+            return True
+
+
 def wait_for(predicate, timeout=TIMEOUT, interval=0.05, what="condition"):
     deadline = time.monotonic() + timeout
     while True:

@@ -38,8 +38,8 @@ import pytest
 import coney_raw as R
 import coney_util
 import mqtt_raw as M
-from coney_util import (SANITIZED, SLOW, TIMEOUT, BulkChannel, mqtt_id, mqtt_topic, start_broker,
-                        uname, wait_for)
+from coney_util import (SANITIZED, SLOW, TIMEOUT, BulkChannel, closed_by_peer, mqtt_id,
+                        mqtt_topic, start_broker, uname, wait_for)
 from http_client import Api
 
 PERSISTENT_FLAGS, PERSISTENT_PROPS = 0x1000, b"\x02"   # delivery-mode = 2 only
@@ -821,24 +821,11 @@ def test_half_open_connections_are_closed_by_heartbeat_keepalive_and_handshake_t
     ka = M.MqttSocket(b.host, b.mqtt_port, TIMEOUT)
     ka.connect(mqtt_id("ka"), keepalive=1)
 
-    def closed_by_broker(s, limit):
-        s.settimeout(limit)
-        deadline = time.monotonic() + limit
-        try:
-            while time.monotonic() < deadline:
-                if not s.recv(65536):       # heartbeats until the close
-                    return True
-        except ConnectionResetError:
-            return True
-        except socket.timeout:
-            return False
-        return False
-
-    assert closed_by_broker(hb.sock, 10 * SLOW), "no close after missed heartbeats"
-    assert closed_by_broker(ka.sock, 10 * SLOW), "no close after a missed MQTT keepalive"
+    assert closed_by_peer(hb.sock, 10 * SLOW), "no close after missed heartbeats"
+    assert closed_by_peer(ka.sock, 10 * SLOW), "no close after a missed MQTT keepalive"
     keeper_round(kch, kq, b"between")
     for i, s in enumerate(silent):
-        assert closed_by_broker(s, 20 * SLOW), "silent connection %d still open after %.0fs" % (
+        assert closed_by_peer(s, 20 * SLOW), "silent connection %d still open after %.0fs" % (
             i, time.monotonic() - t0)
     assert "missed heartbeats" in b.log(), b.log_tail()
     wait_for(lambda: fd_count(b) <= base, timeout=TIMEOUT,
@@ -1111,17 +1098,6 @@ def _silent_http_clients(b, n):
     return socks
 
 
-def _closed_by_server(s, within):
-    """True once the server has closed s (recv gives b"" or a reset)."""
-    s.settimeout(within)
-    try:
-        return s.recv(4096) == b""
-    except socket.timeout:
-        return False
-    except OSError:
-        return True
-
-
 def test_http_connection_limits_follow_the_configuration(brokers):
     """coney.management.max_connections_per_ip and management.tcp.idle_timeout:
     past 3 from one address a connection is closed at once, and the 3 that
@@ -1131,11 +1107,11 @@ def test_http_connection_limits_follow_the_configuration(brokers):
                      "management.tcp.idle_timeout = 2000\n")
     socks = _silent_http_clients(b, 5)
     t0 = time.monotonic()
-    closed = [_closed_by_server(s, 0.5) for s in socks]
+    closed = [closed_by_peer(s, 0.5) for s in socks]
     assert closed.count(True) == 2 and closed.count(False) == 3, closed
     for s, c in zip(socks, closed):
         if not c:
-            assert _closed_by_server(s, 2 + 4 * SLOW), "silent connection not closed"
+            assert closed_by_peer(s, 2 + 4 * SLOW), "silent connection not closed"
     assert time.monotonic() - t0 < HTTP_HEADER_TIMEOUT - 1
     for s in socks:
         s.close()
@@ -1149,7 +1125,7 @@ def test_http_header_deadline_and_body_limit_follow_the_configuration(brokers):
     slow = _silent_http_clients(b, 1)[0]
     slow.sendall(b"GET /api/overview HTTP/1.1\r\nHost: coney\r\n")   # never finished
     t0 = time.monotonic()
-    assert _closed_by_server(slow, 1 + 4 * SLOW), "half-sent headers not cut off"
+    assert closed_by_peer(slow, 1 + 4 * SLOW), "half-sent headers not cut off"
     assert time.monotonic() - t0 < HTTP_HEADER_TIMEOUT - 1
     slow.close()
 

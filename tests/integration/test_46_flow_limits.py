@@ -28,8 +28,8 @@ import pika
 import pytest
 
 import coney_raw as R
-from coney_util import (SLOW, TIMEOUT, BulkChannel, drain, message_count, start_broker, uname,
-                        wait_for)
+from coney_util import (SLOW, TIMEOUT, BulkChannel, closed_by_peer, drain, message_count,
+                        start_broker, uname, wait_for)
 from http_client import Api, q as qpath
 
 
@@ -297,13 +297,7 @@ def _closed_at_once(host, port):
     """True if the broker closes a fresh connection without a word."""
     s = socket.create_connection((host, port), timeout=TIMEOUT)
     try:
-        s.settimeout(2.0 * SLOW)
-        try:
-            return s.recv(1) == b""
-        except socket.timeout:
-            return False
-        except ConnectionResetError:
-            return True
+        return closed_by_peer(s, 2.0 * SLOW)
     finally:
         s.close()
 
